@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine:
+#   make run    serve the app on http://localhost:7071 (embedded WDI dataset)
+#   make test   install what the tests need (Python packages, Azurite, Chromium) and run them
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 7071
+WORKERS ?= 1
+
+.PHONY: run test setup eval bench load clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed
+	bash scripts/ensure-chromium
+
+run: $(VENV)/.installed
+	$(PY) -m shared.local_host --port $(PORT) --workers $(WORKERS)
+
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

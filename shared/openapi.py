@@ -1,0 +1,227 @@
+"""OpenAPI 3.1 document and /params, generated from the registered routes' pydantic models."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from shared.http import ApiBlueprint, RouteSpec
+from shared.routing import Route, published_routes
+from shared.validation import Lookup, RequiredIf, enum_values, field_metadata
+
+REF = "#/components/schemas/{model}"
+
+
+class ValidationErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class HTTPValidationError(BaseModel):
+    """A malformed request (FastAPI's layout)."""
+
+    detail: list[ValidationErrorItem]
+
+
+class ErrorDetail(BaseModel):
+    msg: str
+    type: str
+    context: dict[str, Any] | None = None
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """A request the service understood but cannot serve (value not supported by the data, unavailable dataset...)."""
+
+    detail: ErrorDetail
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body too large",
+    422: "Invalid request, or a value the data does not support",
+    500: "Unexpected error (logged with the request id)",
+    503: "Dataset unavailable",
+}
+
+
+class _Components:
+    def __init__(self):
+        self.schemas: dict[str, Any] = {}
+
+    def schema_of(self, tp: Any, mode: str) -> dict:
+        schema = TypeAdapter(tp).json_schema(ref_template=REF, mode=mode)
+        for name, definition in schema.pop("$defs", {}).items():
+            self.schemas.setdefault(name, definition)
+        if schema.get("type") == "object" and "title" in schema and isinstance(tp, type) and issubclass(tp, BaseModel):
+            self.schemas.setdefault(tp.__name__, schema)
+            return {"$ref": REF.format(model=tp.__name__)}
+        return schema
+
+
+def _parameters(model: type[BaseModel], components: _Components) -> list[dict]:
+    schema = components.schema_of(model, "validation")
+    if "$ref" in schema:
+        schema = components.schemas[schema["$ref"].rsplit("/", 1)[-1]]
+    required = set(schema.get("required", []))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if prop.get("description"):
+            param["description"] = prop["description"]
+        params.append(param)
+    return params
+
+
+def _response(description: str, schema: dict, content_type: str = "application/json") -> dict:
+    return {"description": description, "content": {content_type: {"schema": schema}}}
+
+
+def _operation(route: Route, spec: RouteSpec, components: _Components) -> dict:
+    op: dict[str, Any] = {"operationId": route.name, "summary": spec.summary, "tags": spec.tags}
+    if spec.description and spec.description != spec.summary:
+        op["description"] = spec.description
+    if spec.query is not None:
+        op["parameters"] = _parameters(spec.query, components)
+    if spec.body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": components.schema_of(spec.body, "validation")}}}
+    if spec.response is None:
+        ok = {"description": "OK"} if spec.content_type == "application/json" else \
+            {"description": "OK", "content": {spec.content_type: {"schema": {"type": "string"}}}}
+    else:
+        ok = _response("OK", components.schema_of(spec.response, "serialization"), spec.content_type)
+    responses: dict[str, Any] = {"200": ok}
+    statuses = set(spec.errors)
+    if spec.query is not None or spec.body is not None:
+        statuses.add(422)
+    if spec.body is not None:
+        statuses.add(413)
+    for status in sorted(statuses):
+        if status == 422:
+            schema = {"anyOf": [components.schema_of(HTTPValidationError, "serialization"),
+                                components.schema_of(ErrorResponse, "serialization")]}
+        else:
+            schema = components.schema_of(ErrorResponse, "serialization")
+        responses[str(status)] = _response(ERROR_DESCRIPTIONS.get(status, "Error"), schema)
+    op["responses"] = responses
+    if spec.main:
+        op["x-main-endpoint"] = True
+    return op
+
+
+def openapi_document(title: str, version: str, description: str = "") -> dict:
+    components = _Components()
+    paths: dict[str, dict] = {}
+    tags: dict[str, str] = {}
+    for route in published_routes():
+        spec = route.spec
+        if spec is None or spec.hidden:
+            continue
+        path = "/" if route.is_catch_all else "/" + spec.path
+        paths.setdefault(path, {})[spec.method.lower()] = _operation(route, spec, components)
+        if spec.blueprint is not None and spec.blueprint.is_model:
+            tags.setdefault(spec.blueprint.label, spec.blueprint.description)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version, "description": description},
+        "tags": [{"name": "Platform", "description": "Service status, datasets and model descriptions"}]
+        + [{"name": name, "description": desc} for name, desc in tags.items()],
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": dict(sorted(components.schemas.items()))},
+    }
+
+
+# ---------------------------------------------------------------------------- /params
+def _label(name: str, title: str | None) -> str:
+    if title:
+        return title
+    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).replace("_", " ")
+    return words[:1].upper() + words[1:]
+
+
+def _input_type(prop: dict, annotation: Any) -> dict:
+    values = enum_values(annotation)
+    if values is not None:
+        return {"type": "enum", "values": values}
+    if "anyOf" in prop:
+        prop = next((p for p in prop["anyOf"] if p.get("type") != "null"), prop)
+    out = {"type": prop.get("type", "string")}
+    if out["type"] == "array":
+        out["items"] = (prop.get("items") or {}).get("type", "string")
+    for bound in ("minimum", "maximum", "minItems", "maxItems"):
+        if bound in prop:
+            out[bound] = prop[bound]
+    return out
+
+
+def model_inputs(model: type[BaseModel]) -> list[dict]:
+    """The /params description of a request model's fields."""
+    schema = model.model_json_schema(mode="validation")
+    props = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    inputs = []
+    for name, info in model.model_fields.items():
+        prop = props.get(info.alias or name, {})
+        lookups = field_metadata(info, Lookup)
+        rules = field_metadata(info, RequiredIf)
+        if name in required:
+            conditions: dict[str, Any] = {"required": True}
+        elif rules:
+            conditions = {"required": {r.field: [getattr(v, "value", v) for v in r.values] for r in rules}}
+        else:
+            conditions = {"required": False}
+        entry = {
+            "parameter": name,
+            "label": _label(name, info.title),
+            "description": info.description or "",
+            **_input_type(prop, info.annotation),
+            "req_endpoint": None if not lookups else {
+                "path": lookups[0].path, "method": lookups[0].method, "inputs": list(lookups[0].inputs)},
+            "conditions": conditions,
+        }
+        if not info.is_required() and info.default is not None:
+            entry["default"] = getattr(info.default, "value", info.default)
+        inputs.append(entry)
+    return inputs
+
+
+class ParamInput(BaseModel):
+    parameter: str
+    label: str
+    description: str
+    type: str
+    values: list[Any] | None = None
+    items: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    minItems: int | None = None
+    maxItems: int | None = None
+    default: Any = None
+    req_endpoint: dict[str, Any] | None
+    conditions: dict[str, Any]
+
+
+class ModelParams(BaseModel):
+    model: str = Field(description="Model name, also its route prefix")
+    label: str
+    description: str
+    endpoint: str
+    method: str
+    inputs: list[ParamInput]
+
+
+def model_params() -> list[dict]:
+    """One entry per registered model with a main endpoint."""
+    out = []
+    for route in published_routes():
+        spec = route.spec
+        if spec is None or not spec.main or spec.body is None:
+            continue
+        bp: ApiBlueprint = spec.blueprint
+        out.append({"model": bp.name, "label": bp.label, "description": bp.description,
+                    "endpoint": "/" + spec.path, "method": spec.method, "inputs": model_inputs(spec.body)})
+    return sorted(out, key=lambda m: m["model"])

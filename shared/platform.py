@@ -1,0 +1,181 @@
+"""Endpoints every instance serves, whatever models it runs: /, /health, /datasets, /params, docs."""
+from __future__ import annotations
+
+import mimetypes
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from pydantic import BaseModel
+
+from shared.errors import DatasetUnavailable, MethodNotAllowed, NotFound
+from shared.http import ALLOWED_METHODS, ApiBlueprint, json_response
+from shared.openapi import ModelParams, model_params, openapi_document
+from shared.routing import published_routes, resolve
+from shared.settings import get_settings
+from shared.store import get_store
+
+SERVICE_NAME = "SIDS ML Backend"
+VERSION = "2.0.0"
+DESCRIPTION = ("Machine-learning backend of the UNDP SIDS Data Platform: fills gaps in country indicators "
+               "with model predictions, prediction intervals, feature importances and correlations.")
+
+platform = ApiBlueprint("platform", label="Platform", prefix="", is_model=False, uses_dataset=False)
+
+
+class ModelInfo(BaseModel):
+    name: str
+    label: str
+    prefix: str
+    uses_dataset: bool
+
+
+class ServiceInfo(BaseModel):
+    service: str
+    version: str
+    models: list[ModelInfo]
+    docs: str
+    openapi: str
+
+
+class Health(BaseModel):
+    status: str
+    source: str | None
+    version: str | None
+    loaded_at: str | None
+    load_seconds: float | None
+    rows: int
+    indicators: int
+    countries: int
+    last_error: str | None
+    last_error_at: str | None
+    dataset_used: bool
+    service_model: str | None
+
+
+class DatasetInfo(BaseModel):
+    code: str
+    name: str
+    source: str | None = None
+    license: str | None = None
+    indicators: int
+
+
+def registered_models() -> list[ApiBlueprint]:
+    seen: dict[str, ApiBlueprint] = {}
+    for route in published_routes():
+        bp = getattr(route.spec, "blueprint", None)
+        if bp is not None and bp.is_model:
+            seen.setdefault(bp.name, bp)
+    return sorted(seen.values(), key=lambda b: b.name)
+
+
+def uses_dataset() -> bool:
+    return any(bp.uses_dataset for bp in registered_models())
+
+
+def service_info() -> ServiceInfo:
+    models = [ModelInfo(name=b.name, label=b.label, prefix="/" + b.prefix, uses_dataset=b.uses_dataset)
+              for b in registered_models()]
+    return ServiceInfo(service=SERVICE_NAME, version=VERSION, models=models, docs="/docs", openapi="/openapi.json")
+
+
+@platform.get("health", response=Health, errors=(503,))
+def health() -> Any:
+    """Service and dataset status (used by Kubernetes probes). 503 while no dataset can be served."""
+    needed = uses_dataset()
+    store = get_store()
+    if needed:
+        try:
+            store.get()
+        except DatasetUnavailable:
+            pass
+        status = store.status()
+    else:
+        status = {"status": "ok", "source": None, "version": None, "loaded_at": None, "load_seconds": None,
+                  "rows": 0, "indicators": 0, "countries": 0, "last_error": None, "last_error_at": None}
+    body = Health(**status, dataset_used=needed, service_model=get_settings().service_model)
+    return json_response(body, status=503 if body.status == "unavailable" else 200)
+
+
+@platform.get("datasets", response=list[DatasetInfo], errors=(503,))
+def datasets() -> list[DatasetInfo]:
+    """The datasets available, with their names from datasetMeta.csv."""
+    data = get_store().get()
+    counts = data.indicator_meta["Dataset"].value_counts()
+    out = []
+    for code, row in data.dataset_meta.iterrows():
+        out.append(DatasetInfo(code=str(code), name=str(row["Dataset Name"]),
+                               source=row.get("Source") or None, license=row.get("License") or None,
+                               indicators=int(counts.get(code, 0))))
+    return out
+
+
+@platform.get("params", response=list[ModelParams])
+def params() -> list[dict]:
+    """For every model, the inputs of its main endpoint, from which the dashboard builds its forms."""
+    return model_params()
+
+
+@platform.get("openapi.json", response=dict[str, Any])
+def openapi() -> dict:
+    """This document."""
+    return openapi_document(SERVICE_NAME, VERSION, DESCRIPTION)
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} - API docs</title>
+<link rel="stylesheet" href="docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="docs/static/swagger-ui-bundle.js"></script>
+<script src="docs/static/docs-init.js"></script>
+</body></html>"""
+
+_DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui",
+  deepLinking: true, docExpansion: "list", defaultModelsExpandDepth: 0});"""
+
+
+def _swagger_asset_dir() -> Path:
+    return Path(str(resources.files("swagger_ui") / "static"))
+
+
+@platform.get("docs", raw=True, content_type="text/html")
+def docs(req: func.HttpRequest) -> func.HttpResponse:
+    """Swagger UI over /openapi.json, served from the installed swagger-ui-py package (no CDN)."""
+    return func.HttpResponse(_DOCS_PAGE.format(title=SERVICE_NAME), mimetype="text/html", charset="utf-8")
+
+
+_ASSETS = {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png"}
+
+
+@platform.get("docs/static/{file}", raw=True, hidden=True)
+def docs_asset(req: func.HttpRequest) -> func.HttpResponse:
+    name = req.route_params.get("file", "")
+    if name == "docs-init.js":
+        return func.HttpResponse(_DOCS_INIT, mimetype="application/javascript", charset="utf-8")
+    if name not in _ASSETS:
+        raise NotFound(f"No such documentation asset: {name[:80]}")
+    content = (_swagger_asset_dir() / name).read_bytes()
+    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return func.HttpResponse(content, mimetype=mime, headers={"Cache-Control": "public, max-age=86400"})
+
+
+@platform.endpoint("{*path}", "GET", raw=True, methods=("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"),
+                   response=ServiceInfo, summary="Service name, version and the models it serves",
+                   function_name="platform_root_and_fallback")
+def root_and_fallback(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /`` describes the service; any other unmatched request gets a JSON 404 or 405."""
+    method = req.method.upper()
+    path = (req.route_params.get("path") or "").strip("/")
+    if method not in ALLOWED_METHODS:
+        raise MethodNotAllowed(f"Method {method} is not allowed; this service accepts {', '.join(ALLOWED_METHODS)}")
+    if path == "":
+        if method == "GET":
+            return json_response(service_info())
+        raise MethodNotAllowed(f"Method {method} is not allowed on /")
+    _, _, allowed = resolve(published_routes(), method, path)
+    if allowed:
+        shown = ", ".join(m for m in allowed if m != "OPTIONS")
+        raise MethodNotAllowed(f"Method {method} is not allowed on /{path[:200]}; use {shown}")
+    raise NotFound(f"No route /{path[:200]}; see /docs for the available endpoints")

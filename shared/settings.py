@@ -1,0 +1,106 @@
+"""Every setting the service reads from its environment, in one place.
+
+Locally the values come from the shell or from ``local.settings.json`` (which
+``func start`` and the local host both load); in Azure they are app settings.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_DATASET = PROJECT_ROOT / "data" / "wdi"
+
+DEFAULT_CORS_ORIGINS = (
+    "https://lenseg.github.io",
+    "https://sids-dashboard.github.io",
+    "https://data.undp.org",
+    "http://localhost",
+    "http://localhost:8080",
+)
+
+
+def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None or not value.strip():
+        return default
+    return tuple(item.strip().rstrip("/") for item in value.split(",") if item.strip())
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service configuration; see the README's configuration table."""
+
+    dataset_path: Path = EMBEDDED_DATASET
+    blob_connection_string: str | None = field(default=None, repr=False)
+    blob_account_url: str | None = None
+    blob_container: str = "datasets"
+    blob_prefix: str = ""
+    refresh_seconds: int = 300
+    service_model: str | None = None
+    cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
+    max_body_bytes: int = 1024 * 1024
+    gzip_min_bytes: int = 4096
+    result_cache_size: int = 256
+
+    @property
+    def uses_blob(self) -> bool:
+        return bool(self.blob_connection_string or self.blob_account_url)
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        dataset_path = env.get("DATASET_PATH") or str(EMBEDDED_DATASET)
+        path = Path(dataset_path)
+        if not path.is_absolute():
+            path = PROJECT_ROOT / path
+        return cls(
+            dataset_path=path,
+            blob_connection_string=env.get("DATASET_BLOB_CONNECTION_STRING") or None,
+            blob_account_url=env.get("DATASET_BLOB_ACCOUNT_URL") or None,
+            blob_container=env.get("DATASET_BLOB_CONTAINER") or "datasets",
+            blob_prefix=(env.get("DATASET_BLOB_PREFIX") or "").strip("/"),
+            refresh_seconds=_int(env, "DATASET_REFRESH_SECONDS", 300),
+            service_model=(env.get("SERVICE_MODEL") or "").strip() or None,
+            cors_origins=_list(env.get("CORS_ALLOWED_ORIGINS"), DEFAULT_CORS_ORIGINS),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
+            gzip_min_bytes=_int(env, "GZIP_MIN_BYTES", 4096),
+            result_cache_size=_int(env, "RESULT_CACHE_SIZE", 256),
+        )
+
+
+_SECRET_PARTS = re.compile(r"(AccountKey|SharedAccessSignature|sig|password|secret)=([^;&]+)", re.I)
+
+
+def redact(text: str | None) -> str | None:
+    """Hide keys and signatures in connection strings and URLs before they are logged or shown."""
+    if text is None:
+        return None
+    return _SECRET_PARTS.sub(lambda m: f"{m.group(1)}=***", text)
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def reset_settings(settings: Settings | None = None) -> None:
+    """Replace the cached settings (tests and the local host use this)."""
+    global _settings
+    _settings = settings

@@ -1,0 +1,257 @@
+"""Where datasets come from, and the per-instance cache that serves them.
+
+A *source* lists the dataset's files with a version tag each (file hash or blob
+ETag) and fetches them. The :class:`DatasetStore` loads once, then at most every
+``refresh_seconds`` asks the source whether the tags changed and reloads only then.
+A reload builds a complete new :class:`Dataset` and swaps one reference, so a
+request holds either the old or the new version, never a mix. When the source is
+unreachable or a new version is malformed, the last good copy keeps serving and
+``status()`` says ``degraded``; with no good copy at all, data endpoints get 503.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from shared.dataset import DATA_FILE, DATA_PARQUET, KNOWN_FILES, Dataset, DatasetFormatError, build_dataset
+from shared.errors import DatasetUnavailable
+from shared.settings import Settings, get_settings, redact
+
+log = logging.getLogger("sids.datasets")
+
+
+class SourceUnreachable(RuntimeError):
+    pass
+
+
+class DatasetSource(Protocol):
+    description: str
+
+    def tags(self) -> dict[str, str]:
+        """File name -> version tag, for the dataset files present."""
+
+    def fetch(self, tags: dict[str, str]) -> dict[str, bytes | str]:
+        """The files' contents (or local paths) exactly at the given tags."""
+
+
+def _wanted(names) -> list[str]:
+    present = [n for n in KNOWN_FILES if n in names]
+    if DATA_PARQUET in present and DATA_FILE in present:
+        present.remove(DATA_FILE)  # the columnar copy is read instead of the CSV
+    return present
+
+
+def version_of(tags: dict[str, str]) -> str:
+    digest = hashlib.sha256("\n".join(f"{k}={v}" for k, v in sorted(tags.items())).encode()).hexdigest()
+    return digest[:16]
+
+
+class LocalFolderSource:
+    """A dataset folder on disk; a file's tag is the hash of its content (recomputed only when size or mtime change)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.description = str(self.path)
+        self._hashes: dict[str, tuple[tuple[int, int], str]] = {}
+
+    def tags(self) -> dict[str, str]:
+        if not self.path.is_dir():
+            raise SourceUnreachable(f"dataset folder {self.path} does not exist")
+        tags = {}
+        for name in _wanted({p.name for p in self.path.iterdir()}):
+            stat = (self.path / name).stat()
+            key = (stat.st_size, stat.st_mtime_ns)
+            cached = self._hashes.get(name)
+            if cached is None or cached[0] != key:
+                digest = hashlib.sha256((self.path / name).read_bytes()).hexdigest()[:16]
+                self._hashes[name] = cached = (key, digest)
+            tags[name] = cached[1]
+        return tags
+
+    def fetch(self, tags: dict[str, str]) -> dict[str, bytes | str]:
+        return {name: str(self.path / name) for name in tags}
+
+
+class BlobSource:
+    """A blob container (and optional prefix); a file's tag is its ETag.
+
+    Reached by connection string (Azurite, development) or by account URL with
+    ``DefaultAzureCredential`` (managed identity in Azure, no keys).
+    """
+
+    def __init__(self, container: str, prefix: str = "", connection_string: str | None = None,
+                 account_url: str | None = None, timeout: int = 10):
+        from azure.storage.blob import BlobServiceClient
+
+        options = dict(connection_timeout=timeout, read_timeout=timeout * 3, retry_total=1)
+        if connection_string:
+            service = BlobServiceClient.from_connection_string(connection_string, **options)
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            service = BlobServiceClient(account_url, credential=DefaultAzureCredential(), **options)
+        self.container = service.get_container_client(container)
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.description = redact(f"{self.container.url}/{self.prefix}")
+
+    def tags(self) -> dict[str, str]:
+        try:
+            listed = {b.name[len(self.prefix):]: b.etag for b in self.container.list_blobs(name_starts_with=self.prefix)}
+        except Exception as exc:
+            raise SourceUnreachable(f"cannot list {self.description}: {type(exc).__name__}") from None
+        return {name: listed[name] for name in _wanted(listed)}
+
+    def fetch(self, tags: dict[str, str]) -> dict[str, bytes | str]:
+        from azure.core import MatchConditions
+
+        files = {}
+        for name, etag in tags.items():
+            try:
+                blob = self.container.get_blob_client(self.prefix + name)
+                files[name] = blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified).readall()
+            except Exception as exc:
+                # Changed since it was listed (publish in progress) or unreachable: try again next time.
+                raise SourceUnreachable(f"cannot download {name}: {type(exc).__name__}") from None
+        return files
+
+
+def source_from_settings(settings: Settings) -> DatasetSource:
+    if settings.uses_blob:
+        return BlobSource(settings.blob_container, settings.blob_prefix,
+                          connection_string=settings.blob_connection_string, account_url=settings.blob_account_url)
+    return LocalFolderSource(settings.dataset_path)
+
+
+class DatasetStore:
+    def __init__(self, source: DatasetSource, refresh_seconds: float = 300, clock=time.monotonic):
+        self.source = source
+        self.refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._current: Dataset | None = None
+        self._tags: dict[str, str] | None = None
+        self._checked_at: float | None = None
+        self._last_error: str | None = None
+        self._last_error_at: datetime | None = None
+        self._load_lock = threading.Lock()
+        self._checking = threading.Event()
+
+    # -- serving -------------------------------------------------------------
+    def get(self) -> Dataset:
+        """The current dataset; loads it on first use, revalidates in the background when due."""
+        current = self._current
+        if current is None:
+            self.refresh()
+            current = self._current
+            if current is None:
+                raise DatasetUnavailable(f"Dataset unavailable: {self._last_error or 'not loaded'}")
+        elif self._due() and not self._checking.is_set():
+            self._checking.set()
+            threading.Thread(target=self._background_refresh, name="dataset-refresh", daemon=True).start()
+        return current
+
+    def _due(self) -> bool:
+        return self._checked_at is None or self._clock() - self._checked_at >= self.refresh_seconds
+
+    def _background_refresh(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            self._checking.clear()
+
+    # -- loading -------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Check the source now; reload if its tags changed. Returns True when a new version was loaded."""
+        with self._load_lock:
+            self._checked_at = self._clock()
+            try:
+                tags = self.source.tags()
+                if tags == self._tags and self._current is not None:
+                    self._last_error = None
+                    return False
+                started = time.perf_counter()
+                log.info("loading dataset from %s", self.source.description)
+                dataset = build_dataset(self.source.fetch(tags), version=version_of(tags), source=self.source.description)
+                dataset.load_seconds = time.perf_counter() - started
+            except (SourceUnreachable, DatasetFormatError) as exc:
+                self._record_error(str(exc))
+                return False
+            except Exception as exc:  # never let a load failure take the instance down
+                log.exception("unexpected error loading dataset")
+                self._record_error(f"unexpected {type(exc).__name__} while loading the dataset")
+                return False
+            for warning in dataset.warnings:
+                log.warning(warning)
+            self._current, self._tags, self._last_error = dataset, tags, None
+            log.info("dataset %s loaded in %.2f s: %d countries, %d indicators, years %d-%d",
+                     dataset.version, dataset.load_seconds, len(dataset.countries), len(dataset.indicators),
+                     dataset.years[0], dataset.years[-1])
+            return True
+
+    def _record_error(self, message: str) -> None:
+        message = redact(message)
+        self._last_error, self._last_error_at = message, datetime.now(timezone.utc)
+        log.error("dataset load failed: %s", message)
+
+    # -- reporting -----------------------------------------------------------
+    def status(self) -> dict:
+        current = self._current
+        if current is None:
+            state = "unavailable"
+        else:
+            state = "degraded" if self._last_error else "ok"
+        return {
+            "status": state,
+            "source": self.source.description,
+            "version": current.version if current else None,
+            "loaded_at": current.loaded_at.isoformat() if current else None,
+            "load_seconds": round(current.load_seconds, 3) if current else None,
+            "rows": current.n_rows if current else 0,
+            "indicators": len(current.indicators) if current else 0,
+            "countries": len(current.countries) if current else 0,
+            "last_error": self._last_error,
+            "last_error_at": self._last_error_at.isoformat() if self._last_error_at else None,
+        }
+
+
+_store: DatasetStore | None = None
+_store_lock = threading.Lock()
+
+
+def get_store() -> DatasetStore:
+    global _store
+    with _store_lock:
+        if _store is None:
+            settings = get_settings()
+            try:
+                source = source_from_settings(settings)
+            except Exception as exc:  # bad configuration must not crash the import
+                source = _BrokenSource(settings, exc)
+            _store = DatasetStore(source, settings.refresh_seconds)
+        return _store
+
+
+def set_store(store: DatasetStore | None) -> None:
+    global _store
+    with _store_lock:
+        _store = store
+
+
+def get_dataset() -> Dataset:
+    return get_store().get()
+
+
+class _BrokenSource:
+    def __init__(self, settings: Settings, exc: Exception):
+        self.description = redact(settings.blob_account_url or "blob storage (connection string)")
+        self.error = f"dataset source is misconfigured: {type(exc).__name__}: {redact(str(exc))[:200]}"
+
+    def tags(self) -> dict[str, str]:
+        raise SourceUnreachable(self.error)
+
+    def fetch(self, tags):
+        raise SourceUnreachable(self.error)

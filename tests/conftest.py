@@ -1,0 +1,197 @@
+"""Fixtures shared by the tests.
+
+* ``call``: invoke a registered function of ``function_app.app`` with a real
+  ``azure.functions.HttpRequest`` (no server);
+* ``live_server``: the local host (uvicorn) serving the same app in a subprocess;
+* ``azurite``: a real Azurite blob emulator (from node_modules) on a free port;
+* ``wdi``: the embedded dataset, parsed once.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import azure.functions as func
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DATASET_PATH", str(ROOT / "data" / "wdi"))
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 60, ok=(200, 503)) -> None:
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code in ok:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up in {timeout}s: {last}")
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        raw = gzip.decompress(self.body) if self.headers.get("content-encoding") == "gzip" else self.body
+        return json.loads(raw)
+
+
+@pytest.fixture(scope="session")
+def app():
+    import function_app
+
+    return function_app.app
+
+
+@pytest.fixture(scope="session")
+def call(app):
+    """call(method, path, json=None, params=None, headers=None, body=None) -> Reply, without any server."""
+    from shared.routing import app_routes, resolve
+
+    routes = app_routes(app)
+
+    def _call(method: str, path: str, json_body: Any = None, params: dict | None = None,
+              headers: dict | None = None, body: bytes | None = None) -> Reply:
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+        route, route_params, _ = resolve(routes, method, urlsplit(path).path)
+        assert route is not None, f"no function serves {method} {path}"
+        url = f"http://localhost{path}" + (f"?{urlencode(params)}" if params else "")
+        req = func.HttpRequest(method, url, headers=headers or {}, params=params or {},
+                               route_params=route_params, body=body or b"")
+        resp = route.handler(req)
+        assert isinstance(resp, func.HttpResponse)
+        hdrs = {k.lower(): v for k, v in resp.headers.items()}
+        if resp.mimetype:
+            hdrs["content-type"] = resp.mimetype + (f"; charset={resp.charset}" if resp.charset else "")
+        return Reply(resp.status_code, hdrs, resp.get_body() or b"")
+
+    return _call
+
+
+def start_local_host(env_overrides: dict[str, str] | None = None, workers: int = 1):
+    port = free_port()
+    env = dict(os.environ)
+    env.update(env_overrides or {})
+    env.setdefault("DATASET_PATH", str(ROOT / "data" / "wdi"))
+    log = tempfile.NamedTemporaryFile(prefix="localhost-", suffix=".log", delete=False)
+    proc = subprocess.Popen([sys.executable, "-m", "shared.local_host", "--port", str(port), "--workers", str(workers)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + "/health")
+    except Exception:
+        proc.kill()
+        raise RuntimeError(Path(log.name).read_text()[-3000:])
+    return proc, base, Path(log.name)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """Base URL of the local host serving function_app.app on the embedded dataset."""
+    proc, base, log = start_local_host()
+    yield base
+    stop_process(proc)
+
+
+class Azurite:
+    """A real Azurite blob service in a temporary folder, which a test may stop and start again."""
+
+    def __init__(self):
+        binary = ROOT / "node_modules" / ".bin" / "azurite-blob"
+        if not binary.exists():
+            raise RuntimeError("Azurite is not installed: run `npm ci` (make test does it)")
+        self.binary = binary
+        self.port = free_port()
+        self.folder = tempfile.mkdtemp(prefix="azurite-")
+        self.proc: subprocess.Popen | None = None
+        self.connection_string = (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+        )
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(self.binary), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", self.folder,
+             "--silent", "--skipApiVersionCheck", "--loose"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("Azurite did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def service(self):
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(self.connection_string)
+
+    def upload_folder(self, folder: Path, container: str = "datasets", prefix: str = "") -> None:
+        client = self.service().get_container_client(container)
+        if not client.exists():
+            client.create_container()
+        for path in sorted(Path(folder).iterdir()):
+            if path.is_file():
+                name = f"{prefix.strip('/')}/{path.name}" if prefix else path.name
+                client.upload_blob(name, path.read_bytes(), overwrite=True)
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    server = Azurite()
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def wdi():
+    from shared.dataset import build_dataset
+
+    folder = ROOT / "data" / "wdi"
+    return build_dataset({p.name: str(p) for p in folder.iterdir() if p.is_file()}, version="test", source=str(folder))
