@@ -81,8 +81,8 @@ class Dataset:
 
     @property
     def n_rows(self) -> int:
-        """Country-indicator pairs with at least one value."""
-        return int(np.count_nonzero(~np.all(np.isnan(self.values), axis=0)))
+        """Country-indicator pairs with at least one value (counted once: the values never change)."""
+        return self.memo(("dataset", "n_rows"), lambda: int(np.count_nonzero(~np.all(np.isnan(self.values), axis=0))))
 
     def has_year(self, year: int) -> bool:
         return year in self._year_pos
@@ -153,21 +153,45 @@ def _year_columns(frame: pd.DataFrame) -> list[str]:
     return years
 
 
-def _numeric_years(file: str, frame: pd.DataFrame, years: list[str]) -> np.ndarray:
-    out = np.empty((len(frame), len(years)), dtype=np.float64)
-    for k, col in enumerate(years):
+def _check_numbers(file: str, frame: pd.DataFrame, years: list[str]) -> dict[str, pd.Series]:
+    """Check that the year columns hold numbers; the numeric versions of the columns that were read as text."""
+    converted = {}
+    for col in years:
         series = frame[col]
-        if not pd.api.types.is_numeric_dtype(series.dtype):
-            converted = pd.to_numeric(series, errors="coerce")
-            bad = series[converted.isna() & series.notna() & (series.astype(str).str.strip() != "")]
-            if len(bad):
-                row = frame.loc[bad.index[0]]
-                raise DatasetFormatError(file, f"unparseable number {str(bad.iloc[0])[:40]!r} in column {col} "
-                                               f"(country {row['Country Code']}, indicator {row['Indicator Code']})")
-            series = converted
-        out[:, k] = series.to_numpy(dtype=np.float64, na_value=np.nan)
-    out[~np.isfinite(out)] = np.nan  # Infinity is not a measurement: treat it as missing
-    return out
+        if pd.api.types.is_numeric_dtype(series.dtype):
+            continue
+        numeric = pd.to_numeric(series, errors="coerce")
+        bad = series[numeric.isna() & series.notna() & (series.astype(str).str.strip() != "")]
+        if len(bad):
+            row = frame.loc[bad.index[0]]
+            raise DatasetFormatError(file, f"unparseable number {str(bad.iloc[0])[:40]!r} in column {col} "
+                                           f"(country {row['Country Code']}, indicator {row['Indicator Code']})")
+        converted[col] = numeric
+    return converted
+
+
+def _year_values(series: pd.Series, keep: np.ndarray | None) -> np.ndarray:
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    if keep is not None:
+        values = values[keep]
+    infinite = np.isinf(values)
+    if infinite.any():  # Infinity is not a measurement: treat it as missing
+        values = np.where(infinite, np.nan, values)
+    return values
+
+
+def _codes(file: str, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes and the distinct values (as a numpy object array) of a column of codes."""
+    codes, uniques = pd.factorize(series)
+    if len(codes) and codes.min() < 0:
+        raise DatasetFormatError(file, f"empty {series.name} in data row {int(np.argmin(codes)) + 1}")
+    return codes, np.asarray(uniques, dtype=object)
+
+
+def _check_unique_pairs(file: str, frame: pd.DataFrame, c_codes: np.ndarray, n_i: int, i_codes: np.ndarray) -> None:
+    key = c_codes.astype(np.int64) * max(n_i, 1) + i_codes
+    if len(np.unique(key)) != len(key):
+        _check_unique(file, frame, ["Country Code", "Indicator Code"])  # finds them and names one
 
 
 def _parse_bool(value: str) -> bool:
@@ -189,9 +213,12 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
     _require_columns(DATA_FILE, data)
     data["Country Code"] = data["Country Code"].astype(str).str.strip()
     data["Indicator Code"] = data["Indicator Code"].astype(str).str.strip()
-    _check_unique(data_name, data, ["Country Code", "Indicator Code"])
+    # Codes are factorised once; every later step works on small integer arrays.
+    c_codes, c_uniques = _codes(data_name, data["Country Code"])
+    i_codes, i_uniques = _codes(data_name, data["Indicator Code"])
+    _check_unique_pairs(data_name, data, c_codes, len(i_uniques), i_codes)
     year_cols = _year_columns(data)
-    numbers = _numeric_years(data_name, data, year_cols)
+    converted = _check_numbers(data_name, data, year_cols)
 
     meta = _read_csv(INDICATOR_META, files[INDICATOR_META])
     _require_columns(INDICATOR_META, meta)
@@ -204,20 +231,26 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
     _check_unique(DATASET_META, dsets, ["Dataset Code"])
     dsets = dsets.set_index("Dataset Code")
 
-    unknown = sorted(set(data["Indicator Code"]) - set(meta.index))
-    if unknown:
+    known_indicator = pd.Index(i_uniques).isin(meta.index)
+    keep = None
+    if not known_indicator.all():
+        unknown = sorted(i_uniques[~known_indicator])
         warnings.append(f"{DATA_FILE}: {len(unknown)} indicator code(s) not in {INDICATOR_META} were ignored, "
                         f"e.g. {unknown[0]}")
-        keep = ~data["Indicator Code"].isin(unknown).to_numpy()
-        data, numbers = data[keep], numbers[keep]
+        keep = known_indicator[i_codes]
+        c_codes, i_codes = c_codes[keep], i_codes[keep]
 
-    countries = pd.Index(sorted(data["Country Code"].unique()), name="Country Code")
-    indicators = pd.Index(sorted(data["Indicator Code"].unique()), name="Indicator Code")
+    seen_country = np.zeros(len(c_uniques), dtype=bool)
+    seen_country[c_codes] = True
+    countries = pd.Index(sorted(c_uniques[seen_country]), name="Country Code")
+    indicators = pd.Index(sorted(i_uniques[known_indicator]), name="Indicator Code")
     years = tuple(int(c) for c in year_cols)
     cube = np.full((len(years), len(countries), len(indicators)), np.nan)
-    ci = countries.get_indexer(data["Country Code"])
-    ii = indicators.get_indexer(data["Indicator Code"])
-    cube[:, ci, ii] = numbers.T
+    ci = countries.get_indexer(c_uniques)[c_codes]
+    ii = indicators.get_indexer(i_uniques)[i_codes]
+    for k, col in enumerate(year_cols):
+        cube[k, ci, ii] = _year_values(converted.get(col, data[col]), keep)
+    del data, converted
 
     if COUNTRY_META in files:
         cmeta = _read_csv(COUNTRY_META, files[COUNTRY_META])

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -71,7 +72,13 @@ class FunctionAppServer:
         body = await self._read_body(receive, headers)
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         route, route_params, _ = resolve(self.routes, method, path)
-        if route is None:  # only when no catch-all function is registered
+        if route is None and method not in ("GET", "POST", "OPTIONS"):
+            # A method no function registers (TRACE, CONNECT, ...) never reaches the catch-all: still 405, not 404.
+            response = func.HttpResponse(json.dumps({"detail": {"msg": f"Method {method[:20]} is not allowed",
+                                                                "type": "method_not_allowed"}}),
+                                         status_code=405, mimetype="application/json",
+                                         headers={"Allow": "GET, POST, OPTIONS", "x-request-id": uuid.uuid4().hex})
+        elif route is None:  # only when no catch-all function is registered
             response = func.HttpResponse(json.dumps({"detail": {"msg": "Not found", "type": "not_found"}}),
                                          status_code=404, mimetype="application/json")
         else:

@@ -86,9 +86,12 @@ class BlobSource:
 
     def __init__(self, container: str, prefix: str = "", connection_string: str | None = None,
                  account_url: str | None = None, timeout: int = 10):
-        from azure.storage.blob import BlobServiceClient
+        from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
-        options = dict(connection_timeout=timeout, read_timeout=timeout * 3, retry_total=1)
+        # The SDK's default retry waits 15 s and more between tries; a revalidation that fails
+        # fast and tries again at the next refresh keeps /health honest and requests unblocked.
+        retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=1)
+        options = dict(connection_timeout=timeout, read_timeout=timeout * 3, retry_policy=retry)
         if connection_string:
             service = BlobServiceClient.from_connection_string(connection_string, **options)
         else:
@@ -148,7 +151,11 @@ class DatasetStore:
             self.refresh()
             current = self._current
             if current is None:
-                raise DatasetUnavailable(f"Dataset unavailable: {self._last_error or 'not loaded'}")
+                # Clients get the reason without the folder path or URL (operators see it in /health).
+                reason = self._last_error or "not loaded"
+                if self.source.description:
+                    reason = reason.replace(self.source.description, "the dataset source")
+                raise DatasetUnavailable(f"Dataset unavailable: {reason}")
         elif self._due() and not self._checking.is_set():
             self._checking.set()
             threading.Thread(target=self._background_refresh, name="dataset-refresh", daemon=True).start()

@@ -114,10 +114,10 @@ def start_local_host(env_overrides: dict[str, str] | None = None, workers: int =
     return proc, base, Path(log.name)
 
 
-def stop_process(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen, grace: float = 5) -> None:
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -161,8 +161,9 @@ class Azurite:
         raise RuntimeError("Azurite did not start")
 
     def stop(self) -> None:
+        """Stop the service (its data is kept for the next start)."""
         if self.proc is not None:
-            stop_process(self.proc)
+            stop_process(self.proc, grace=15)
             self.proc = None
 
     def service(self):

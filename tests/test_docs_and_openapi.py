@@ -1,0 +1,98 @@
+"""/openapi.json, /params and the Swagger UI page, all generated from the registered routes."""
+import re
+import shutil
+import subprocess
+import tempfile
+
+import httpx
+import pytest
+
+from shared.routing import app_routes
+
+
+def test_openapi_covers_every_registered_route(app, call):
+    doc = call("GET", "/openapi.json").json()
+    assert doc["openapi"] == "3.1.0"
+    documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+    for route in app_routes(app):
+        spec = route.spec
+        if spec is None or spec.hidden:
+            continue
+        path = "/" if route.is_catch_all else "/" + route.template
+        assert (path, spec.method) in documented, route.template
+
+
+def test_openapi_document_is_valid_and_refs_resolve(call):
+    from openapi_spec_validator import validate
+
+    doc = call("GET", "/openapi.json").json()
+    validate(doc)
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', str(doc).replace("'", '"')))
+    assert refs <= set(doc["components"]["schemas"])
+
+
+def test_openapi_request_schema_is_the_handlers_pydantic_model(call):
+    from blueprints.sampleapi import SampleRequest
+
+    doc = call("GET", "/openapi.json").json()
+    op = doc["paths"]["/sampleapi/test_endpoint1"]["post"]
+    ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    schema = doc["components"]["schemas"][ref]
+    assert set(schema["properties"]) == set(SampleRequest.model_fields)
+    assert schema["required"] == ["requiredField"]
+    assert "422" in op["responses"] and "413" in op["responses"]
+
+
+def test_params_lists_each_models_main_endpoint_inputs(call):
+    params = call("GET", "/params").json()
+    sample = next(m for m in params if m["model"] == "sampleapi")
+    assert sample["endpoint"] == "/sampleapi/test_endpoint1"
+    inputs = {i["parameter"]: i for i in sample["inputs"]}
+    assert inputs["requiredField"]["conditions"] == {"required": True}
+    assert inputs["optionalField"]["conditions"] == {"required": False}
+    assert inputs["requiredField"]["label"] == "Required field"
+    assert inputs["requiredField"]["type"] == "string"
+
+
+def test_params_describes_enums_lookups_and_conditions():
+    from typing import Annotated, Literal, Optional
+
+    import azure.functions as func
+    from pydantic import Field
+
+    from shared.http import ApiBlueprint
+    from shared.openapi import model_inputs
+    from shared.validation import ApiModel, Lookup, RequiredIf
+
+    class Req(ApiModel):
+        scheme: Literal["MANUAL", "AFS"] = Field(..., title="Scheme")
+        picks: Annotated[Optional[list[str]], RequiredIf("scheme", "MANUAL"),
+                         Lookup("/m/picks", "POST", ("scheme",))] = None
+
+    inputs = {i["parameter"]: i for i in model_inputs(Req)}
+    assert inputs["scheme"]["type"] == "enum" and inputs["scheme"]["values"] == ["MANUAL", "AFS"]
+    assert inputs["picks"]["conditions"] == {"required": {"scheme": ["MANUAL"]}}
+    assert inputs["picks"]["req_endpoint"] == {"path": "/m/picks", "method": "POST", "inputs": ["scheme"]}
+    assert inputs["picks"]["type"] == "array"
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "Chromium is required (make test installs Debian's chromium)"
+    return path
+
+
+def test_swagger_ui_renders_offline_in_headless_chromium(live_server):
+    page = httpx.get(live_server + "/docs").text
+    external = [u for u in re.findall(r'(?:src|href)="([^"]+)"', page) if u.startswith(("http:", "https:", "//"))]
+    assert external == [], "docs must not load assets from a CDN"
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", live_server + "/docs"],
+            capture_output=True, text=True, timeout=120).stdout
+    rendered = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom))
+    spec_paths = set(httpx.get(live_server + "/openapi.json").json()["paths"])
+    assert rendered == spec_paths
+    assert "/sampleapi/test_endpoint1" in rendered

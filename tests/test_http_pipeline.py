@@ -1,0 +1,180 @@
+"""The HTTP behaviour every route shares (shared/http.py), exercised through real func.HttpRequest objects."""
+import gzip
+import json
+import logging
+
+import azure.functions as func
+import pytest
+from pydantic import Field
+
+from shared.errors import UnsupportedValue
+from shared.http import ApiBlueprint
+from shared.routing import app_routes, resolve
+from shared.settings import Settings, reset_settings
+from shared.validation import ApiModel, Lookup, RequiredIf
+
+from typing import Annotated, Literal, Optional
+
+
+class Order(ApiModel):
+    scheme: Literal["MANUAL", "AFS"] = Field(..., description="How predictors are chosen")
+    items: Annotated[Optional[list[str]], RequiredIf("scheme", "MANUAL"),
+                     Lookup("/shop/items", "GET", ("scheme",))] = Field(None, title="Items")
+    count: int = Field(1, ge=1, le=5)
+
+
+def _make_app():
+    bp = ApiBlueprint("shop", label="Test shop")
+
+    @bp.post("order", body=Order, response=dict[str, int], main=True)
+    def order(req: Order) -> dict:
+        if req.items and "unknown" in req.items:
+            raise UnsupportedValue(f"Unknown item in {req.items}")
+        return {"count": req.count}
+
+    @bp.get("boom", response=dict[str, int])
+    def boom() -> dict:
+        raise RuntimeError("secret internal detail /srv/app/file.py")
+
+    @bp.get("big", response=list[int])
+    def big() -> list:
+        return list(range(5000))
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+    app.register_functions(bp)
+    return app_routes(app)
+
+
+ROUTES = _make_app()
+
+
+def invoke(method, path, body=None, headers=None):
+    route, params, _ = resolve(ROUTES, method, path)
+    req = func.HttpRequest(method, "http://localhost" + path, headers=headers or {}, params={},
+                           route_params=params, body=body if isinstance(body, bytes) else json.dumps(body).encode()
+                           if body is not None else b"")
+    return route.handler(req)
+
+
+def payload(resp):
+    raw = resp.get_body()
+    if resp.headers.get("Content-Encoding") == "gzip":
+        raw = gzip.decompress(raw)
+    return json.loads(raw)
+
+
+def test_valid_body_is_served_as_json():
+    resp = invoke("POST", "/shop/order", {"scheme": "MANUAL", "items": ["a"], "count": 3})
+    assert resp.status_code == 200
+    assert resp.mimetype == "application/json"
+    assert payload(resp) == {"count": 3}
+
+
+def test_malformed_body_gets_fastapi_422_list():
+    resp = invoke("POST", "/shop/order", {"scheme": "OTHER", "count": 9})
+    assert resp.status_code == 422
+    detail = payload(resp)["detail"]
+    locs = {tuple(d["loc"]) for d in detail}
+    assert ("body", "scheme") in locs and ("body", "count") in locs
+    assert all(set(d) >= {"loc", "msg", "type"} for d in detail)
+
+
+def test_conditional_requirement_declared_once_is_enforced():
+    resp = invoke("POST", "/shop/order", {"scheme": "MANUAL"})
+    assert resp.status_code == 422
+    [error] = payload(resp)["detail"]
+    assert error["loc"] == ["body", "items"]
+    assert error["type"] == "missing"
+    assert "scheme is MANUAL" in error["msg"]
+    assert invoke("POST", "/shop/order", {"scheme": "AFS"}).status_code == 200
+
+
+def test_unsupported_value_gets_value_error_detail_with_its_own_message():
+    first = payload(invoke("POST", "/shop/order", {"scheme": "MANUAL", "items": ["unknown", "x"]}))
+    second = payload(invoke("POST", "/shop/order", {"scheme": "MANUAL", "items": ["unknown", "y"]}))
+    assert first["detail"]["type"] == "value_error"
+    assert "'x'" in first["detail"]["msg"] and "'y'" in second["detail"]["msg"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"scheme": NaN}', b'{"count": 1e999999}', b"\xff\xfe", b""])
+def test_invalid_json_is_a_clear_422(raw):
+    resp = invoke("POST", "/shop/order", raw)
+    assert resp.status_code == 422
+    detail = payload(resp)["detail"]
+    assert detail[0]["loc"][0] == "body"
+    assert detail[0]["type"] in ("json_invalid", "model_type", "missing", "finite_number", "int_from_float",
+                                 "int_parsing")
+
+
+def test_oversized_body_is_413_before_parsing():
+    reset_settings(Settings(max_body_bytes=100))
+    try:
+        resp = invoke("POST", "/shop/order", b"{" + b" " * 200 + b"}")
+        assert resp.status_code == 413
+        resp = invoke("POST", "/shop/order", b"{}", headers={"content-length": "5000"})
+        assert resp.status_code == 413
+    finally:
+        reset_settings(None)
+
+
+def test_unexpected_error_is_logged_with_request_id_and_not_leaked(caplog):
+    with caplog.at_level(logging.ERROR, logger="sids.http"):
+        resp = invoke("GET", "/shop/boom", headers={"x-request-id": "req-123"})
+    assert resp.status_code == 500
+    text = resp.get_body().decode()
+    assert "secret" not in text and "/srv" not in text and "Traceback" not in text
+    assert payload(resp)["detail"]["request_id"] == "req-123"
+    assert resp.headers["x-request-id"] == "req-123"
+    assert "req-123" in caplog.text and "secret internal detail" in caplog.text
+
+
+def test_request_id_is_generated_when_missing_or_unsafe():
+    resp = invoke("POST", "/shop/order", {"scheme": "AFS"}, headers={"x-request-id": "bad id\n"})
+    rid = resp.headers["x-request-id"]
+    assert rid != "bad id\n" and len(rid) == 32
+
+
+def test_cors_preflight_answers_listed_origin_only():
+    ok = invoke("OPTIONS", "/shop/order", headers={"origin": "https://data.undp.org",
+                                                   "access-control-request-method": "POST",
+                                                   "access-control-request-headers": "content-type"})
+    assert ok.status_code == 204
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://data.undp.org"
+    assert "POST" in ok.headers["Access-Control-Allow-Methods"]
+    assert "Access-Control-Allow-Credentials" not in ok.headers
+    denied = invoke("OPTIONS", "/shop/order", headers={"origin": "https://evil.example",
+                                                       "access-control-request-method": "POST"})
+    assert "Access-Control-Allow-Origin" not in denied.headers
+
+
+def test_cors_header_on_actual_response_for_allowed_origin():
+    resp = invoke("POST", "/shop/order", {"scheme": "AFS"}, headers={"origin": "http://localhost:8080"})
+    assert resp.headers["Access-Control-Allow-Origin"] == "http://localhost:8080"
+
+
+def test_large_responses_are_gzipped_when_accepted():
+    plain = invoke("GET", "/shop/big")
+    zipped = invoke("GET", "/shop/big", headers={"accept-encoding": "gzip, deflate"})
+    assert "Content-Encoding" not in plain.headers
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert payload(zipped) == json.loads(plain.get_body()) == list(range(5000))
+
+
+def test_unknown_route_is_json_404(call):
+    reply = call("GET", "/no/such/route")
+    assert reply.status == 404
+    assert reply.headers["content-type"].startswith("application/json")
+    assert reply.json()["detail"]["type"] == "not_found"
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "HEAD"])
+def test_other_methods_are_405(call, method):
+    reply = call(method, "/health")
+    assert reply.status == 405
+    assert reply.json()["detail"]["type"] == "method_not_allowed"
+
+
+def test_wrong_allowed_method_on_known_route_is_405(call):
+    reply = call("GET", "/sampleapi/test_endpoint1")
+    assert reply.status == 405
+    assert "POST" in reply.json()["detail"]["msg"]
