@@ -11,7 +11,6 @@ and attach a :class:`RouteSpec` to it, from which the OpenAPI document and
 ``/params`` are generated. Errors become FastAPI-compatible JSON bodies; unexpected
 ones are logged with a request id and never leak a stack trace.
 """
-from __future__ import annotations
 
 import gzip
 import json

@@ -1,0 +1,58 @@
+"""function_app.py as the Azure Functions worker sees it (what `func start` and Azure index)."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+INDEX_LIKE_THE_WORKER = """
+import json, typing, inspect
+import function_app
+from shared.routing import published_routes
+published_routes()            # the app's own introspection must not break the worker's indexing
+functions = function_app.app.get_functions()
+out = []
+for f in functions:
+    hints = typing.get_type_hints(f.get_user_function())
+    out.append({"name": f.get_function_name(), "json": json.loads(f.get_function_json()),
+                "params": list(inspect.signature(f.get_user_function()).parameters),
+                "hints": {k: v.__module__ + "." + v.__qualname__ for k, v in hints.items()}})
+print(json.dumps(out))
+"""
+
+
+def index(env_extra=None):
+    env = {"PATH": "/usr/bin:/bin", **(env_extra or {})}
+    result = subprocess.run([sys.executable, "-c", INDEX_LIKE_THE_WORKER], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_worker_indexing_sees_native_http_functions_with_unique_names():
+    functions = index()
+    names = [f["name"] for f in functions]
+    assert len(names) == len(set(names))
+    for f in functions:
+        trigger = next(b for b in f["json"]["bindings"] if b["type"] == "httpTrigger")
+        assert trigger["authLevel"] == "ANONYMOUS"
+        assert trigger["route"] and not trigger["route"].startswith("api/")
+        assert f["json"]["scriptFile"] == "function_app.py"
+        assert f["params"] == ["req"]
+        assert f["hints"]["req"] == "azure.functions._http.HttpRequest"
+    routes = {next(b for b in f["json"]["bindings"] if b["type"] == "httpTrigger")["route"] for f in functions}
+    assert {"health", "params", "openapi.json", "docs", "{*path}", "sampleapi/test_endpoint1"} <= routes
+
+
+def test_one_blueprint_per_model_module():
+    from blueprints import model_blueprints
+
+    blueprints = model_blueprints()
+    modules = sorted(p.stem for p in (ROOT / "blueprints").glob("*.py") if not p.stem.startswith("_"))
+    assert sorted(b.name.lower() for b in blueprints) == [m.lower() for m in modules]
+
+
+def test_host_json_serves_routes_without_api_prefix():
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["extensions"]["http"]["routePrefix"] == ""
+    assert host["extensionBundle"]["version"].startswith("[4.")
