@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Upload a dataset folder to the blob container the service reads (serverless and AKS alike).
+
+    python infra/scripts/upload_dataset.py data/wdi --container-url https://<account>.blob.core.windows.net/datasets
+    python infra/scripts/upload_dataset.py data/wdi --account-url https://<account>.blob.core.windows.net \
+        --container datasets [--prefix wdi]
+    python infra/scripts/upload_dataset.py data/wdi --connection-string "$AZURITE"     # emulator or keys
+
+Signs in with DefaultAzureCredential (``az login``, ``azd auth login``, a managed identity or the CI's
+federated identity); the dataset accounts accept no shared keys. You need Storage Blob Data Contributor
+on the container: the Bicep grants it to ``uploaderPrincipalId`` (azd passes your own id).
+
+Every instance of the service checks the container every DATASET_REFRESH_SECONDS and reloads when a
+file's ETag changed, so an upload reaches running instances without a restart. Only the dataset
+files the service knows are uploaded (indicatorData.csv or .parquet, indicatorMeta.csv,
+datasetMeta.csv, countryMeta.csv); the service needs the first three.
+Needs the packages of requirements.txt (azure-identity, azure-storage-blob).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DATASET_FILES = ("indicatorData.csv", "indicatorData.parquet", "indicatorMeta.csv", "datasetMeta.csv", "countryMeta.csv")
+REQUIRED = ("indicatorData", "indicatorMeta.csv", "datasetMeta.csv")
+CONTENT_TYPES = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet"}
+
+
+def dataset_files(folder: Path) -> list[Path]:
+    files = [folder / name for name in DATASET_FILES if (folder / name).is_file()]
+    names = {f.name for f in files}
+    missing = [r for r in REQUIRED if not any(n.startswith(r) for n in names)]
+    if missing:
+        raise SystemExit(f"{folder} is not a dataset folder: missing {', '.join(missing)}")
+    return files
+
+
+def container_client(args):
+    from azure.storage.blob import ContainerClient
+
+    if args.connection_string:
+        return ContainerClient.from_connection_string(args.connection_string, args.container)
+    from azure.identity import DefaultAzureCredential
+
+    if args.container_url:
+        parts = urlsplit(args.container_url.rstrip("/"))
+        account_url, container = f"{parts.scheme}://{parts.netloc}", parts.path.strip("/")
+    else:
+        account_url, container = args.account_url, args.container
+    return ContainerClient(account_url, container, credential=DefaultAzureCredential())
+
+
+def _retrying(action, wait_seconds: float):
+    """Run action(), retrying authorization failures for up to wait_seconds (new role assignments take minutes)."""
+    from azure.core.exceptions import HttpResponseError
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return action()
+        except HttpResponseError as exc:
+            if exc.status_code != 403 or time.monotonic() >= deadline:
+                raise
+            print("  access not granted yet (role assignments take a few minutes); retrying in 15 s", file=sys.stderr)
+            time.sleep(15)
+
+
+def upload(folder: Path, container, prefix: str = "", if_empty: bool = False, wait_seconds: float = 0) -> list[str]:
+    """Upload the dataset files of folder under prefix; returns the blob names written."""
+    from azure.storage.blob import ContentSettings
+
+    files = dataset_files(folder)
+    prefix = prefix.strip("/")
+    base = f"{prefix}/" if prefix else ""
+    if if_empty:
+        present = _retrying(lambda: [b.name for b in container.list_blobs(name_starts_with=base)], wait_seconds)
+        if present:
+            print(f"{container.url}/{base} already holds {len(present)} blobs; nothing uploaded (--if-empty)")
+            return []
+    written = []
+    # Metadata first, the indicator data last: the data file's new ETag is what most often starts a reload.
+    for path in sorted(files, key=lambda p: p.name.startswith("indicatorData")):
+        name = base + path.name
+        settings = ContentSettings(content_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+        data = path.read_bytes()  # bytes, not a stream: a retried upload starts from the beginning
+        _retrying(lambda: container.upload_blob(name, data, overwrite=True, content_settings=settings), wait_seconds)
+        print(f"  {path} -> {container.url}/{name} ({path.stat().st_size:,} bytes)")
+        written.append(name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="folder holding the dataset files (e.g. data/wdi)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--container-url", help="https://<account>.blob.core.windows.net/<container>")
+    where.add_argument("--account-url", help="https://<account>.blob.core.windows.net (with --container)")
+    where.add_argument("--connection-string", help="a storage connection string (Azurite, or an account with keys)")
+    parser.add_argument("--container", default="datasets")
+    parser.add_argument("--prefix", default="", help="folder inside the container (DATASET_BLOB_PREFIX)")
+    parser.add_argument("--if-empty", action="store_true", help="upload only when nothing is there yet")
+    parser.add_argument("--wait-for-access", type=float, default=0, metavar="SECONDS",
+                        help="keep retrying 403 answers this long (right after provisioning)")
+    args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        parser.error(f"{args.folder} is not a folder")
+    container = container_client(args)
+    written = upload(args.folder, container, args.prefix, args.if_empty, args.wait_for_access)
+    if written:
+        print(f"uploaded {len(written)} files; instances pick them up within DATASET_REFRESH_SECONDS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+// SIDS ML Backend, serverless: a Linux Function App (Python 3.11) on the Consumption plan,
+// or on Flex Consumption with planType = 'FlexConsumption'.
+//
+// Deployed by `azd up` through ../main.bicep, and kept in step by hand with the portal's
+// template azuredeploy.json beside it (tests/test_infra_templates.py compares the two).
+// Read ../README.md ("Serverless") before changing either.
+targetScope = 'resourceGroup'
+
+@description('Azure region for every resource. Defaults to the resource group\'s region.')
+param location string = resourceGroup().location
+
+@description('Short name used in every resource name (lowercase letters, digits and hyphens).')
+@minLength(2)
+@maxLength(12)
+param appName string = 'sidsml'
+
+@description('Hosting plan: Consumption (Linux, Y1) or FlexConsumption (FC1, recommended for new apps).')
+@allowed([
+  'Consumption'
+  'FlexConsumption'
+])
+param planType string = 'Consumption'
+
+@description('Browser origins allowed to call the API. The app answers CORS itself; platform CORS stays empty.')
+param corsAllowedOrigins array = [
+  'https://lenseg.github.io'
+  'https://sids-dashboard.github.io'
+  'https://data.undp.org'
+  'http://localhost'
+  'http://localhost:8080'
+]
+
+@description('Seconds between checks of the dataset container for a new dataset version (per instance).')
+@minValue(30)
+param datasetRefreshSeconds int = 300
+
+@description('Upper bound on instances. Consumption on Linux caps it at 100; Flex Consumption accepts up to 1000.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Flex Consumption only: memory of each instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Optional object id of a user or principal allowed to upload datasets (Storage Blob Data Contributor on the datasets container). azd passes your own id.')
+param uploaderPrincipalId string = ''
+
+@description('Kind of the principal in uploaderPrincipalId.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param uploaderPrincipalType string = 'User'
+
+@description('Tags added to every resource.')
+param tags object = {}
+
+var token = uniqueString(subscription().id, resourceGroup().id, appName)
+var isFlex = planType == 'FlexConsumption'
+var functionAppName = 'func-${appName}-${token}'
+var hostStorageName = 'st${token}'
+var dataStorageName = 'stdata${token}'
+var datasetContainerName = 'datasets'
+var deploymentContainerName = 'app-package'
+var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+
+// Settings every plan gets. The app reads its datasets with DefaultAzureCredential, which picks the
+// user-assigned identity named by AZURE_CLIENT_ID: no key reaches the app for the dataset.
+var commonSettings = {
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  AZURE_CLIENT_ID: appIdentity.properties.clientId
+  DATASET_BLOB_ACCOUNT_URL: dataStorage.properties.primaryEndpoints.blob
+  DATASET_BLOB_CONTAINER: datasetContainerName
+  DATASET_REFRESH_SECONDS: string(datasetRefreshSeconds)
+  CORS_ALLOWED_ORIGINS: join(corsAllowedOrigins, ',')
+}
+
+// Flex Consumption: runtime and version live in functionAppConfig (the FUNCTIONS_* settings are
+// refused there), and the host reaches its own storage with the same identity, without keys.
+var flexSettings = {
+  AzureWebJobsStorage__accountName: hostStorage.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: appIdentity.properties.clientId
+}
+
+// Linux Consumption: the host storage is reached by connection string (what this plan supports for
+// zip deployment); the key stays in Azure and only ever opens the host storage account, not the datasets.
+var consumptionSettings = {
+  FUNCTIONS_EXTENSION_VERSION: '~4'
+  FUNCTIONS_WORKER_RUNTIME: 'python'
+  AzureWebJobsStorage: 'DefaultEndpointsProtocol=https;AccountName=${hostStorage.name};AccountKey=${hostStorage.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}'
+  SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
+  ENABLE_ORYX_BUILD: 'true'
+}
+
+resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: 'log-${appName}-${token}'
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: 30
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-${appName}-${token}'
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+  }
+}
+
+// The Functions host's own storage (keys, leases, and the Flex deployment package). Datasets live
+// in a separate account, so nothing that can write here can write a dataset.
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_43: the name is 'st'/'stdata' + uniqueString(): always 15-19 lowercase letters and digits; the check cannot evaluate the expression
+  // checkov:skip=CKV_AZURE_206: LRS on purpose; see README 'Costs' (host state is rebuilt by the host, datasets are published copies)
+  // checkov:skip=CKV_AZURE_35: Consumption plans have no VNet integration, so the account must accept public endpoints; access needs Entra ID or the host key
+  name: hostStorageName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    supportsHttpsTrafficOnly: true
+    minimumTlsVersion: 'TLS1_2'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: !isFlex
+    defaultToOAuthAuthentication: true
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+resource hostBlobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: hostStorage
+  name: 'default'
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: hostBlobs
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// The datasets: read-only for the app, through its user-assigned identity. Shared keys are off:
+// uploads use Microsoft Entra ID (infra/scripts/upload_dataset.py, or az storage blob upload-batch --auth-mode login).
+resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_43: the name is 'st'/'stdata' + uniqueString(): always 15-19 lowercase letters and digits; the check cannot evaluate the expression
+  // checkov:skip=CKV_AZURE_206: LRS on purpose; see README 'Costs' (host state is rebuilt by the host, datasets are published copies)
+  // checkov:skip=CKV_AZURE_35: Consumption plans have no VNet integration, so the account must accept public endpoints; access needs Entra ID or the host key
+  name: dataStorageName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    supportsHttpsTrafficOnly: true
+    minimumTlsVersion: 'TLS1_2'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+resource dataBlobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: dataStorage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource datasetContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: dataBlobs
+  name: datasetContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource appIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${appName}-${token}'
+  location: location
+  tags: tags
+}
+
+resource appIdentityReaderRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(datasetContainer.id, appIdentity.id, storageBlobDataReader)
+  scope: datasetContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataReader)
+    principalId: appIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource uploaderRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(uploaderPrincipalId)) {
+  name: guid(datasetContainer.id, uploaderPrincipalId, storageBlobDataContributor)
+  scope: datasetContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: uploaderPrincipalId
+    principalType: uploaderPrincipalType
+  }
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: zone redundancy is not available on the Consumption (Y1) plan; Flex spreads instances itself
+  name: 'plan-${appName}-${token}'
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: isFlex ? {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  } : {
+    name: 'Y1'
+    tier: 'Dynamic'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_17: a public API called by browsers (the SIDS dashboard), which send no client certificates
+  // checkov:skip=CKV_AZURE_222: public by design: the dashboard calls it from users' browsers
+  // checkov:skip=CKV_AZURE_212: instances are the platform's to add and remove on these plans; scale to zero is the point of serverless
+  // checkov:skip=CKV_AZURE_213: App Service health check is not offered on Consumption/Flex; the platform recycles failing instances, and /health serves monitoring
+  name: functionAppName
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'api'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${appIdentity.id}': {}
+    }
+  }
+  dependsOn: [
+    hostStorageOwnerRole
+  ]
+  properties: {
+    serverFarmId: plan.id
+    reserved: true
+    httpsOnly: true
+    clientCertEnabled: false
+    functionAppConfig: isFlex ? {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${hostStorage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: appIdentity.id
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    } : null
+    siteConfig: {
+      linuxFxVersion: isFlex ? null : 'Python|3.11'
+      functionAppScaleLimit: isFlex ? null : min(maximumInstanceCount, 100)
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      // Empty on purpose: platform CORS would answer preflights itself and drop the app's
+      // Access-Control-* headers. The allow-list is the CORS_ALLOWED_ORIGINS app setting.
+      cors: {
+        allowedOrigins: []
+        supportCredentials: false
+      }
+    }
+  }
+}
+
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: this resource is the 'appsettings' dictionary, not the 'web' config these checks read; the API is anonymous by design
+  // checkov:skip=CKV_AZURE_63: see CKV_AZURE_13 (the check reads web config); logs go to Application Insights
+  // checkov:skip=CKV_AZURE_65: see CKV_AZURE_13 (the check reads web config); errors go to Application Insights
+  // checkov:skip=CKV_AZURE_66: see CKV_AZURE_13 (the check reads web config); requests are traced in Application Insights
+  // checkov:skip=CKV_AZURE_80: see CKV_AZURE_13 (the check reads web config); a Python app has no .NET Framework version
+  // checkov:skip=CKV_AZURE_88: see CKV_AZURE_13 (the check reads web config); a function app needs no Azure Files mount
+  // checkov:skip=CKV_AZURE_222: see CKV_AZURE_13 (the check reads web config); public by design
+  parent: functionApp
+  name: 'appsettings'
+  properties: union(commonSettings, isFlex ? flexSettings : consumptionSettings)
+}
+
+// Flex Consumption: the host reaches its own storage account (not the datasets) with the app identity.
+resource hostStorageOwnerRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (isFlex) {
+  name: guid(hostStorage.id, appIdentity.id, storageBlobDataOwner)
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    principalId: appIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+output functionAppName string = functionApp.name
+output functionAppUrl string = 'https://${functionApp.properties.defaultHostName}'
+output dataStorageAccountName string = dataStorage.name
+output datasetContainerUrl string = '${dataStorage.properties.primaryEndpoints.blob}${datasetContainerName}'
+output appIdentityClientId string = appIdentity.properties.clientId
