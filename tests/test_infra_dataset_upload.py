@@ -40,5 +40,5 @@ def test_upload_then_the_service_loads_it(azurite, capsys):
 
 def test_refuses_a_folder_that_is_not_a_dataset(tmp_path):
     (tmp_path / "indicatorMeta.csv").write_text("x")
-    with pytest.raises(SystemExit, match="missing indicatorData, datasetMeta.csv"):
+    with pytest.raises(SystemExit, match="missing indicatorData.csv, datasetMeta.csv"):
         upload_dataset.dataset_files(tmp_path)

@@ -24,7 +24,7 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +68,6 @@ class ServiceSpec:
     dataset_subpath: str = ""
     host: str | None = None
     namespace: str = NAMESPACE
-    extra_labels: dict = field(default_factory=dict)
 
     def check(self) -> None:
         problems = []
@@ -139,13 +138,11 @@ def resolve_model(model: str) -> tuple[str, str] | None:
 # --- the manifests ---------------------------------------------------------------------------------
 
 def _labels(spec: ServiceSpec) -> dict:
-    labels = {
+    return {
         "app.kubernetes.io/name": spec.service_name,
         "app.kubernetes.io/part-of": APP,
         "app.kubernetes.io/component": "api" if spec.model is None else "model",
     }
-    labels.update(spec.extra_labels)
-    return labels
 
 
 def _env(spec: ServiceSpec) -> list[dict]:
@@ -544,9 +541,9 @@ def spec_from_args(args: argparse.Namespace) -> ServiceSpec:
 
 def main(argv: list[str] | None = None, read=input) -> int:
     args = _parser().parse_args(argv)
-    if args.interactive or (args.model is None and not args.all_models):
-        args = interactive(args, read=read)
     try:
+        if args.interactive or (args.model is None and not args.all_models):
+            args = interactive(args, read=read)
         spec = spec_from_args(args)
         if args.stdout:
             sys.stdout.write(render(spec))

@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 python=.venv/bin/python
 [ -x "$python" ] || python=$(command -v python3)
-if ! "$python" -c "import azure.identity, azure.storage.blob" 2>/dev/null; then
+if ! "$python" -c "import azure.identity, azure.storage.blob, pandas" 2>/dev/null; then
   echo "postprovision: run 'make setup' (or pip install -r requirements.txt) first, then:"
   echo "  python infra/scripts/upload_dataset.py data/wdi --container-url $DATASET_CONTAINER_URL"
   exit 0

@@ -12,9 +12,8 @@ on the container: the Bicep grants it to ``uploaderPrincipalId`` (azd passes you
 
 Every instance of the service checks the container every DATASET_REFRESH_SECONDS and reloads when a
 file's ETag changed, so an upload reaches running instances without a restart. Only the dataset
-files the service knows are uploaded (indicatorData.csv or .parquet, indicatorMeta.csv,
-datasetMeta.csv, countryMeta.csv); the service needs the first three.
-Needs the packages of requirements.txt (azure-identity, azure-storage-blob).
+files the service knows (shared/dataset.py: indicatorData.csv or .parquet, indicatorMeta.csv,
+datasetMeta.csv, countryMeta.csv) are uploaded. Run it with the project's environment (make setup).
 """
 from __future__ import annotations
 
@@ -24,15 +23,19 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-DATASET_FILES = ("indicatorData.csv", "indicatorData.parquet", "indicatorMeta.csv", "datasetMeta.csv", "countryMeta.csv")
-REQUIRED = ("indicatorData", "indicatorMeta.csv", "datasetMeta.csv")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from shared.dataset import DATA_FILE, DATA_PARQUET, KNOWN_FILES, REQUIRED_FILES  # noqa: E402  (the service's own list)
+
 CONTENT_TYPES = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet"}
 
 
 def dataset_files(folder: Path) -> list[Path]:
-    files = [folder / name for name in DATASET_FILES if (folder / name).is_file()]
+    """The files of folder the service reads; refuses a folder that lacks one the service needs."""
+    files = [folder / name for name in KNOWN_FILES if (folder / name).is_file()]
     names = {f.name for f in files}
-    missing = [r for r in REQUIRED if not any(n.startswith(r) for n in names)]
+    if DATA_PARQUET in names:
+        names.add(DATA_FILE)  # the columnar copy stands in for the CSV
+    missing = [name for name in REQUIRED_FILES if name not in names]
     if missing:
         raise SystemExit(f"{folder} is not a dataset folder: missing {', '.join(missing)}")
     return files
@@ -82,7 +85,7 @@ def upload(folder: Path, container, prefix: str = "", if_empty: bool = False, wa
             return []
     written = []
     # Metadata first, the indicator data last: the data file's new ETag is what most often starts a reload.
-    for path in sorted(files, key=lambda p: p.name.startswith("indicatorData")):
+    for path in sorted(files, key=lambda p: p.name in (DATA_FILE, DATA_PARQUET)):
         name = base + path.name
         settings = ContentSettings(content_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
         data = path.read_bytes()  # bytes, not a stream: a retried upload starts from the beginning
