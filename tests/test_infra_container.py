@@ -7,6 +7,7 @@ mounted and without it: no dataset is baked into the image.
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shlex
@@ -173,3 +174,42 @@ def test_dockerignore_matcher_follows_docker_rules():
     assert _matches("*", "anything/at/all")
     assert not _matches("data", "database.py")
     assert not _matches("shared", "sharedx/a.py")
+
+
+def funcignore_package() -> list[str]:
+    """Paths the serverless zip holds: everything but what .funcignore (gitignore rules) leaves out."""
+    rules = [line.strip() for line in (ROOT / ".funcignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+
+    def ignored(rel: str, is_dir: bool) -> bool:
+        for rule in rules:
+            if rule.endswith("/") and not is_dir:
+                continue
+            pattern = rule.strip("/")
+            if rule.startswith("/") or "/" in pattern:
+                if fnmatch.fnmatch(rel, pattern):
+                    return True
+            elif fnmatch.fnmatch(rel.rsplit("/", 1)[-1], pattern):
+                return True
+        return False
+
+    kept = []
+    for folder, dirs, files in os.walk(ROOT):
+        rel = Path(folder).relative_to(ROOT).as_posix()
+        rel = "" if rel == "." else rel + "/"
+        dirs[:] = [d for d in dirs if not ignored(rel + d, True)]
+        kept += [rel + f for f in files if not ignored(rel + f, False)]
+    return kept
+
+
+def test_serverless_package_has_the_app_and_no_dataset():
+    package = funcignore_package()
+    for needed in ("function_app.py", "host.json", "requirements.txt", "shared/settings.py", "blueprints/__init__.py",
+                   "models/__init__.py"):
+        assert needed in package
+    assert not [p for p in package if p.startswith(("data/", "tests/", "infra/", ".venv", "node_modules/", ".git/"))]
+    assert "local.settings.json" not in package
+    assert not [p for p in package if p.endswith((".csv", ".parquet"))], "the serverless zip would carry a dataset"
+    # The image holds the same code as the zip (tooling aside).
+    code = {p for p in package if p.endswith(".py") or p.endswith(".json")}
+    assert code <= set(build_context()) | {"package.json"}
