@@ -77,7 +77,7 @@ def test_params_describes_enums_lookups_and_conditions():
 
 
 def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    path = shutil.which("chromium") or shutil.which("google-chrome")
     assert path, "Chromium is required (make test installs Debian's chromium)"
     return path
 
