@@ -1,4 +1,14 @@
-"""Sample model: the template to copy when adding a model (see README, "Add a model")."""
+"""Sample model: the template to copy when adding a model (see docs/adding-a-model.md).
+
+It keeps the contract of the old service's example:
+
+* ``POST /sampleapi/test_endpoint1`` ``{requiredField, optionalField}`` -> ``{resp1}`` (the main endpoint);
+* ``/sampleapi/test_endpoint2?name=...`` -> a greeting (POST as before, and GET).
+
+Everything else about a model is here in miniature: request/response models, the
+code in ``models/sampleapi`` (plain functions, no HTTP), and ``main=True`` on the
+endpoint whose inputs ``/params`` describes. It reads no data, so ``uses_dataset=False``.
+"""
 from typing import Optional
 
 from pydantic import Field
@@ -23,7 +33,7 @@ class SampleResponse(ApiModel):
 
 
 class GreetingQuery(ApiModel):
-    name: str = Field(..., description="Who to greet", max_length=200)
+    name: str = Field(..., description="Who to greet", examples=["Ana"], max_length=200)
 
 
 @blueprint.post("test_endpoint1", body=SampleRequest, response=SampleResponse, main=True)
@@ -35,4 +45,11 @@ def test_endpoint1(req: SampleRequest) -> SampleResponse:
 @blueprint.post("test_endpoint2", query=GreetingQuery, response=str)
 def test_endpoint2(query: GreetingQuery) -> str:
     """Greet someone by name."""
+    return sampleapi.greet(query.name)
+
+
+@blueprint.get("test_endpoint2", query=GreetingQuery, response=str, methods=("GET",),
+               function_name="sampleapi_test_endpoint2_get")
+def test_endpoint2_get(query: GreetingQuery) -> str:
+    """Greet someone by name (GET form of the same endpoint; its OPTIONS preflight is the POST function's)."""
     return sampleapi.greet(query.name)

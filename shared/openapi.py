@@ -1,6 +1,7 @@
 """OpenAPI 3.1 document and /params, generated from the registered routes' pydantic models."""
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -55,11 +56,32 @@ class _Components:
 
     def schema_of(self, tp: Any, mode: str) -> dict:
         schema = TypeAdapter(tp).json_schema(ref_template=REF, mode=mode)
-        for name, definition in schema.pop("$defs", {}).items():
-            self.schemas.setdefault(name, definition)
+        defs = schema.pop("$defs", {})
+        top = None
         if schema.get("type") == "object" and "title" in schema and isinstance(tp, type) and issubclass(tp, BaseModel):
-            self.schemas.setdefault(tp.__name__, schema)
-            return {"$ref": REF.format(model=tp.__name__)}
+            top = tp.__name__
+            defs[top] = schema
+        # Two models may share a class name (CountryInfo in two blueprints) or differ between
+        # request and response mode: give the later one its own name instead of reusing the first.
+        renames = {}
+        for name, definition in defs.items():
+            final, n = name, 1
+            while final in self.schemas and self.schemas[final] != definition:
+                n += 1
+                final = f"{name}{n}"
+            if final != name:
+                renames[name] = final
+        if renames:
+            text = json.dumps({"defs": defs, "schema": schema})
+            for old, new in renames.items():
+                text = text.replace(json.dumps(REF.format(model=old)), json.dumps(REF.format(model=new)))
+            loaded = json.loads(text)
+            defs = {renames.get(k, k): v for k, v in loaded["defs"].items()}
+            schema = loaded["schema"]
+        for name, definition in defs.items():
+            self.schemas.setdefault(name, definition)
+        if top is not None:
+            return {"$ref": REF.format(model=renames.get(top, top))}
         return schema
 
 
