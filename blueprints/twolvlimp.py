@@ -1,0 +1,330 @@
+"""HTTP layer of the two-level imputation model (/twolvlImp): request models, look-ups, predict, estimate.
+
+The method itself lives in :mod:`models.twolvlimp`; this module only validates requests,
+calls it and maps its errors to HTTP answers (422 with a message saying what is allowed).
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, Optional
+
+import azure.functions as func
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.twolvlimp import data as lookups
+from models.twolvlimp import service
+from models.twolvlimp.data import ImputationError, ImputationRequest
+from shared.errors import UnsupportedValue
+from shared.http import ApiBlueprint
+from shared.store import get_dataset
+from shared.validation import ApiModel, Lookup, RequiredIf
+
+blueprint = ApiBlueprint(
+    "twolvlImp", label="Two-level imputation", prefix="twolvlImp",
+    description=("Imputes an indicator's missing values for Small Island Developing States: a base imputer fills "
+                 "the predictors' gaps (level 1), a cross-validated tree model predicts the target (level 2), with "
+                 "calibrated 90% prediction intervals, feature importances and correlations. See docs/twolvlimp.md."))
+
+PREFIX = "/twolvlImp"
+
+
+class Interpolator(str, Enum):
+    KNNImputer = "KNNImputer"
+    IterativeImputer = "IterativeImputer"
+    SimpleImputer = "SimpleImputer"
+
+
+class Scheme(str, Enum):
+    MANUAL = "MANUAL"
+    AFS = "AFS"
+    PCA = "PCA"
+
+
+class ModelKind(str, Enum):
+    rfr = "rfr"
+    gbr = "gbr"
+    etr = "etr"
+    all = "all"
+
+
+class Interval(str, Enum):
+    quantile = "quantile"
+    bootstrap = "bootstrap"
+
+
+class Method(str, Enum):
+    default = "default"
+    legacy = "legacy"
+
+
+def _year_text(value: Any) -> Any:
+    # The dashboard sends "2015"; a bare number is accepted too.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Year = Annotated[str, Field(title="Target year", description="The year to impute, as a string (see /twolvlImp/target_years)",
+                            examples=["2015"], max_length=8), Lookup(f"{PREFIX}/target_years")]
+
+
+class TrainRequest(ApiModel):
+    """A /predict (or /estimate) request, as the dashboard builds it."""
+
+    target: Annotated[str, Field(title="Target indicator",
+                                 description="Code of the indicator whose missing SIDS values are imputed. The old "
+                                             "platform's codes with a 'key-' prefix are accepted.",
+                                 examples=["wdi-EG.ELC.ACCS.UR.ZS"], max_length=200),
+                      Lookup(f"{PREFIX}/targets", "GET", ("target_year", "dataset"))]
+    target_year: Year
+    interpolator: Annotated[Interpolator, Field(
+        title="Base imputer", description="The base imputer fills the gaps of the predictors (level 1): KNN with 5 "
+        "neighbours on min-max scaled values, the column mean, or iterative imputation with extra trees",
+        examples=["KNNImputer"])]
+    scheme: Annotated[Scheme, Field(
+        title="Predictor selection", description="MANUAL: the given predictors; AFS: automatic selection by recursive "
+        "feature elimination with random forests; PCA: the features loading most on the leading principal components",
+        examples=["MANUAL"])]
+    estimators: Annotated[int, Field(title="Number of trees", description="Trees per tree model (1 to 500)",
+                                     ge=1, le=lookups.MAX_ESTIMATORS, examples=[100])]
+    model: Annotated[ModelKind, Field(
+        title="Model", description="rfr: random forest; gbr: gradient boosting; etr: extra trees; all: the best of "
+        "the three by cross-validation", examples=["rfr"])]
+    interval: Annotated[Interval, Field(
+        title="Prediction interval", description="quantile: conformalised quantile band of the trees (adapts to each "
+        "country); bootstrap: residual bootstrap (same width for every country). Both are 90% intervals calibrated "
+        "on cross-validated predictions", examples=["quantile"])]
+    dataset: Annotated[Optional[str], Field(
+        title="Dataset", description="Dataset of the target (default: the target's dataset in the indicator "
+        "metadata; the old platform's 'key' means the same)", examples=["wdi"], max_length=100),
+        Lookup(f"{PREFIX}/datasets", "GET", ("target_year",))] = None
+    manual_predictors: Annotated[Optional[list[Annotated[str, Field(max_length=200)]]], Field(
+        title="Predictors", description="1 to 50 distinct predictor codes, each valid for the target year "
+        "(POST /twolvlImp/predictors lists them); required when scheme is MANUAL",
+        min_length=1, max_length=lookups.MAX_PREDICTORS, examples=[["wdi-EN.POP.DNST"]]),
+        RequiredIf("scheme", "MANUAL"), Lookup(f"{PREFIX}/predictors", "POST", ("target_year", "dataset", "target", "scheme"))] = None
+    number_predictor: Annotated[Optional[int], Field(
+        title="Number of predictors", description="How many predictors AFS or PCA selects (1 to 50, at most the "
+        "number of valid predictors that year); required when scheme is AFS or PCA",
+        ge=1, le=lookups.MAX_PREDICTORS, examples=[10]),
+        RequiredIf("scheme", "AFS", "PCA"), Lookup(f"{PREFIX}/predictors", "POST", ("target_year", "dataset", "target", "scheme"))] = None
+    method: Annotated[Method, Field(
+        title="Method", description="default: the improved method (own-series model, calibrated intervals); "
+        "legacy: the old service's method, for comparison (slower, uncalibrated)", examples=["default"])] = Method.default
+
+    _year = field_validator("target_year", mode="before")(_year_text)
+
+    @field_validator("manual_predictors")
+    @classmethod
+    def _unique(cls, value: Optional[list[str]]):
+        if value is not None:
+            seen, dupes = set(), []
+            for code in value:
+                if code in seen and code not in dupes:
+                    dupes.append(code)
+                seen.add(code)
+            if dupes:
+                raise ValueError(f"predictors must be distinct; repeated: {', '.join(dupes)}")
+        return value
+
+    def to_model(self) -> ImputationRequest:
+        return ImputationRequest(
+            target=self.target, target_year=self.target_year, interpolator=self.interpolator.value,
+            scheme=self.scheme.value, estimators=self.estimators, model=self.model.value, interval=self.interval.value,
+            dataset=self.dataset, manual_predictors=tuple(self.manual_predictors) if self.manual_predictors else None,
+            number_predictor=self.number_predictor, method=self.method.value)
+
+
+class YearQuery(ApiModel):
+    target_year: Year
+
+    _year = field_validator("target_year", mode="before")(_year_text)
+
+
+class TargetsQuery(YearQuery):
+    dataset: Annotated[str, Field(title="Dataset", description="Dataset code (see /twolvlImp/datasets)",
+                                  examples=["wdi"], max_length=100), Lookup(f"{PREFIX}/datasets", "GET", ("target_year",))]
+
+
+class DimensionsQuery(YearQuery):
+    target: Annotated[str, Field(title="Indicator", description="Indicator name (the indicator metadata's "
+                                 "'Indicator'), or one of its codes", max_length=300,
+                                 examples=["Access to electricity, urban"])]
+    dataset: Annotated[Optional[str], Field(title="Dataset", description="Dataset code (default: the indicator's)",
+                                            examples=["wdi"], max_length=100)] = None
+
+
+class PredictorListRequest(YearQuery):
+    dataset: Annotated[Optional[str], Field(title="Dataset", description="Dataset of the target (default: the "
+                                            "target's)", examples=["wdi"], max_length=100)] = None
+    target: Annotated[str, Field(title="Target indicator", description="Code of the target (it is never offered "
+                                 "as its own predictor)", examples=["wdi-EG.ELC.ACCS.UR.ZS"], max_length=200)]
+    scheme: Annotated[Scheme, Field(title="Predictor selection", examples=["MANUAL"])]
+
+
+class Dimension(BaseModel):
+    label: str
+    value: str
+
+
+class PredictionTable(BaseModel):
+    """Parallel arrays, one entry per imputed SIDS."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    country_code: list[str] = Field(alias="Country Code")
+    prediction: list[float]
+    lower: list[float]
+    upper: list[float]
+
+
+class SplitFrame(BaseModel):
+    """A matrix in pandas' ``split`` orientation."""
+
+    index: list[str]
+    columns: list[str]
+    data: list[list[float]]
+
+
+class CategoryPie(BaseModel):
+    category: list[str]
+    value: list[float]
+
+
+class ModelResponse(BaseModel):
+    """Every field the dashboard reads, in both of its layouts, plus what a data scientist needs to judge the result."""
+
+    model_config = ConfigDict(extra="allow")
+    rmse: float = Field(description="Cross-validated RMSE of the model that imputed most countries (target units)")
+    rmse_deviation: float = Field(description="rmse / mean of the target (or / its range when that is outside [0, 1])")
+    model_feature_names: list[str]
+    model_feature_importance: list[float] = Field(description="Impurity importances, parallel to model_feature_names")
+    feature_importance_pie: CategoryPie = Field(description="Importances summed per indicator Category")
+    correlation: SplitFrame = Field(description="Correlation of the selected predictors")
+    prediction: PredictionTable
+    indicatorJson: dict[str, Any] = Field(description="The year-keyed layout: data (observed SIDS values and "
+                                          "predictions), upperIntervals/lowerIntervals (predicted ones only), "
+                                          "featureImportances, categoryImportances, correlation, rmse, rmse_deviation, "
+                                          "imputed (the predicted countries)")
+    sample_size: int = Field(description="Training rows of the primary model")
+    method: str
+    model: dict[str, Any] = Field(description="Chosen model, its parameters and cross-validation scores")
+    n_train: int
+    n_train_sids: int
+    predictors: list[dict[str, str]] = Field(description="Selected predictors with names")
+    interval: dict[str, Any] = Field(description="Interval method, nominal level and calibration")
+    submodels: list[dict[str, Any]] = Field(description="Own-series and cross-section models, if both were used")
+    data_version: str
+    compute_seconds: float
+
+
+def _dataset():
+    return get_dataset()
+
+
+def _unsupported(exc: ImputationError) -> UnsupportedValue:
+    return UnsupportedValue(exc.msg, **exc.context)
+
+
+def _dataset_for(ds, year: int, dataset: Optional[str], target: Optional[str]) -> str:
+    if dataset and dataset != lookups.LEGACY_DATASET:
+        return lookups.check_dataset(ds, year, dataset)
+    if target:
+        code, _ = lookups.resolve_code(ds, target)
+        if code in ds.indicators:
+            return str(ds.indicator_meta.at[code, "Dataset"])
+        meta = ds.indicator_meta
+        named = meta.index[meta["Indicator"].astype(str) == str(target).strip()]
+        if len(named):
+            return str(meta.at[named[0], "Dataset"])
+    options = lookups.datasets(ds, year)
+    raise ImputationError(f"dataset is required here; datasets with targets in {year}: {', '.join(options)}",
+                          allowed=list(options))
+
+
+@blueprint.get("target_years", response=list[str])
+def target_years() -> list[str]:
+    """The years that can be targets (derived from the data)."""
+    return lookups.target_years(_dataset())
+
+
+@blueprint.get("datasets", query=YearQuery, response=dict[str, str])
+def datasets(q: YearQuery) -> dict[str, str]:
+    """{dataset code: dataset name} for the datasets with valid targets that year."""
+    ds = _dataset()
+    try:
+        return lookups.datasets(ds, lookups.check_year(ds, q.target_year))
+    except ImputationError as exc:
+        raise _unsupported(exc)
+
+
+@blueprint.get("targets", query=TargetsQuery, response=dict[str, str])
+def targets(q: TargetsQuery) -> dict[str, str]:
+    """{indicator code: name}: indicators missing for fewer than 80% of countries that year, and for at least one."""
+    ds = _dataset()
+    try:
+        year = lookups.check_year(ds, q.target_year)
+        return lookups.targets(ds, year, _dataset_for(ds, year, q.dataset, None))
+    except ImputationError as exc:
+        raise _unsupported(exc)
+
+
+@blueprint.get("dimensions", query=DimensionsQuery, response=list[Dimension])
+def dimensions(q: DimensionsQuery) -> list[dict]:
+    """[{label, value}]: the dimensions of an indicator (by name or code) that are valid targets that year."""
+    ds = _dataset()
+    try:
+        year = lookups.check_year(ds, q.target_year)
+        return lookups.dimensions(ds, year, _dataset_for(ds, year, q.dataset, q.target), q.target)
+    except ImputationError as exc:
+        raise _unsupported(exc)
+
+
+@blueprint.post("predictors", body=PredictorListRequest, response=dict[str, Any])
+def predictors(req: PredictorListRequest) -> dict:
+    """MANUAL: {code: "Indicator-Dimension"} of the valid predictors that year, without the target itself.
+    AFS/PCA: the allowed numbers of predictors ({n: n})."""
+    ds = _dataset()
+    try:
+        year = lookups.check_year(ds, req.target_year)
+        dataset = _dataset_for(ds, year, req.dataset, req.target)
+        target = lookups.check_target(ds, year, dataset, req.target)
+    except ImputationError as exc:
+        raise _unsupported(exc)
+    if req.scheme == Scheme.MANUAL:
+        return lookups.manual_predictor_options(ds, year, target)
+    return {str(k): v for k, v in lookups.number_predictor_options(ds, year, target).items()}
+
+
+@blueprint.get("target_sample_size", response=int)
+def target_sample_size() -> int:
+    """Minimum number of countries with data that a target needs (it may miss fewer than 80%)."""
+    return lookups.target_sample_size(_dataset())
+
+
+@blueprint.get("predictor_sample_size", response=int)
+def predictor_sample_size() -> int:
+    """Minimum number of countries with data that a predictor needs (it may miss fewer than 30%)."""
+    return lookups.predictor_sample_size(_dataset())
+
+
+@blueprint.post("estimate", body=TrainRequest, response=float)
+def estimate(req: TrainRequest) -> float:
+    """Expected seconds for /predict with this request on this instance (learned from its measured durations)."""
+    ds = _dataset()
+    try:
+        return service.estimate_seconds(ds, req.to_model())
+    except ImputationError as exc:
+        raise _unsupported(exc)
+
+
+@blueprint.post("predict", body=TrainRequest, response=ModelResponse, main=True)
+def predict(req: TrainRequest) -> func.HttpResponse:
+    """Impute the target's missing SIDS values for the year: predictions, 90% intervals, importances, correlations."""
+    ds = _dataset()
+    try:
+        outcome = service.predict_response(ds, req.to_model())
+    except ImputationError as exc:
+        raise _unsupported(exc)
+    return func.HttpResponse(body=outcome.body, status_code=200, mimetype="application/json", charset="utf-8",
+                             headers={"x-cache": "hit" if outcome.cached else "miss",
+                                      "x-compute-seconds": f"{outcome.seconds:.4f}"})

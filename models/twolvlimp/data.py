@@ -1,0 +1,304 @@
+"""What the data allows: target years, datasets, targets, predictors, and checking a request against them.
+
+Everything here depends only on the dataset version (and the year), so it is computed once per
+version through :meth:`shared.dataset.Dataset.memo` and shared by all requests.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from shared.dataset import Dataset
+
+TARGET_MISSING_MAX = 0.80     # a target is missing for fewer than 80% of the countries that year
+PREDICTOR_MISSING_MAX = 0.30  # a predictor is missing for fewer than 30% of them
+MAX_PREDICTORS = 50
+MAX_ESTIMATORS = 500
+SEED = 7                      # the old service's seed, now used by every random step
+LEGACY_PREFIX = "key-"        # the old platform's codes: "key-wdi-EG.ELC.ACCS.ZS" is "wdi-EG.ELC.ACCS.ZS"
+LEGACY_DATASET = "key"
+
+MODELS = ("rfr", "gbr", "etr", "all")
+INTERVALS = ("quantile", "bootstrap")
+METHODS = ("default", "legacy")
+
+
+class ImputationError(ValueError):
+    """A request the data cannot serve; ``msg`` says what is allowed instead."""
+
+    def __init__(self, msg: str, **context):
+        super().__init__(msg)
+        self.msg = msg
+        self.context = context
+
+
+@dataclass(frozen=True)
+class ImputationRequest:
+    """One /predict request, as plain values (what the HTTP layer validated)."""
+
+    target: str
+    target_year: str
+    interpolator: str = "KNNImputer"
+    scheme: str = "MANUAL"
+    estimators: int = 100
+    model: str = "rfr"
+    interval: str = "quantile"
+    dataset: str | None = None
+    manual_predictors: tuple[str, ...] | None = None
+    number_predictor: int | None = None
+    method: str = "default"
+
+
+@dataclass(frozen=True)
+class ResolvedRequest:
+    """A request checked against one dataset version, with aliases resolved and defaults filled in."""
+
+    target: str
+    year: int
+    dataset: str
+    interpolator: str
+    scheme: str
+    estimators: int
+    model: str
+    interval: str
+    method: str
+    manual_predictors: tuple[str, ...] = ()
+    number_predictor: int | None = None
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def key(self) -> tuple:
+        """Everything that determines the result (together with the data version)."""
+        return (self.method, self.target, self.year, self.dataset, self.interpolator, self.scheme, self.estimators,
+                self.model, self.interval, self.manual_predictors, self.number_predictor)
+
+
+@dataclass(frozen=True)
+class YearInfo:
+    year: int
+    index: int
+    missing: np.ndarray          # share of countries missing, per indicator
+    target_mask: np.ndarray      # 0 < missing < 80%
+    predictor_mask: np.ndarray   # missing < 30%
+
+    @property
+    def predictor_idx(self) -> np.ndarray:
+        return np.flatnonzero(self.predictor_mask)
+
+
+def _missing_by_year(ds: Dataset) -> np.ndarray:
+    def compute():
+        n = max(len(ds.countries), 1)
+        return np.isnan(ds.values).sum(axis=1) / n  # years x indicators
+    return ds.memo(("twolvlimp", "missing"), compute)
+
+
+def year_info(ds: Dataset, year: int) -> YearInfo:
+    def compute():
+        idx = ds.years.index(year)
+        miss = _missing_by_year(ds)[idx]
+        return YearInfo(year=year, index=idx, missing=miss,
+                        target_mask=(miss > 0) & (miss < TARGET_MISSING_MAX),
+                        predictor_mask=miss < PREDICTOR_MISSING_MAX)
+    return ds.memo(("twolvlimp", "year", year), compute)
+
+
+def target_years(ds: Dataset) -> list[str]:
+    """Years in which at least one indicator is a valid target."""
+    def compute():
+        miss = _missing_by_year(ds)
+        ok = ((miss > 0) & (miss < TARGET_MISSING_MAX)).any(axis=1)
+        return [str(y) for y, good in zip(ds.years, ok) if good]
+    return ds.memo(("twolvlimp", "target_years"), compute)
+
+
+def _dataset_of(ds: Dataset) -> np.ndarray:
+    return ds.memo(("twolvlimp", "dataset_of"), lambda: ds.indicator_meta["Dataset"].astype(str).to_numpy())
+
+
+def _dataset_name(ds: Dataset, code: str) -> str:
+    if code in ds.dataset_meta.index:
+        return str(ds.dataset_meta.at[code, "Dataset Name"])
+    return code
+
+
+def check_year(ds: Dataset, target_year: str | int) -> int:
+    years = target_years(ds)
+    text = str(target_year).strip()
+    if text not in years:
+        span = f"{years[0]} to {years[-1]}" if years else "none"
+        raise ImputationError(f"target_year {text!r} is not supported: the data has targets for the years "
+                              f"{span} (see /twolvlImp/target_years)", allowed=years)
+    return int(text)
+
+
+def datasets(ds: Dataset, year: int) -> dict[str, str]:
+    def compute():
+        info = year_info(ds, year)
+        codes = sorted(set(_dataset_of(ds)[info.target_mask]))
+        return {c: _dataset_name(ds, c) for c in codes}
+    return ds.memo(("twolvlimp", "datasets", year), compute)
+
+
+def check_dataset(ds: Dataset, year: int, dataset: str) -> str:
+    options = datasets(ds, year)
+    if dataset not in options:
+        raise ImputationError(f"dataset {dataset!r} has no valid targets in {year}; datasets with targets that "
+                              f"year: {', '.join(options) or 'none'}", allowed=list(options))
+    return dataset
+
+
+def targets(ds: Dataset, year: int, dataset: str) -> dict[str, str]:
+    def compute():
+        info = year_info(ds, year)
+        mask = info.target_mask & (_dataset_of(ds) == dataset)
+        codes = ds.indicators[mask]
+        return {str(c): ds.indicator_name(c) for c in codes}
+    return ds.memo(("twolvlimp", "targets", year, dataset), compute)
+
+
+def resolve_code(ds: Dataset, code: str) -> tuple[str, bool]:
+    """The indicator code, accepting the old platform's ``key-`` prefix. Returns (code, alias_used)."""
+    code = str(code).strip()
+    if code in ds.indicators:
+        return code, False
+    if code.startswith(LEGACY_PREFIX) and code[len(LEGACY_PREFIX):] in ds.indicators:
+        return code[len(LEGACY_PREFIX):], True
+    return code, False
+
+
+def check_target(ds: Dataset, year: int, dataset: str, target: str) -> str:
+    code, _ = resolve_code(ds, target)
+    if code not in ds.indicators:
+        raise ImputationError(f"unknown target {target!r}: see /twolvlImp/targets?target_year={year}&dataset={dataset} "
+                              "for the valid targets")
+    j = ds.indicators.get_loc(code)
+    own = _dataset_of(ds)[j]
+    if own != dataset:
+        raise ImputationError(f"target {code!r} belongs to dataset {own!r}, not {dataset!r}")
+    miss = float(year_info(ds, year).missing[j])
+    if miss <= 0:
+        raise ImputationError(f"target {code!r} has a value for every country in {year}: nothing to impute")
+    if miss >= TARGET_MISSING_MAX:
+        raise ImputationError(f"target {code!r} is missing for {miss:.0%} of the countries in {year}; a target must "
+                              f"be missing for fewer than {TARGET_MISSING_MAX:.0%} (see /twolvlImp/targets)")
+    return code
+
+
+def dimensions(ds: Dataset, year: int, dataset: str, target: str) -> list[dict]:
+    """The dimensions of an indicator (given by its name, or by one of its codes) that are valid targets."""
+    code, _ = resolve_code(ds, target)
+    name = ds.indicator_name(code) if code in ds.indicators else str(target).strip()
+    valid = targets(ds, year, dataset)
+    meta = ds.indicator_meta
+    out = []
+    for c in meta.index[meta["Indicator"].astype(str) == name]:
+        if c in valid:
+            out.append({"label": str(meta.at[c, "Dimension"]), "value": str(c)})
+    if not out:
+        raise ImputationError(f"no indicator named or coded {target!r} is a valid target in {year} for dataset "
+                              f"{dataset!r} (see /twolvlImp/targets)")
+    return out
+
+
+def predictor_codes(ds: Dataset, year: int) -> list[str]:
+    return ds.memo(("twolvlimp", "predictor_codes", year),
+                   lambda: [str(c) for c in ds.indicators[year_info(ds, year).predictor_mask]])
+
+
+def manual_predictor_options(ds: Dataset, year: int, target: str) -> dict[str, str]:
+    """{code: "Indicator-Dimension"} of the predictors valid that year, without the target itself."""
+    def compute():
+        meta = ds.indicator_meta
+        return {c: f"{meta.at[c, 'Indicator']}-{meta.at[c, 'Dimension']}" for c in predictor_codes(ds, year)}
+    every = ds.memo(("twolvlimp", "predictor_names", year), compute)
+    return {c: name for c, name in every.items() if c != target}
+
+
+def max_number_predictor(ds: Dataset, year: int, target: str) -> int:
+    codes = predictor_codes(ds, year)
+    return min(MAX_PREDICTORS, len(codes) - (1 if target in codes else 0))
+
+
+def number_predictor_options(ds: Dataset, year: int, target: str) -> dict[int, int]:
+    top = max_number_predictor(ds, year, target)
+    return {i: i for i in range(1, top + 1)}
+
+
+def target_sample_size(ds: Dataset) -> int:
+    return math.ceil(len(ds.countries) * (1 - TARGET_MISSING_MAX))
+
+
+def predictor_sample_size(ds: Dataset) -> int:
+    return math.ceil(len(ds.countries) * (1 - PREDICTOR_MISSING_MAX))
+
+
+def resolve(ds: Dataset, req: ImputationRequest) -> ResolvedRequest:
+    """Check a request against the data; raise :class:`ImputationError` saying what is allowed."""
+    notes = []
+    year = check_year(ds, req.target_year)
+    target, alias = resolve_code(ds, req.target)
+    if alias:
+        notes.append(f"target {req.target!r} is the old platform's code for {target!r}")
+    dataset = req.dataset.strip() if req.dataset else None
+    if dataset in (None, "", LEGACY_DATASET):
+        if target not in ds.indicators:
+            raise ImputationError(f"unknown target {req.target!r}: see /twolvlImp/targets for the valid targets")
+        dataset = str(_dataset_of(ds)[ds.indicators.get_loc(target)])
+        if req.dataset:
+            notes.append(f"dataset {req.dataset!r} (old platform) read as the target's dataset {dataset!r}")
+    check_dataset(ds, year, dataset)
+    target = check_target(ds, year, dataset, target)
+    if req.method not in METHODS:
+        raise ImputationError(f"method must be one of {', '.join(METHODS)}")
+    if not 1 <= int(req.estimators) <= MAX_ESTIMATORS:
+        raise ImputationError(f"estimators must be between 1 and {MAX_ESTIMATORS}")
+
+    j = ds.indicators.get_loc(target)
+    column = ds.year_matrix(year)[:, j]
+    if not ds.sids_mask.any():
+        raise ImputationError("the data has no SIDS country (countryMeta.csv marks none), so there is nothing "
+                              "for this model to impute")
+    if not np.isnan(column[ds.sids_mask]).any():
+        raise ImputationError(f"every SIDS in the data has a value for {target!r} in {year}: nothing to impute; "
+                              "choose another year or target (see /twolvlImp/targets)")
+
+    manual: tuple[str, ...] = ()
+    number = None
+    if req.scheme == "MANUAL":
+        given = list(req.manual_predictors or ())
+        if not 1 <= len(given) <= MAX_PREDICTORS:
+            raise ImputationError(f"manual_predictors must list 1 to {MAX_PREDICTORS} predictors")
+        resolved = []
+        for code in given:
+            c, was_alias = resolve_code(ds, code)
+            if was_alias:
+                notes.append(f"predictor {code!r} is the old platform's code for {c!r}")
+            resolved.append(c)
+        if len(set(resolved)) != len(resolved):
+            dupes = sorted({c for c in resolved if resolved.count(c) > 1})
+            raise ImputationError(f"manual_predictors must be unique; repeated: {', '.join(dupes)}")
+        if target in resolved:
+            raise ImputationError(f"the target {target!r} cannot be one of its own predictors")
+        valid = set(predictor_codes(ds, year))
+        invalid = [c for c in resolved if c not in valid]
+        if invalid:
+            raise ImputationError(
+                f"invalid predictor(s) for {year}: {', '.join(invalid)}. A predictor must be an indicator missing "
+                f"for fewer than {PREDICTOR_MISSING_MAX:.0%} of the countries that year; POST /twolvlImp/predictors "
+                "lists them", invalid=invalid)
+        manual = tuple(resolved)
+    else:
+        top = max_number_predictor(ds, year, target)
+        if req.number_predictor is None or not 1 <= int(req.number_predictor) <= top:
+            raise ImputationError(f"number_predictor must be between 1 and {top} for {year} (the number of valid "
+                                  "predictors that year, at most 50)", allowed_max=top)
+        number = int(req.number_predictor)
+    return ResolvedRequest(target=target, year=year, dataset=dataset, interpolator=req.interpolator,
+                           scheme=req.scheme, estimators=int(req.estimators), model=req.model,
+                           interval=req.interval, method=req.method, manual_predictors=manual,
+                           number_predictor=number, notes=tuple(notes))
+
+
+__all__ = ["ImputationError", "ImputationRequest", "ResolvedRequest", "resolve", "replace"]

@@ -1,0 +1,180 @@
+"""The default two-level imputation method.
+
+Level 1 fills the predictor columns with the base imputer; level 2 is a tree model trained on
+every country with a value (SIDS weighted as much as all other countries together).
+
+What differs from the old service (``method: "legacy"`` in :mod:`models.twolvlimp.legacy`):
+
+* SIDS whose target has values in other years are imputed by an *own-series* model: the
+  interpolation (or nearest value) of the country's own series is a feature and the base of
+  the prediction, and the trees learn the correction from the predictors and the gap lengths.
+  SIDS that never reported the target use the cross-section model, as before.
+* Candidate predictors are the indicators missing for fewer than 30% of all countries that year
+  (the /predictors list), imputed once per data version, year and base imputer.
+* Automatic selection eliminates features geometrically with cheap forests; PCA works on
+  standardised columns.
+* Intervals are calibrated on out-of-fold predictions (see :mod:`models.twolvlimp.intervals`).
+* Every random step is seeded.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from models.twolvlimp.data import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
+from models.twolvlimp.engine import LEVEL, balanced_weights, fit_and_predict
+from models.twolvlimp.imputers import impute
+from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
+from models.twolvlimp.selection import GeometricRFE, pca_select
+from models.twolvlimp.temporal import own_series
+from shared.dataset import Dataset
+
+MIN_OWN_SERIES_TRAIN = 20   # fewer training countries with an own series: use the cross-section model
+RFE_TREES = 30
+
+
+def candidate_matrix(ds: Dataset, year: int, interpolator: str, target: int,
+                     extra: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate predictors and their imputed countries x candidates matrix.
+
+    Candidates are the indicators missing for fewer than 30% of the training rows (the countries
+    with a target value), as in the old service, plus any ``extra`` columns (MANUAL predictors
+    that are sparser among the training rows). The base imputer is fitted on every country
+    (the target is not among its columns), once per data version, year, imputer and target.
+    """
+    base = ds.memo(("twolvlimp", "candidate_cols", year, target), lambda: _training_candidates(ds, year, target))
+    needed = tuple(sorted({int(c) for c in extra} - set(base.tolist())))
+
+    def compute():
+        cols = np.concatenate([base, np.asarray(needed, dtype=base.dtype)])
+        filled = impute(interpolator, ds.year_matrix(year)[:, cols], random_state=0)
+        filled.setflags(write=False)
+        return cols, filled
+
+    return ds.memo(("twolvlimp", "imputed", year, interpolator, target, needed), compute)
+
+
+def _training_candidates(ds: Dataset, year: int, target: int) -> np.ndarray:
+    M = ds.year_matrix(year)
+    train = ~np.isnan(M[:, target])
+    cols = np.flatnonzero(np.isnan(M[train]).mean(axis=0) < PREDICTOR_MISSING_MAX)
+    return cols[cols != target]
+
+
+def select_columns(ds: Dataset, r: ResolvedRequest, cols: np.ndarray, Z: np.ndarray, train: np.ndarray,
+                   y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Positions (in ``cols``) of the selected predictors."""
+    if r.scheme == "MANUAL":
+        where = {int(c): i for i, c in enumerate(cols)}
+        return np.asarray([where[ds.indicators.get_loc(code)] for code in r.manual_predictors], dtype=int)
+    k = r.number_predictor
+    if r.scheme == "AFS":
+        def compute():
+            rfe = GeometricRFE(n_features_to_select=k, n_estimators=RFE_TREES, random_state=SEED)
+            return np.flatnonzero(rfe.fit(Z[train], y, w).support_)
+        return ds.memo(("twolvlimp", "afs", r.year, r.interpolator, r.target, k), compute)
+    return ds.memo(("twolvlimp", "pca", r.year, r.interpolator, r.target, k),
+                   lambda: np.sort(pca_select(Z[train], k, standardize=True)))
+
+
+def preparation_key(r: ResolvedRequest) -> tuple:
+    """What the request-independent-of-the-model part (imputation, selection) depends on."""
+    detail = r.manual_predictors if r.scheme == "MANUAL" else r.number_predictor
+    return (r.year, r.interpolator, r.target, r.scheme, detail)
+
+
+def prepared(ds: Dataset) -> set:
+    """Preparation keys already computed (and memoised) on this data version."""
+    return ds.memo(("twolvlimp", "prepared"), set)
+
+
+def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
+    started = time.perf_counter()
+    info = year_info(ds, r.year)
+    j = ds.indicators.get_loc(r.target)
+    column = ds.year_matrix(r.year)[:, j]
+    sids = np.asarray(ds.sids_mask, dtype=bool)
+    train = ~np.isnan(column)
+    to_predict = np.flatnonzero(sids & np.isnan(column))
+
+    extra = tuple(int(ds.indicators.get_loc(c)) for c in r.manual_predictors)
+    cols, Z = candidate_matrix(ds, r.year, r.interpolator, j, extra)
+    y = column[train]
+    w = balanced_weights(sids[train])
+    sel = select_columns(ds, r, cols, Z, train, y, w)
+    codes = [str(ds.indicators[cols[i]]) for i in sel]
+    X = Z[:, sel]
+    prepared(ds).add(preparation_key(r))
+    prepare_seconds = time.perf_counter() - started
+
+    own = own_series(ds.values[:, :, j], ds.years, info.index)
+    has_own = own.available
+    train_own = np.flatnonzero(train & has_own)
+    own_rows = to_predict[has_own[to_predict]]
+    cross_rows = to_predict[~has_own[to_predict]]
+    if own_rows.size and train_own.size < MIN_OWN_SERIES_TRAIN:
+        own_rows, cross_rows = own_rows[:0], to_predict
+
+    prediction = np.empty(ds.countries.size)
+    lower = np.empty_like(prediction)
+    upper = np.empty_like(prediction)
+    submodels: list[Submodel] = []
+    own_name = f"{r.target} (own series)"
+
+    if own_rows.size:
+        XA = np.column_stack([X, own.features()])
+        base = own.estimate
+        yA = column[train_own] - base[train_own]
+        fit = fit_and_predict(XA[train_own], yA, sids[train_own], XA[own_rows], r.model, r.estimators,
+                              r.interval, SEED, LEVEL)
+        prediction[own_rows] = base[own_rows] + fit.prediction
+        lower[own_rows] = base[own_rows] + fit.lower
+        upper[own_rows] = base[own_rows] + fit.upper
+        imp = list(fit.importances[:len(codes)]) + [float(fit.importances[len(codes):].sum())]
+        yt = column[train_own]
+        submodels.append(Submodel(
+            role="own_series", countries=[str(c) for c in ds.countries[own_rows]], feature_names=codes + [own_name],
+            importances=imp, kind=fit.kind, params=fit.params, rmse=fit.rmse, rmse_weighted=fit.rmse_weighted,
+            rmse_sids=fit.rmse_sids, n_train=int(train_own.size), n_train_sids=int(sids[train_own].sum()),
+            cv_rmse_by_depth=fit.cv_rmse_by_depth, candidates=fit.candidates,
+            interval_info={**fit.interval_info, "target": "correction to the own-series estimate"},
+            y_mean=float(yt.mean()), y_min=float(yt.min()), y_max=float(yt.max())))
+
+    if cross_rows.size:
+        rows = np.flatnonzero(train)
+        fit = fit_and_predict(X[rows], y, sids[rows], X[cross_rows], r.model, r.estimators, r.interval, SEED, LEVEL)
+        prediction[cross_rows] = fit.prediction
+        lower[cross_rows] = fit.lower
+        upper[cross_rows] = fit.upper
+        submodels.append(Submodel(
+            role="cross_section", countries=[str(c) for c in ds.countries[cross_rows]], feature_names=codes,
+            importances=list(fit.importances), kind=fit.kind, params=fit.params, rmse=fit.rmse,
+            rmse_weighted=fit.rmse_weighted, rmse_sids=fit.rmse_sids, n_train=int(rows.size),
+            n_train_sids=int(sids[rows].sum()), cv_rmse_by_depth=fit.cv_rmse_by_depth, candidates=fit.candidates,
+            interval_info=dict(fit.interval_info),
+            y_mean=float(y.mean()), y_min=float(y.min()), y_max=float(y.max())))
+
+    # Nothing outside the range the target takes in the data (all countries, all years).
+    series = ds.values[:, :, j]
+    low, high = float(np.nanmin(series)), float(np.nanmax(series))
+    prediction, lower, upper = (np.clip(a, low, high) for a in (prediction, lower, upper))
+
+    primary = 0 if len(submodels) == 1 or own_rows.size >= cross_rows.size else 1
+    known_sids = np.flatnonzero(sids & train)
+    return ImputationResult(
+        target=r.target, year=r.year, dataset=r.dataset, method="default", interval=r.interval, level=LEVEL,
+        interpolator=r.interpolator, scheme=r.scheme, predictors=codes,
+        countries=[str(c) for c in ds.countries[to_predict]], prediction=prediction[to_predict],
+        lower=lower[to_predict], upper=upper[to_predict],
+        observed={str(ds.countries[i]): float(column[i]) for i in known_sids},
+        correlation=correlation_split(X[train], codes), submodels=submodels, primary=primary,
+        notes=list(r.notes), not_predicted=absent_sids(ds), seed=SEED,
+        timings={"prepare": prepare_seconds, "model": time.perf_counter() - started - prepare_seconds},
+        value_range=(low, high))
+
+
+def absent_sids(ds: Dataset) -> list[dict]:
+    """SIDS named by the country metadata that have no row at all in the data: they cannot be imputed."""
+    missing = sorted(set(ds.sids) - set(ds.countries))
+    return [{"Country Code": c, "reason": "no data at all for this country in the dataset"} for c in missing]

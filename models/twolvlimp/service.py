@@ -1,0 +1,313 @@
+"""What the HTTP layer calls: predict (with the per-instance result cache) and estimate (learned durations).
+
+``predict_response`` is the one code path of /twolvlImp/predict; the evaluation script calls
+it too. Its answer is the response body as bytes: a repeated identical request on the same
+data version is served from the cache with exactly the same bytes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.twolvlimp import data as lookups
+from models.twolvlimp.data import ImputationRequest, ResolvedRequest, resolve
+from models.twolvlimp.legacy import run_legacy
+from models.twolvlimp.method import preparation_key, prepared, run_default
+from models.twolvlimp.result import to_response
+from shared.dataset import Dataset
+
+
+class ResultCache:
+    """Thread-safe LRU of response bodies keyed by (data version, request); concurrent identical
+    requests wait for one computation instead of repeating it."""
+
+    def __init__(self, size: int):
+        self.size = max(0, int(size))
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._inflight: dict = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]
+            return None
+
+    def contains(self, key) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def put(self, key, value) -> None:
+        if self.size == 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def get_or_compute(self, key, compute):
+        """(value, was_cached). Exceptions are not cached."""
+        while True:
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    return self._items[key], True
+                waiter = self._inflight.get(key)
+                if waiter is None:
+                    waiter = self._inflight[key] = threading.Event()
+                    owner = True
+                    self.misses += 1
+                else:
+                    owner = False
+            if not owner:
+                waiter.wait()
+                continue  # the owner stored the value, or failed: then try ourselves
+            try:
+                value = compute()
+                self.put(key, value)
+                return value, False
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+                waiter.set()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+# ------------------------------------------------------------------------------- durations
+@dataclass
+class Workload:
+    """What drives the compute time of one request, known before running it.
+
+    A request has two phases: *prepare* (base imputation and predictor selection, memoised per
+    data version, so only the first request of its kind pays it) and *model* (cross-validated
+    trees, intervals, the response).
+    """
+
+    kinds: tuple[str, ...]
+    trees: int
+    n_train: int
+    n_features: int
+    n_submodels: int
+    scheme: str
+    n_candidates: int
+    n_select: int
+    gbr_quantile: bool
+    legacy: bool
+    prepare_cold: bool
+    imputer: str
+    n_countries: int
+
+    def model_group(self) -> str:
+        return f"{'legacy' if self.legacy else 'model'}/{'+'.join(self.kinds)}"
+
+    def prepare_group(self) -> str:
+        return f"prepare/{self.imputer}/{self.scheme}"
+
+
+# Seconds per unit of work on the reference machine (2 cores); refined per instance by DurationModel.
+_COST = {
+    "base": 0.004,
+    "rfr": 0.9e-7,        # per fold tree x row x log2(row) x features, 5 folds
+    "etr": 0.55e-7,
+    "gbr": 0.5e-7,        # per stage x row x log2(row) x features, ~4 depths x 5 folds
+    "rfe": 0.35e-7,       # per RFE tree x row x log2(row) x features, summed over rounds
+    "knn": 3e-8,          # per country^2 x candidate
+    "iterative": 2.5e-5,  # per country x candidate x iteration
+}
+
+
+def prior_model_seconds(w: Workload) -> float:
+    n = max(w.n_train, 2)
+    unit = n * math.log2(n) * max(w.n_features, 1)
+    total = 0.0
+    for kind in w.kinds:
+        if kind == "gbr":
+            total += _COST["gbr"] * w.trees * unit * 5 * 4 * (1.5 if w.gbr_quantile else 1.0)
+        else:
+            total += _COST[kind] * w.trees * unit * 5
+    total = _COST["base"] + total * w.n_submodels / 2  # two worker threads
+    return total * (6.0 if w.legacy else 1.0)
+
+
+def prior_prepare_seconds(w: Workload) -> float:
+    if not w.prepare_cold or w.legacy:
+        return 0.0
+    n = max(w.n_train, 2)
+    total = 0.002
+    if w.imputer == "IterativeImputer":
+        total += _COST["iterative"] * w.n_countries * w.n_candidates * 10
+    elif w.imputer == "KNNImputer":
+        total += _COST["knn"] * w.n_countries ** 2 * w.n_candidates
+    if w.scheme == "AFS":
+        p, k, work = w.n_candidates, max(w.n_select, 1), 0.0
+        while p > k:
+            work += p if p <= 30 else p * 0.5
+            p = max(k, int(p * 0.6))
+        total += _COST["rfe"] * 30 * n * math.log2(n) * work
+    return total
+
+
+class DurationModel:
+    """Learns, per phase and request group, the ratio of measured to prior seconds (exponentially
+    weighted, in logs); before any measurement the prior cost model stands alone."""
+
+    def __init__(self, smoothing: float = 0.5):
+        self.smoothing = smoothing
+        self._log_ratio: dict[str, float] = {}
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def _update(self, group: str, prior: float, seconds: float) -> None:
+        if prior <= 0 or seconds <= 0:
+            return
+        r = math.log(seconds / prior)
+        for key in (group, group.split("/")[0]):  # the group, and its phase as a fallback
+            old = self._log_ratio.get(key)
+            self._log_ratio[key] = r if old is None else (1 - self.smoothing) * old + self.smoothing * r
+
+    def record(self, workload: Workload, prepare_seconds: float, model_seconds: float) -> None:
+        with self._lock:
+            if workload.legacy:
+                self._update(workload.model_group(), prior_model_seconds(workload), prepare_seconds + model_seconds)
+            else:
+                self._update(workload.model_group(), prior_model_seconds(workload), model_seconds)
+                if workload.prepare_cold:
+                    self._update(workload.prepare_group(), prior_prepare_seconds(workload), prepare_seconds)
+            self._count += 1
+
+    def _ratio(self, group: str) -> float:
+        r = self._log_ratio.get(group, self._log_ratio.get(group.split("/")[0]))
+        return 1.0 if r is None else math.exp(r)
+
+    def estimate(self, workload: Workload) -> float:
+        with self._lock:
+            total = prior_model_seconds(workload) * self._ratio(workload.model_group())
+            if workload.prepare_cold and not workload.legacy:
+                total += prior_prepare_seconds(workload) * self._ratio(workload.prepare_group())
+        return total
+
+    @property
+    def measurements(self) -> int:
+        with self._lock:
+            return self._count
+
+
+def workload(ds: Dataset, r: ResolvedRequest) -> Workload:
+    info = lookups.year_info(ds, r.year)
+    j = ds.indicators.get_loc(r.target)
+    column = ds.year_matrix(r.year)[:, j]
+    train = ~np.isnan(column)
+    n_train = int(train.sum())
+    n_cand = int((np.isnan(ds.year_matrix(r.year)[train]).mean(axis=0) < lookups.PREDICTOR_MISSING_MAX).sum())
+    n_features = len(r.manual_predictors) if r.scheme == "MANUAL" else min(r.number_predictor or 1, n_cand)
+    kinds = ("rfr", "etr", "gbr") if r.model == "all" else (r.model,)
+    n_sub = 1
+    if r.method == "default":
+        others = np.delete(ds.values[:, :, j], info.index, axis=0)
+        has_own = ~np.isnan(others).all(axis=0)
+        pred = ds.sids_mask & np.isnan(column)
+        own = bool(np.any(pred & has_own))
+        n_sub = max(1, int(own) + int(np.any(pred & ~has_own)))
+        n_features += 3 if own else 0
+    return Workload(kinds=kinds, trees=r.estimators, n_train=n_train, n_features=n_features, n_submodels=n_sub,
+                    scheme=r.scheme, n_candidates=n_cand, n_select=r.number_predictor or 0,
+                    gbr_quantile=r.interval == "quantile" and "gbr" in kinds, legacy=r.method == "legacy",
+                    prepare_cold=preparation_key(r) not in prepared(ds), imputer=r.interpolator,
+                    n_countries=len(ds.countries))
+
+
+# ------------------------------------------------------------------------------- service
+@dataclass
+class PredictOutcome:
+    body: bytes
+    cached: bool
+    seconds: float
+
+
+_cache: ResultCache | None = None
+_durations = DurationModel()
+_state_lock = threading.Lock()
+
+
+def result_cache() -> ResultCache:
+    global _cache
+    with _state_lock:
+        if _cache is None:
+            from shared.settings import get_settings
+
+            _cache = ResultCache(get_settings().result_cache_size)
+        return _cache
+
+
+def durations() -> DurationModel:
+    return _durations
+
+
+def reset_state(cache_size: int | None = None) -> None:
+    """Forget cached results and learned durations (tests)."""
+    global _cache, _durations
+    with _state_lock:
+        _cache = None if cache_size is None else ResultCache(cache_size)
+        _durations = DurationModel()
+
+
+def compute(ds: Dataset, r: ResolvedRequest) -> tuple[dict, dict]:
+    """Run the imputation and build the response body (a JSON-safe dict); also its phase timings."""
+    started = time.perf_counter()
+    result = run_legacy(ds, r) if r.method == "legacy" else run_default(ds, r)
+    body = to_response(result, ds)
+    total = time.perf_counter() - started
+    timings = dict(result.timings) or {"prepare": 0.0, "model": total}
+    timings["model"] = total - timings.get("prepare", 0.0)
+    body["compute_seconds"] = round(total, 4)
+    body["compute_phases"] = {k: round(v, 4) for k, v in timings.items()}
+    return body, timings
+
+
+def predict_response(ds: Dataset, req: ImputationRequest) -> PredictOutcome:
+    """The /predict answer as JSON bytes, from the cache when this data version already answered it."""
+    started = time.perf_counter()
+    r = resolve(ds, req)
+    key = _cache_key(ds, r)
+
+    def run() -> bytes:
+        load = workload(ds, r)
+        body, timings = compute(ds, r)
+        raw = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+        _durations.record(load, timings.get("prepare", 0.0), timings["model"] + 0.0)
+        return raw
+
+    raw, cached = result_cache().get_or_compute(key, run)
+    return PredictOutcome(body=raw, cached=cached, seconds=time.perf_counter() - started)
+
+
+def _cache_key(ds: Dataset, r: ResolvedRequest) -> tuple:
+    # A dataset without a version tag (built in code) is only ever equal to itself.
+    return (ds.version or f"unversioned-{id(ds)}", r.key())
+
+
+def estimate_seconds(ds: Dataset, req: ImputationRequest) -> float:
+    """Expected seconds for /predict with this request on this instance now."""
+    r = resolve(ds, req)
+    if result_cache().contains(_cache_key(ds, r)):
+        return 0.002
+    return float(round(_durations.estimate(workload(ds, r)), 4))

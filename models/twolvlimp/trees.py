@@ -1,0 +1,334 @@
+"""Tree ensembles for the two-level imputation model, built for many small fits.
+
+* :class:`DepthForest` is scikit-learn's ``RandomForestRegressor`` (``kind="rf"``) or
+  ``ExtraTreesRegressor`` (``kind="et"``) -- same trees, same seeding, same weighted
+  bootstrap -- grown to full depth once and then *read* at any smaller depth: a tree
+  pruned to depth ``d`` predicts, for each sample, the value of the node where its path
+  reaches depth ``d``. One fit therefore serves the whole ``max_depth`` grid.
+* :class:`BoostedTrees` is ``GradientBoostingRegressor`` (squared-error or quantile loss,
+  learning rate 0.1, no subsampling) with the per-stage overhead removed.
+
+Both grow their trees with scikit-learn's own Cython tree builder, called directly: the inputs
+are checked once here instead of once per tree, which is most of the cost of a small tree.
+That builder is not public API, so the pinned scikit-learn version is checked at import and
+any mismatch falls back to ``DecisionTreeRegressor.fit`` (the same trees, more overhead).
+``tests/test_twolvlimp_model.py`` checks both paths reproduce scikit-learn's estimators.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sklearn
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.tree import DecisionTreeRegressor, ExtraTreeRegressor
+from sklearn.utils import check_random_state
+
+MAX_INT = np.iinfo(np.int32).max
+
+try:  # scikit-learn's tree builder (private API, pinned version; see module docstring)
+    from sklearn.tree._criterion import MSE as _MSE
+    from sklearn.tree._splitter import BestSplitter as _BestSplitter
+    from sklearn.tree._splitter import RandomSplitter as _RandomSplitter
+    from sklearn.tree._tree import DepthFirstTreeBuilder as _Builder
+    from sklearn.tree._tree import Tree as _Tree
+except ImportError:  # pragma: no cover - other scikit-learn versions
+    _Builder = None
+
+
+def _max_features(max_features, n_features: int) -> int:
+    if max_features is None:
+        return n_features
+    if isinstance(max_features, str):
+        return max(1, int(np.sqrt(n_features) if max_features == "sqrt" else np.log2(n_features)))
+    if isinstance(max_features, (int, np.integer)) and not isinstance(max_features, bool):
+        return int(max_features)
+    return max(1, int(max_features * n_features))
+
+
+def _grow_public(X, y, w, max_depth, max_features, random_state, random_split: bool):
+    cls = ExtraTreeRegressor if random_split else DecisionTreeRegressor
+    tree = cls(max_depth=max_depth, max_features=max_features, random_state=random_state)
+    with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+        tree.fit(X, y, sample_weight=w, check_input=False)
+    return tree.tree_
+
+
+def _grow_direct(X, y, w, max_depth, max_features, random_state, random_split: bool):
+    n, p = X.shape
+    criterion = _MSE(1, n)
+    splitter_cls = _RandomSplitter if random_split else _BestSplitter
+    splitter = splitter_cls(criterion, _max_features(max_features, p), 1, 0.0, check_random_state(random_state), None)
+    tree = _Tree(p, np.ones(1, dtype=np.intp), 1)
+    depth = MAX_INT if max_depth is None else int(max_depth)
+    _Builder(splitter, 2, 1, 0.0, depth, 0.0).build(tree, X, y.reshape(-1, 1), w, None)
+    return tree
+
+
+def _direct_works() -> bool:
+    if _Builder is None:
+        return False
+    try:
+        rng = np.random.RandomState(0)
+        X = rng.normal(size=(40, 3)).astype(np.float32)
+        y = np.ascontiguousarray(X[:, 0] * 2 + rng.normal(size=40), dtype=np.float64)
+        w = rng.uniform(0.5, 2, size=40)
+        for random_split in (False, True):
+            a = _grow_direct(X, y, w, None, 1.0, 3, random_split)
+            b = _grow_public(X, y, w, None, 1.0, 3, random_split)
+            if a.node_count != b.node_count or not np.array_equal(a.apply(X), b.apply(X)) \
+                    or not np.allclose(a.value, b.value):
+                return False
+        return True
+    except Exception:  # pragma: no cover - signature changed in another version
+        return False
+
+
+DIRECT_BUILDER = _direct_works()
+
+
+def grow_tree(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, max_depth=None, max_features=1.0,
+              random_state=None, random_split: bool = False):
+    """One regression tree (squared error) on float32 C-contiguous ``X``; returns its ``Tree``."""
+    grow = _grow_direct if DIRECT_BUILDER else _grow_public
+    return grow(X, y, None if w is None else np.ascontiguousarray(w, dtype=np.float64), max_depth, max_features,
+                random_state, random_split)
+
+
+def _as_x(X) -> np.ndarray:
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def _as_y(y) -> np.ndarray:
+    return np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray | None, q: float) -> float:
+    """The smallest value whose cumulative weight share reaches ``q`` (inverse of the weighted CDF)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return float("nan")
+    if weights is None:
+        weights = np.ones_like(values)
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    total = cum[-1]
+    if total <= 0:
+        return float(np.median(values))
+    idx = int(np.searchsorted(cum, q * total - 1e-12 * total, side="left"))
+    return float(values[order][min(idx, values.size - 1)])
+
+
+def grouped_weighted_quantile(groups: np.ndarray, values: np.ndarray, weights: np.ndarray,
+                              q: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`weighted_quantile` of ``values`` within each group: (group ids, quantiles)."""
+    order = np.lexsort((values, groups))
+    g, v, w = groups[order], values[order], weights[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    ends = np.r_[starts[1:], g.size]
+    cum = np.cumsum(w)
+    before = np.where(starts > 0, cum[starts - 1], 0.0)
+    total = cum[ends - 1] - before
+    goal = before + q * total - 1e-12 * np.maximum(total, 1e-300)
+    idx = np.searchsorted(cum, goal, side="left")
+    idx = np.clip(idx, starts, ends - 1)
+    return g[starts], v[idx]
+
+
+class _TreeReader:
+    """Node depths and ancestors of one fitted tree, to read it as if grown to a smaller depth."""
+
+    __slots__ = ("tree", "value", "parent", "levels", "depth", "max_depth", "_anc")
+
+    def __init__(self, t):
+        self.tree = t
+        self.value = t.value[:, 0, 0].copy()
+        left, right = t.children_left, t.children_right
+        parent = np.full(t.node_count, -1, dtype=np.intp)
+        internal = np.flatnonzero(left >= 0)
+        parent[left[internal]] = internal
+        parent[right[internal]] = internal
+        self.parent = parent
+        levels = [np.zeros(1, dtype=np.intp)]
+        frontier = levels[0]
+        while True:
+            kids = np.concatenate((left[frontier], right[frontier]))
+            kids = kids[kids >= 0]
+            if kids.size == 0:
+                break
+            levels.append(kids)
+            frontier = kids
+        self.levels = levels
+        self.max_depth = len(levels) - 1
+        depth = np.empty(t.node_count, dtype=np.intp)
+        for level, nodes in enumerate(levels):
+            depth[nodes] = level
+        self.depth = depth
+        self._anc: dict[int, np.ndarray] = {}
+
+    def ancestors(self, depth: int | None) -> np.ndarray | None:
+        """node -> its ancestor at ``depth`` (itself when shallower); None when the tree is not deeper."""
+        if depth is None or depth >= self.max_depth:
+            return None
+        anc = self._anc.get(depth)
+        if anc is None:
+            anc = np.arange(self.tree.node_count, dtype=np.intp)
+            for level in self.levels[depth + 1:]:
+                anc[level] = anc[self.parent[level]]
+            self._anc[depth] = anc
+        return anc
+
+    def predict(self, leaves: np.ndarray, depth: int | None) -> np.ndarray:
+        anc = self.ancestors(depth)
+        return self.value[leaves if anc is None else anc[leaves]]
+
+    def importances(self, depth: int | None) -> np.ndarray:
+        """Impurity decrease per feature of the tree pruned to ``depth``, normalised to sum 1 (or zeros)."""
+        t = self.tree
+        out = np.zeros(t.n_features, dtype=np.float64)
+        left, right = t.children_left, t.children_right
+        split = left >= 0
+        if depth is not None and depth < self.max_depth:
+            split &= self.depth < depth
+        nodes = np.flatnonzero(split)
+        if nodes.size == 0:
+            return out
+        w, imp = t.weighted_n_node_samples, t.impurity
+        gain = w[nodes] * imp[nodes] - w[left[nodes]] * imp[left[nodes]] - w[right[nodes]] * imp[right[nodes]]
+        np.add.at(out, t.feature[nodes], gain)
+        out /= w[0]
+        total = out.sum()
+        return out / total if total > 0 else out
+
+
+class DepthForest(RegressorMixin, BaseEstimator):
+    """Random forest / extra trees regressor that can be read at any depth after one full-depth fit.
+
+    With ``max_depth=None`` (default) and the same ``random_state`` it grows exactly the trees of
+    ``RandomForestRegressor`` / ``ExtraTreesRegressor``. ``predict(X, depth=d)`` reads the trees
+    pruned to depth ``d``; ``max_depth`` sets the depth used when none is given.
+    """
+
+    def __init__(self, kind: str = "rf", n_estimators: int = 100, max_depth: int | None = None,
+                 max_features: float | int | str | None = 1.0, bootstrap: bool | None = None,
+                 random_state=None):
+        self.kind = kind
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.max_features = max_features
+        self.bootstrap = bootstrap
+        self.random_state = random_state
+
+    def _uses_bootstrap(self) -> bool:
+        return (self.kind == "rf") if self.bootstrap is None else bool(self.bootstrap)
+
+    def fit(self, X, y, sample_weight=None):
+        X = _as_x(X)
+        y = _as_y(y)
+        n = X.shape[0]
+        w = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
+        rs = check_random_state(self.random_state)
+        bootstrap = self._uses_bootstrap()
+        p = None if w is None else w / w.sum()
+        trees = []
+        for _ in range(self.n_estimators):
+            seed = rs.randint(MAX_INT)
+            if bootstrap:
+                draw = check_random_state(seed)
+                idx = draw.randint(0, n, n) if p is None else draw.choice(n, n, replace=True, p=p)
+                tree_w = np.bincount(idx.astype(np.int32), minlength=n).astype(np.float64)
+            else:
+                tree_w = w
+            trees.append(grow_tree(X, y, tree_w, None, self.max_features, seed, random_split=self.kind != "rf"))
+        self.trees_ = trees
+        self.readers_ = [_TreeReader(t) for t in trees]
+        self.n_features_in_ = X.shape[1]
+        self.tree_max_depth_ = max(r.max_depth for r in self.readers_)
+        return self
+
+    def leaves(self, X) -> list[np.ndarray]:
+        X = _as_x(X)
+        return [r.tree.apply(X) for r in self.readers_]
+
+    def tree_predictions(self, X=None, depth: int | None = "default", leaves=None) -> np.ndarray:
+        """Per-tree predictions, shape (n_trees, n_samples)."""
+        depth = self.max_depth if depth == "default" else depth
+        leaves = self.leaves(X) if leaves is None else leaves
+        return np.stack([r.predict(lv, depth) for r, lv in zip(self.readers_, leaves)])
+
+    def predict(self, X, depth: int | None = "default") -> np.ndarray:
+        return self.tree_predictions(X, depth).mean(axis=0)
+
+    def importances(self, depth: int | None = "default") -> np.ndarray:
+        depth = self.max_depth if depth == "default" else depth
+        per_tree = [r.importances(depth) for r in self.readers_]
+        per_tree = [imp for imp in per_tree if imp.sum() > 0]
+        if not per_tree:
+            return np.zeros(self.n_features_in_)
+        mean = np.mean(per_tree, axis=0)
+        total = mean.sum()
+        return mean / total if total > 0 else mean
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        return self.importances()
+
+
+class BoostedTrees(RegressorMixin, BaseEstimator):
+    """``GradientBoostingRegressor`` (learning_rate 0.1, subsample 1, squared-error or quantile loss).
+
+    Same stages and seeding as scikit-learn's; ``tree_max_depth_`` tells whether ``max_depth``
+    was reached (if not, any larger ``max_depth`` grows identical trees).
+    """
+
+    def __init__(self, n_estimators: int = 100, max_depth: int | None = 3, loss: str = "squared_error",
+                 alpha: float = 0.9, learning_rate: float = 0.1, random_state=None):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.loss = loss
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        X = _as_x(X)
+        y = _as_y(y)
+        n = X.shape[0]
+        w = np.ones(n) if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
+        quantile = self.loss == "quantile"
+        self.init_ = weighted_quantile(y, w, self.alpha) if quantile else float(np.average(y, weights=w))
+        raw = np.full(n, self.init_)
+        rs = check_random_state(self.random_state)
+        self.trees_: list[tuple] = []
+        depth_reached = 0
+        for _ in range(self.n_estimators):
+            if quantile:
+                neg_grad = np.where(y - raw > 0, self.alpha, self.alpha - 1.0)
+            else:
+                neg_grad = y - raw
+            t = grow_tree(X, neg_grad, w, self.max_depth, None, rs)
+            leaves = t.apply(X)
+            values = t.value[:, 0, 0].copy()
+            if quantile:
+                leaf_ids, leaf_q = grouped_weighted_quantile(leaves, y - raw, w, self.alpha)
+                values[leaf_ids] = leaf_q
+            raw = raw + self.learning_rate * values[leaves]
+            depth_reached = max(depth_reached, t.max_depth)
+            self.trees_.append((t, values))
+        self.tree_max_depth_ = depth_reached
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        X = _as_x(X)
+        raw = np.full(X.shape[0], self.init_)
+        for t, values in self.trees_:
+            raw += self.learning_rate * values[t.apply(X)]
+        return raw
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        total = np.zeros(self.n_features_in_)
+        for t, _ in self.trees_:
+            if t.node_count > 1:
+                total += t.compute_feature_importances(normalize=False)
+        s = total.sum()
+        return total / s if s > 0 else total

@@ -1,0 +1,270 @@
+"""Unit tests of the two-level imputation model (models/twolvlimp), without HTTP."""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
+from sklearn.tree import DecisionTreeRegressor
+
+from models.twolvlimp import data as lookups
+from models.twolvlimp import service, trees
+from models.twolvlimp.data import ImputationError, ImputationRequest, resolve
+from models.twolvlimp.intervals import bootstrap_interval, quantile_interval, weighted_conformal_quantile
+from models.twolvlimp.selection import GeometricRFE, pca_select
+from models.twolvlimp.temporal import NO_VALUE_GAP, own_series
+from models.twolvlimp.trees import BoostedTrees, DepthForest, _TreeReader
+from shared.dataset import Dataset
+
+TARGET = "wdi-EG.ELC.ACCS.UR.ZS"   # missing for DMA and GRD (SIDS) in 2015; also a valid predictor
+SIMPLE = dict(target=TARGET, target_year="2015", interpolator="KNNImputer", scheme="MANUAL", estimators=10,
+              model="rfr", interval="quantile", dataset="wdi",
+              manual_predictors=("wdi-EN.POP.DNST", "wdi-IQ.SPI.PIL1", "wdi-IQ.SPI.PIL3"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_state():
+    service.reset_state(cache_size=16)
+    yield
+    service.reset_state()
+
+
+def variant(ds: Dataset, values=None, sids=None, version="variant") -> Dataset:
+    """A copy of ``ds`` (a new data version) with other values or another SIDS list."""
+    return Dataset(values=ds.values.copy() if values is None else values, years=ds.years, countries=ds.countries,
+                   indicators=ds.indicators, indicator_meta=ds.indicator_meta, dataset_meta=ds.dataset_meta,
+                   country_meta=ds.country_meta, sids=ds.sids if sids is None else frozenset(sids), version=version)
+
+
+def predict(ds, **kw) -> dict:
+    return json.loads(service.predict_response(ds, ImputationRequest(**{**SIMPLE, **kw})).body)
+
+
+def without_timing(body: dict) -> dict:
+    return {k: v for k, v in body.items() if k not in ("compute_seconds", "compute_phases")}
+
+
+# ------------------------------------------------------------------------------------------ trees
+@pytest.fixture(scope="module")
+def xy():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 5))
+    y = 2 * X[:, 0] + np.sin(3 * X[:, 1]) + 0.3 * rng.normal(size=150)
+    w = np.where(rng.random(150) < 0.2, 4.0, 1.0)
+    return X, y, w, rng.normal(size=(40, 5))
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("kind,cls", [("rf", RandomForestRegressor), ("et", ExtraTreesRegressor)])
+def test_depth_forest_grows_scikit_learns_forest(xy, monkeypatch, direct, kind, cls):
+    X, y, w, Xt = xy
+    monkeypatch.setattr(trees, "DIRECT_BUILDER", direct and trees.DIRECT_BUILDER)
+    ours = DepthForest(kind, n_estimators=15, random_state=3).fit(X, y, w)
+    ref = cls(n_estimators=15, random_state=3).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(ours.predict(Xt, depth=None), ref.predict(Xt), rtol=1e-12)
+    np.testing.assert_allclose(ours.importances(None), ref.feature_importances_, atol=1e-12)
+
+
+def test_pruned_tree_reads_like_a_tree_grown_to_that_depth(xy):
+    # Equal up to ties between equally good splits, which the tree's random feature order breaks
+    # (and which only small nodes, deep in the tree, have): checked on the upper levels here.
+    X, y, _, Xt = xy
+    for seed in range(3):
+        full = DecisionTreeRegressor(random_state=seed).fit(X, y)
+        for depth in (1, 2, 3):
+            shallow = DecisionTreeRegressor(random_state=seed, max_depth=depth).fit(X, y)
+            reader = _TreeReader(full.tree_)
+            got = reader.predict(full.tree_.apply(Xt.astype(np.float32)), depth)
+            np.testing.assert_allclose(got, shallow.predict(Xt), rtol=1e-12)
+            np.testing.assert_allclose(reader.importances(depth), shallow.feature_importances_, atol=1e-12)
+
+
+@pytest.mark.parametrize("depth", [3, None])
+def test_boosted_trees_are_scikit_learns_gradient_boosting(xy, depth):
+    X, y, w, Xt = xy
+    ours = BoostedTrees(n_estimators=30, max_depth=depth, random_state=7).fit(X, y, w)
+    ref = GradientBoostingRegressor(n_estimators=30, max_depth=depth, random_state=7).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(ours.predict(Xt), ref.predict(Xt), rtol=1e-10)
+    np.testing.assert_allclose(ours.feature_importances_, ref.feature_importances_, atol=1e-10)
+    q = BoostedTrees(n_estimators=30, max_depth=depth, loss="quantile", alpha=0.9, random_state=7).fit(X, y, w)
+    assert 0.8 <= np.mean(y <= q.predict(X)) <= 1.0
+
+
+# ------------------------------------------------------------------------------ building blocks
+def test_conformal_quantile_and_intervals():
+    scores = np.arange(1, 11, dtype=float)
+    assert weighted_conformal_quantile(scores, np.ones(10), 0.9, 1.0) == 10.0
+    assert weighted_conformal_quantile(scores, np.ones(10), 0.5, 1.0) == 6.0
+    pred = np.array([0.0, 5.0])
+    lo, hi, info = bootstrap_interval(np.linspace(-1, 1, 101), np.ones(101), pred, seed=7)
+    assert np.all(lo <= pred) and np.all(hi >= pred)
+    np.testing.assert_allclose(hi - lo, (hi - lo)[0])  # same width for every row
+    y = np.zeros(50)
+    lo, hi, _ = quantile_interval(y, y - 1, y + 1, np.ones(50), pred, pred - [1, 3], pred + [1, 3], 1.0)
+    assert np.all(lo <= pred) and np.all(hi >= pred) and (hi - lo)[1] > (hi - lo)[0]
+
+
+def test_own_series_interpolates_and_takes_the_nearest_value():
+    years = (2000, 2001, 2002, 2003, 2004)
+    series = np.array([[1.0, np.nan, np.nan, 7.0],
+                       [np.nan, np.nan, np.nan, np.nan],
+                       [99.0, 99.0, 99.0, 99.0],   # the target year: never read
+                       [np.nan, 5.0, np.nan, np.nan],
+                       [5.0, np.nan, np.nan, np.nan]])
+    own = own_series(series, years, 2)
+    np.testing.assert_allclose(own.estimate[:3], [3.0, 5.0, np.nan][:2] + [np.nan], equal_nan=True)
+    assert own.estimate[3] == 7.0 and own.previous_gap[3] == 2 and own.next_gap[3] == NO_VALUE_GAP
+    assert list(own.available) == [True, True, False, True]
+
+
+def test_selection_finds_the_informative_features():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 60))
+    y = 3 * X[:, 7] + 2 * X[:, 42] + X[:, 13] + 0.1 * rng.normal(size=200)
+    rfe = GeometricRFE(n_features_to_select=3, random_state=7).fit(X, y)
+    assert set(np.flatnonzero(rfe.support_)) == {7, 13, 42}
+    assert rfe.ranking_[7] == 1 and rfe.ranking_.max() == rfe.n_rounds_ + 1
+    picked = pca_select(X, 5)
+    assert len(set(picked.tolist())) == 5
+
+
+# ------------------------------------------------------------------------ defects of the old one
+def test_bootstrap_and_quantile_intervals_really_differ(wdi):
+    q = predict(wdi, interval="quantile", model="rfr", estimators=30)
+    b = predict(wdi, interval="bootstrap", model="rfr", estimators=30)
+    assert q["prediction"]["prediction"] == b["prediction"]["prediction"]
+    assert q["prediction"]["lower"] != b["prediction"]["lower"]
+    assert q["interval"]["method"] == "quantile" and b["interval"]["method"] == "bootstrap"
+    # (upper bounds may be clipped at 100%: compare the distance down to the lower bound)
+    below_q = np.subtract(q["prediction"]["prediction"], q["prediction"]["lower"])
+    below_b = np.subtract(b["prediction"]["prediction"], b["prediction"]["lower"])
+    assert below_q[0] != pytest.approx(below_q[1])   # adaptive band
+    assert below_b[0] == pytest.approx(below_b[1])   # residual band, same offsets for every country
+    # the same holds for the legacy method, where the old service ignored `bootstrap`
+    lq = predict(wdi, interval="quantile", method="legacy", estimators=5)
+    lb = predict(wdi, interval="bootstrap", method="legacy", estimators=5)
+    assert lq["prediction"]["lower"] != lb["prediction"]["lower"]
+
+
+def test_target_is_not_offered_as_its_own_manual_predictor(wdi):
+    assert TARGET in lookups.predictor_codes(wdi, 2015)           # it is a valid predictor ...
+    assert TARGET not in lookups.manual_predictor_options(wdi, 2015, TARGET)  # ... of other targets
+    assert "wdi-EN.POP.DNST" in lookups.manual_predictor_options(wdi, 2015, TARGET)
+    with pytest.raises(ImputationError, match="own predictors"):
+        resolve(wdi, ImputationRequest(**{**SIMPLE, "manual_predictors": (TARGET,)}))
+
+
+def test_each_error_carries_its_own_values(wdi):
+    messages = []
+    for bad in ("wdi-NOT.A", "wdi-NOT.B"):
+        with pytest.raises(ImputationError) as err:
+            resolve(wdi, ImputationRequest(**{**SIMPLE, "manual_predictors": (bad,)}))
+        messages.append(err.value.msg)
+    assert "wdi-NOT.A" in messages[0] and "wdi-NOT.B" not in messages[0]
+    assert "wdi-NOT.B" in messages[1] and "wdi-NOT.A" not in messages[1]
+
+
+def test_same_request_same_numbers(wdi):
+    a = predict(wdi, scheme="AFS", number_predictor=5, manual_predictors=None, estimators=20)
+    service.reset_state(cache_size=0)
+    # a new data version with the same values: nothing memoised, selection runs again
+    b = predict(variant(wdi, version="copy"), scheme="AFS", number_predictor=5, manual_predictors=None, estimators=20)
+    assert without_timing(a) | {"data_version": None} == without_timing(b) | {"data_version": None}
+
+
+def test_no_missing_sids_is_a_clear_error(wdi):
+    # SP.URB.GROW is a valid target in 2015 (missing for some countries) but every SIDS has it
+    with pytest.raises(ImputationError, match="every SIDS in the data has a value"):
+        resolve(wdi, ImputationRequest(**{**SIMPLE, "target": "wdi-SP.URB.GROW"}))
+    with pytest.raises(ImputationError, match="no SIDS"):
+        resolve(variant(wdi, sids=[]), ImputationRequest(**SIMPLE))
+
+
+def test_sids_absent_from_data_or_without_a_row(wdi):
+    values = wdi.values.copy()
+    j = wdi.indicators.get_loc(TARGET)
+    kir = wdi.countries.get_loc("KIR")
+    values[:, kir, j] = np.nan          # KIR has no row at all for the target
+    ds = variant(wdi, values=values, sids=set(wdi.sids) | {"ZZZ"})  # ZZZ: a SIDS with no data
+    body = predict(ds)
+    assert "KIR" in body["prediction"]["Country Code"]
+    assert body["not_predicted"] == [{"Country Code": "ZZZ", "reason": "no data at all for this country in the dataset"}]
+    roles = {m["role"]: m["countries"] for m in body["submodels"]}
+    assert "KIR" in roles["cross_section"]  # no value in any year: the cross-section model
+
+
+# ---------------------------------------------------------------------------------- the response
+def test_response_layouts_and_no_nan(wdi):
+    raw = service.predict_response(wdi, ImputationRequest(**SIMPLE)).body
+    body = json.loads(raw, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    pred = body["prediction"]
+    assert pred["Country Code"] == ["DMA", "GRD"]
+    assert all(lo <= p <= hi for lo, p, hi in zip(pred["lower"], pred["prediction"], pred["upper"]))
+    ij = body["indicatorJson"]
+    data = ij["data"]["2015"]
+    column = wdi.year_frame(2015)[TARGET]
+    observed = {c for c in wdi.countries[wdi.sids_mask] if pd.notna(column[c])}
+    assert set(data) == observed | {"DMA", "GRD"}
+    assert set(ij["upperIntervals"]["2015"]) == set(ij["lowerIntervals"]["2015"]) == {"DMA", "GRD"}
+    assert ij["imputed"]["2015"] == ["DMA", "GRD"]
+    assert set(ij["featureImportances"]["2015"]) == set(body["model_feature_names"])
+    assert sum(body["feature_importance_pie"]["value"]) == pytest.approx(1.0)
+    assert body["correlation"]["index"] == list(SIMPLE["manual_predictors"])
+    for key in ("model", "n_train", "n_train_sids", "predictors", "interval", "data_version", "compute_seconds"):
+        assert key in body
+    assert body["interval"]["level"] == 0.9 and body["predictors"][0]["name"] == "Population density"
+
+
+def test_legacy_method_is_the_old_one(wdi):
+    body = predict(wdi, method="legacy", estimators=5)
+    assert body["method"] == "legacy"
+    assert body["submodels"][0]["role"] == "legacy"
+    assert "legacy" in body["interval"]["calibration"]
+    assert set(body["model"]["cv_rmse_by_depth"]) == {"5", "10", "20", "100", "None"}
+
+
+# -------------------------------------------------------------------------- cache and estimates
+def test_result_cache_same_bytes_and_one_computation_for_concurrent_requests(wdi, monkeypatch):
+    calls = []
+    real = service.compute
+
+    def counting(ds, r):
+        calls.append(r)
+        return real(ds, r)
+
+    monkeypatch.setattr(service, "compute", counting)
+    req = ImputationRequest(**SIMPLE)
+    outs = []
+    threads = [threading.Thread(target=lambda: outs.append(service.predict_response(wdi, req))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert len({o.body for o in outs}) == 1 and sum(not o.cached for o in outs) == 1
+    again = service.predict_response(wdi, req)
+    assert again.cached and again.body == outs[0].body
+
+
+def test_cache_is_bounded():
+    cache = service.ResultCache(2)
+    for k in "abc":
+        cache.put(k, k)
+    assert len(cache) == 2 and cache.get("a") is None and cache.get("c") == "c"
+
+
+def test_estimate_learns_from_measured_durations(wdi):
+    req = ImputationRequest(**{**SIMPLE, "estimators": 50})
+    prior = service.estimate_seconds(wdi, req)
+    assert 0 < prior < 10
+    service.predict_response(wdi, req)
+    assert service.estimate_seconds(wdi, req) == 0.002  # now answered from the cache
+    for _ in range(2):
+        service.result_cache().clear()
+        estimate = service.estimate_seconds(wdi, req)
+        actual = service.predict_response(wdi, req).seconds
+        assert service.durations().measurements >= 1
+    assert 0.5 <= estimate / actual <= 2.0
