@@ -6,7 +6,7 @@ version through :meth:`shared.dataset.Dataset.memo` and shared by all requests.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -69,9 +69,9 @@ class ResolvedRequest:
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def key(self) -> tuple:
-        """Everything that determines the result (together with the data version)."""
+        """Everything that determines the response (together with the data version)."""
         return (self.method, self.target, self.year, self.dataset, self.interpolator, self.scheme, self.estimators,
-                self.model, self.interval, self.manual_predictors, self.number_predictor)
+                self.model, self.interval, self.manual_predictors, self.number_predictor, self.notes)
 
 
 @dataclass(frozen=True)
@@ -300,5 +300,3 @@ def resolve(ds: Dataset, req: ImputationRequest) -> ResolvedRequest:
                            interval=req.interval, method=req.method, manual_predictors=manual,
                            number_predictor=number, notes=tuple(notes))
 
-
-__all__ = ["ImputationError", "ImputationRequest", "ResolvedRequest", "resolve", "replace"]

@@ -43,7 +43,7 @@ def candidate_matrix(ds: Dataset, year: int, interpolator: str, target: int,
     that are sparser among the training rows). The base imputer is fitted on every country
     (the target is not among its columns), once per data version, year, imputer and target.
     """
-    base = ds.memo(("twolvlimp", "candidate_cols", year, target), lambda: _training_candidates(ds, year, target))
+    base = _base_candidates(ds, year, target)
     needed = tuple(sorted({int(c) for c in extra} - set(base.tolist())))
 
     def compute():
@@ -53,6 +53,10 @@ def candidate_matrix(ds: Dataset, year: int, interpolator: str, target: int,
         return cols, filled
 
     return ds.memo(("twolvlimp", "imputed", year, interpolator, target, needed), compute)
+
+
+def _base_candidates(ds: Dataset, year: int, target: int) -> np.ndarray:
+    return ds.memo(("twolvlimp", "candidate_cols", year, target), lambda: _training_candidates(ds, year, target))
 
 
 def _training_candidates(ds: Dataset, year: int, target: int) -> np.ndarray:
@@ -84,6 +88,14 @@ def preparation_key(r: ResolvedRequest) -> tuple:
     return (r.year, r.interpolator, r.target, r.scheme, detail)
 
 
+def imputation_key(ds: Dataset, r: ResolvedRequest) -> tuple:
+    """The memo key of the imputed candidate matrix this request needs."""
+    j = int(ds.indicators.get_loc(r.target))
+    base = _base_candidates(ds, r.year, j)
+    extra = {int(ds.indicators.get_loc(c)) for c in r.manual_predictors}
+    return ("twolvlimp", "imputed", r.year, r.interpolator, j, tuple(sorted(extra - set(base.tolist()))))
+
+
 def prepared(ds: Dataset) -> set:
     """Preparation keys already computed (and memoised) on this data version."""
     return ds.memo(("twolvlimp", "prepared"), set)
@@ -100,6 +112,7 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
 
     extra = tuple(int(ds.indicators.get_loc(c)) for c in r.manual_predictors)
     cols, Z = candidate_matrix(ds, r.year, r.interpolator, j, extra)
+    prepared(ds).add(imputation_key(ds, r))
     y = column[train]
     w = balanced_weights(sids[train])
     sel = select_columns(ds, r, cols, Z, train, y, w)

@@ -18,7 +18,7 @@ import numpy as np
 from models.twolvlimp import data as lookups
 from models.twolvlimp.data import ImputationRequest, ResolvedRequest, resolve
 from models.twolvlimp.legacy import run_legacy
-from models.twolvlimp.method import preparation_key, prepared, run_default
+from models.twolvlimp.method import imputation_key, preparation_key, prepared, run_default
 from models.twolvlimp.result import to_response
 from shared.dataset import Dataset
 
@@ -112,9 +112,14 @@ class Workload:
     n_select: int
     gbr_quantile: bool
     legacy: bool
-    prepare_cold: bool
+    imputation_cold: bool
+    selection_cold: bool
     imputer: str
     n_countries: int
+
+    @property
+    def prepare_cold(self) -> bool:
+        return self.imputation_cold or (self.selection_cold and self.scheme != "MANUAL")
 
     def model_group(self) -> str:
         return f"{'legacy' if self.legacy else 'model'}/{'+'.join(self.kinds)}"
@@ -123,41 +128,61 @@ class Workload:
         return f"prepare/{self.imputer}/{self.scheme}"
 
 
-# Seconds per unit of work on the reference machine (2 cores); refined per instance by DurationModel.
+# Seconds per unit of work on the reference machine (2 cores, wall clock), measured on the embedded
+# and the synthetic platform-size data; each instance then corrects them with its own measurements.
 _COST = {
-    "base": 0.004,
-    "rfr": 0.9e-7,        # per fold tree x row x log2(row) x features, 5 folds
-    "etr": 0.55e-7,
-    "gbr": 0.5e-7,        # per stage x row x log2(row) x features, ~4 depths x 5 folds
-    "rfe": 0.35e-7,       # per RFE tree x row x log2(row) x features, summed over rounds
-    "knn": 3e-8,          # per country^2 x candidate
-    "iterative": 2.5e-5,  # per country x candidate x iteration
+    "base": 0.01,
+    "tree": 1.0e-7,        # per fold tree x row x log2(row), forests ...
+    "tree_feature": 4.7e-8,  # ... plus this per feature
+    "etr": 0.75,           # extra trees relative to a random forest
+    "gbr": 5.5e-8,         # per boosting stage x row x log2(row) x feature, for each depth and fold
+    "rfe": 2.6e-8,         # per RFE tree x row x log2(row) x feature considered, summed over rounds
+    "knn": 1.4e-8,         # per country^2 x candidate
+    "iterative": 1.2e-4,   # per country x candidate x iteration
+    "legacy_fit": 0.015,   # scikit-learn overhead per GridSearchCV fit
 }
+
+
+def _tree_seconds(n: int, p: int) -> float:
+    return n * math.log2(max(n, 2)) * (_COST["tree"] + _COST["tree_feature"] * max(p, 1))
 
 
 def prior_model_seconds(w: Workload) -> float:
     n = max(w.n_train, 2)
-    unit = n * math.log2(n) * max(w.n_features, 1)
+    nlog = n * math.log2(n)
+    if w.legacy:  # GridSearchCV: 5 depths x 5 folds + refit, one thread; RFE with 100-tree forests
+        total = 0.25
+        for kind in w.kinds:
+            per_fit = w.trees * (_COST["gbr"] * nlog * max(w.n_features, 1) * 2 if kind == "gbr"
+                                 else _tree_seconds(n, w.n_features) * (_COST["etr"] if kind == "etr" else 1.0))
+            total += 26 * (_COST["legacy_fit"] + 1.7 * per_fit)
+        if w.scheme == "AFS":
+            p, k = w.n_candidates, max(w.n_select, 1)
+            while p > k:
+                total += 1.7 * 100 * _tree_seconds(n, p)
+                p = max(k, p - k)
+        return total
     total = 0.0
     for kind in w.kinds:
         if kind == "gbr":
-            total += _COST["gbr"] * w.trees * unit * 5 * 4 * (1.5 if w.gbr_quantile else 1.0)
+            total += _COST["gbr"] * nlog * max(w.n_features, 1) * w.trees * 5 * 4 * (1.5 if w.gbr_quantile else 1.0)
         else:
-            total += _COST[kind] * w.trees * unit * 5
-    total = _COST["base"] + total * w.n_submodels / 2  # two worker threads
-    return total * (6.0 if w.legacy else 1.0)
+            total += _tree_seconds(n, w.n_features) * w.trees * 5 * (_COST["etr"] if kind == "etr" else 1.0)
+    return _COST["base"] + total * w.n_submodels
 
 
 def prior_prepare_seconds(w: Workload) -> float:
-    if not w.prepare_cold or w.legacy:
+    if w.legacy:
         return 0.0
     n = max(w.n_train, 2)
-    total = 0.002
-    if w.imputer == "IterativeImputer":
-        total += _COST["iterative"] * w.n_countries * w.n_candidates * 10
-    elif w.imputer == "KNNImputer":
-        total += _COST["knn"] * w.n_countries ** 2 * w.n_candidates
-    if w.scheme == "AFS":
+    total = 0.0
+    if w.imputation_cold:
+        total += 0.005
+        if w.imputer == "IterativeImputer":
+            total += _COST["iterative"] * w.n_countries * w.n_candidates * 10
+        elif w.imputer == "KNNImputer":
+            total += _COST["knn"] * w.n_countries ** 2 * w.n_candidates
+    if w.selection_cold and w.scheme == "AFS":
         p, k, work = w.n_candidates, max(w.n_select, 1), 0.0
         while p > k:
             work += p if p <= 30 else p * 0.5
@@ -231,7 +256,8 @@ def workload(ds: Dataset, r: ResolvedRequest) -> Workload:
     return Workload(kinds=kinds, trees=r.estimators, n_train=n_train, n_features=n_features, n_submodels=n_sub,
                     scheme=r.scheme, n_candidates=n_cand, n_select=r.number_predictor or 0,
                     gbr_quantile=r.interval == "quantile" and "gbr" in kinds, legacy=r.method == "legacy",
-                    prepare_cold=preparation_key(r) not in prepared(ds), imputer=r.interpolator,
+                    imputation_cold=imputation_key(ds, r) not in prepared(ds),
+                    selection_cold=preparation_key(r) not in prepared(ds), imputer=r.interpolator,
                     n_countries=len(ds.countries))
 
 

@@ -229,15 +229,19 @@ class DepthForest(RegressorMixin, BaseEstimator):
         bootstrap = self._uses_bootstrap()
         p = None if w is None else w / w.sum()
         trees = []
+        # One generator, re-seeded per use: the same draws as scikit-learn's fresh RandomState(seed)
+        # for the bootstrap and for the splitter, without the cost of creating 2 generators per tree.
+        draw = np.random.RandomState()
         for _ in range(self.n_estimators):
             seed = rs.randint(MAX_INT)
             if bootstrap:
-                draw = check_random_state(seed)
+                draw.seed(seed)
                 idx = draw.randint(0, n, n) if p is None else draw.choice(n, n, replace=True, p=p)
                 tree_w = np.bincount(idx.astype(np.int32), minlength=n).astype(np.float64)
             else:
                 tree_w = w
-            trees.append(grow_tree(X, y, tree_w, None, self.max_features, seed, random_split=self.kind != "rf"))
+            draw.seed(seed)
+            trees.append(grow_tree(X, y, tree_w, None, self.max_features, draw, random_split=self.kind != "rf"))
         self.trees_ = trees
         self.readers_ = [_TreeReader(t) for t in trees]
         self.n_features_in_ = X.shape[1]
