@@ -1,6 +1,7 @@
 """Unit tests of the two-level imputation model (models/twolvlimp), without HTTP."""
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 
@@ -23,6 +24,7 @@ TARGET = "wdi-EG.ELC.ACCS.UR.ZS"   # missing for DMA and GRD (SIDS) in 2015; als
 SIMPLE = dict(target=TARGET, target_year="2015", interpolator="KNNImputer", scheme="MANUAL", estimators=10,
               model="rfr", interval="quantile", dataset="wdi",
               manual_predictors=("wdi-EN.POP.DNST", "wdi-IQ.SPI.PIL1", "wdi-IQ.SPI.PIL3"))
+_VERSIONS = itertools.count()
 
 
 @pytest.fixture(autouse=True)
@@ -32,11 +34,12 @@ def fresh_state():
     service.reset_state()
 
 
-def variant(ds: Dataset, values=None, sids=None, version="variant") -> Dataset:
+def variant(ds: Dataset, values=None, sids=None, version=None) -> Dataset:
     """A copy of ``ds`` (a new data version) with other values or another SIDS list."""
     return Dataset(values=ds.values.copy() if values is None else values, years=ds.years, countries=ds.countries,
                    indicators=ds.indicators, indicator_meta=ds.indicator_meta, dataset_meta=ds.dataset_meta,
-                   country_meta=ds.country_meta, sids=ds.sids if sids is None else frozenset(sids), version=version)
+                   country_meta=ds.country_meta, sids=ds.sids if sids is None else frozenset(sids),
+                   version=version or f"variant-{next(_VERSIONS)}")
 
 
 def predict(ds, **kw) -> dict:

@@ -1,9 +1,12 @@
 """The base imputers: the first level, which fills gaps in the predictor columns."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import ExtraTreesRegressor
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers IterativeImputer)
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
@@ -56,7 +59,10 @@ def impute(name: str, X_fit: np.ndarray, X_apply: np.ndarray | None = None, rand
         return target.copy()
     if not np.isnan(X_fit).any() and not np.isnan(target).any():
         return target.copy()
-    model = make_base_imputer(name, random_state).fit(X_fit)
-    out = np.asarray(model.transform(target), dtype=np.float64)
+    with warnings.catch_warnings():
+        # IterativeImputer may stop at max_iter before its tolerance: the old service's settings, kept
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = make_base_imputer(name, random_state).fit(X_fit)
+        out = np.asarray(model.transform(target), dtype=np.float64)
     # A column with no value at all among the fitting rows cannot be filled from them.
     return np.where(np.isnan(out), 0.0, out)

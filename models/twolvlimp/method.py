@@ -25,6 +25,7 @@ import numpy as np
 from models.twolvlimp.data import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
 from models.twolvlimp.engine import LEVEL, balanced_weights, fit_and_predict
 from models.twolvlimp.imputers import impute
+from models.twolvlimp.memo import work_memo
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
 from models.twolvlimp.selection import GeometricRFE, pca_select
 from models.twolvlimp.temporal import own_series
@@ -43,7 +44,7 @@ def candidate_matrix(ds: Dataset, year: int, interpolator: str, target: int,
     that are sparser among the training rows). The base imputer is fitted on every country
     (the target is not among its columns), once per data version, year, imputer and target.
     """
-    base = _base_candidates(ds, year, target)
+    base = training_candidates(ds, year, target)
     needed = tuple(sorted({int(c) for c in extra} - set(base.tolist())))
 
     def compute():
@@ -52,18 +53,30 @@ def candidate_matrix(ds: Dataset, year: int, interpolator: str, target: int,
         filled.setflags(write=False)
         return cols, filled
 
-    return ds.memo(("twolvlimp", "imputed", year, interpolator, target, needed), compute)
+    return work_memo(ds, ("imputed", year, interpolator, target, needed), compute)
 
 
-def _base_candidates(ds: Dataset, year: int, target: int) -> np.ndarray:
-    return ds.memo(("twolvlimp", "candidate_cols", year, target), lambda: _training_candidates(ds, year, target))
-
-
-def _training_candidates(ds: Dataset, year: int, target: int) -> np.ndarray:
+def training_candidates(ds: Dataset, year: int, target: int) -> np.ndarray:
+    """Indicators missing for fewer than 30% of the countries that have the target (without the target)."""
     M = ds.year_matrix(year)
     train = ~np.isnan(M[:, target])
     cols = np.flatnonzero(np.isnan(M[train]).mean(axis=0) < PREDICTOR_MISSING_MAX)
     return cols[cols != target]
+
+
+def imputation_key(ds: Dataset, r: ResolvedRequest) -> tuple:
+    """The work-memo key of the imputed candidate matrix this request needs."""
+    j = int(ds.indicators.get_loc(r.target))
+    base = training_candidates(ds, r.year, j)
+    extra = {int(ds.indicators.get_loc(c)) for c in r.manual_predictors}
+    return ("imputed", r.year, r.interpolator, j, tuple(sorted(extra - set(base.tolist()))))
+
+
+def selection_key(r: ResolvedRequest) -> tuple | None:
+    """The work-memo key of the automatic selection (None for MANUAL)."""
+    if r.scheme == "MANUAL":
+        return None
+    return (r.scheme.lower(), r.year, r.interpolator, r.target, r.number_predictor)
 
 
 def select_columns(ds: Dataset, r: ResolvedRequest, cols: np.ndarray, Z: np.ndarray, train: np.ndarray,
@@ -77,28 +90,10 @@ def select_columns(ds: Dataset, r: ResolvedRequest, cols: np.ndarray, Z: np.ndar
         def compute():
             rfe = GeometricRFE(n_features_to_select=k, n_estimators=RFE_TREES, random_state=SEED)
             return np.flatnonzero(rfe.fit(Z[train], y, w).support_)
-        return ds.memo(("twolvlimp", "afs", r.year, r.interpolator, r.target, k), compute)
-    return ds.memo(("twolvlimp", "pca", r.year, r.interpolator, r.target, k),
-                   lambda: np.sort(pca_select(Z[train], k, standardize=True)))
-
-
-def preparation_key(r: ResolvedRequest) -> tuple:
-    """What the request-independent-of-the-model part (imputation, selection) depends on."""
-    detail = r.manual_predictors if r.scheme == "MANUAL" else r.number_predictor
-    return (r.year, r.interpolator, r.target, r.scheme, detail)
-
-
-def imputation_key(ds: Dataset, r: ResolvedRequest) -> tuple:
-    """The memo key of the imputed candidate matrix this request needs."""
-    j = int(ds.indicators.get_loc(r.target))
-    base = _base_candidates(ds, r.year, j)
-    extra = {int(ds.indicators.get_loc(c)) for c in r.manual_predictors}
-    return ("twolvlimp", "imputed", r.year, r.interpolator, j, tuple(sorted(extra - set(base.tolist()))))
-
-
-def prepared(ds: Dataset) -> set:
-    """Preparation keys already computed (and memoised) on this data version."""
-    return ds.memo(("twolvlimp", "prepared"), set)
+    else:
+        def compute():
+            return np.sort(pca_select(Z[train], k, standardize=True))
+    return work_memo(ds, selection_key(r), compute)
 
 
 def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
@@ -112,13 +107,11 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
 
     extra = tuple(int(ds.indicators.get_loc(c)) for c in r.manual_predictors)
     cols, Z = candidate_matrix(ds, r.year, r.interpolator, j, extra)
-    prepared(ds).add(imputation_key(ds, r))
     y = column[train]
     w = balanced_weights(sids[train])
     sel = select_columns(ds, r, cols, Z, train, y, w)
     codes = [str(ds.indicators[cols[i]]) for i in sel]
     X = Z[:, sel]
-    prepared(ds).add(preparation_key(r))
     prepare_seconds = time.perf_counter() - started
 
     own = own_series(ds.values[:, :, j], ds.years, info.index)

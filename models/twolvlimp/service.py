@@ -10,7 +10,6 @@ import json
 import math
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,78 +17,13 @@ import numpy as np
 from models.twolvlimp import data as lookups
 from models.twolvlimp.data import ImputationRequest, ResolvedRequest, resolve
 from models.twolvlimp.legacy import run_legacy
-from models.twolvlimp.method import imputation_key, preparation_key, prepared, run_default
+from models.twolvlimp.memo import LruCache, work_memo_has
+from models.twolvlimp.method import imputation_key, run_default, selection_key
 from models.twolvlimp.result import to_response
 from shared.dataset import Dataset
 
 
-class ResultCache:
-    """Thread-safe LRU of response bodies keyed by (data version, request); concurrent identical
-    requests wait for one computation instead of repeating it."""
-
-    def __init__(self, size: int):
-        self.size = max(0, int(size))
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-        self._inflight: dict = {}
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return self._items[key]
-            return None
-
-    def contains(self, key) -> bool:
-        with self._lock:
-            return key in self._items
-
-    def put(self, key, value) -> None:
-        if self.size == 0:
-            return
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def get_or_compute(self, key, compute):
-        """(value, was_cached). Exceptions are not cached."""
-        while True:
-            with self._lock:
-                if key in self._items:
-                    self._items.move_to_end(key)
-                    self.hits += 1
-                    return self._items[key], True
-                waiter = self._inflight.get(key)
-                if waiter is None:
-                    waiter = self._inflight[key] = threading.Event()
-                    owner = True
-                    self.misses += 1
-                else:
-                    owner = False
-            if not owner:
-                waiter.wait()
-                continue  # the owner stored the value, or failed: then try ourselves
-            try:
-                value = compute()
-                self.put(key, value)
-                return value, False
-            finally:
-                with self._lock:
-                    self._inflight.pop(key, None)
-                waiter.set()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
+ResultCache = LruCache  # response bodies keyed by (data version, request)
 
 
 # ------------------------------------------------------------------------------- durations
@@ -256,8 +190,9 @@ def workload(ds: Dataset, r: ResolvedRequest) -> Workload:
     return Workload(kinds=kinds, trees=r.estimators, n_train=n_train, n_features=n_features, n_submodels=n_sub,
                     scheme=r.scheme, n_candidates=n_cand, n_select=r.number_predictor or 0,
                     gbr_quantile=r.interval == "quantile" and "gbr" in kinds, legacy=r.method == "legacy",
-                    imputation_cold=imputation_key(ds, r) not in prepared(ds),
-                    selection_cold=preparation_key(r) not in prepared(ds), imputer=r.interpolator,
+                    imputation_cold=not work_memo_has(ds, imputation_key(ds, r)),
+                    selection_cold=selection_key(r) is not None and not work_memo_has(ds, selection_key(r)),
+                    imputer=r.interpolator,
                     n_countries=len(ds.countries))
 
 
