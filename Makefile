@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 7071
 WORKERS ?= 1
 
-.PHONY: run test setup eval bench load clean
+.PHONY: run test setup eval bench bench-quick synthetic load clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,12 @@ test: setup
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .hypothesis
+
+bench: $(VENV)/.installed
+	$(PY) scripts/benchmark.py --markdown bench-results/benchmark.md
+
+bench-quick: $(VENV)/.installed
+	$(PY) scripts/benchmark.py --quick
+
+synthetic: $(VENV)/.installed
+	$(PY) scripts/make_synthetic.py bench-results/synthetic --parquet

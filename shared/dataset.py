@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -150,7 +151,12 @@ def _year_columns(frame: pd.DataFrame) -> list[str]:
     years = [c for c in frame.columns if str(c).strip().isdigit() and len(str(c).strip()) == 4]
     if not years:
         raise DatasetFormatError(DATA_FILE, "no year columns (four-digit column names such as 2015)")
-    return years
+    # The CSV reader renames a repeated header "2015" to "2015.1"; stripping can also make two equal.
+    repeated = sorted({c for c in years if years.count(c) > 1}
+                      | {str(c).split(".")[0] for c in frame.columns if re.fullmatch(r"\d{4}\.\d+", str(c))})
+    if repeated:
+        raise DatasetFormatError(DATA_FILE, f"year column {repeated[0]} appears more than once")
+    return sorted(years, key=int)  # the values array is indexed by year in ascending order
 
 
 def _check_numbers(file: str, frame: pd.DataFrame, years: list[str]) -> dict[str, pd.Series]:
@@ -182,7 +188,7 @@ def _year_values(series: pd.Series, keep: np.ndarray | None) -> np.ndarray:
 
 def _codes(file: str, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes and the distinct values (as a numpy object array) of a column of codes."""
-    codes, uniques = pd.factorize(series)
+    codes, uniques = pd.factorize(series.mask(series == ""))  # a blank code counts as empty
     if len(codes) and codes.min() < 0:
         raise DatasetFormatError(file, f"empty {series.name} in data row {int(np.argmin(codes)) + 1}")
     return codes, np.asarray(uniques, dtype=object)
@@ -190,7 +196,13 @@ def _codes(file: str, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_unique_pairs(file: str, frame: pd.DataFrame, c_codes: np.ndarray, n_i: int, i_codes: np.ndarray) -> None:
     key = c_codes.astype(np.int64) * max(n_i, 1) + i_codes
-    if len(np.unique(key)) != len(key):
+    n_keys = (int(c_codes.max()) + 1) * max(n_i, 1) if len(key) else 0
+    if n_keys <= 64 * 1024 * 1024:
+        repeated = len(key) and np.bincount(key, minlength=n_keys).max() > 1
+    else:
+        ordered = np.sort(key)
+        repeated = bool(np.any(ordered[1:] == ordered[:-1]))
+    if repeated:
         _check_unique(file, frame, ["Country Code", "Indicator Code"])  # finds them and names one
 
 

@@ -1,0 +1,695 @@
+#!/usr/bin/env python3
+"""Measure the service's speed, scale and memory in one run, side by side with the old service.
+
+    python scripts/benchmark.py [--quick] [--out bench-results/benchmark.json] [--markdown FILE]
+
+What it measures (each in a fresh subprocess, so one figure cannot warm another):
+
+* **embedded load**: loading ``data/wdi`` in a cold process (a new instance: the app is
+  imported, the dataset store loads the folder); median of several processes;
+* **requests on the embedded data**: the twolvlImp requests of the reference file
+  (``/work/shared/reference/original-figures.md``), called through a real
+  ``azure.functions.HttpRequest`` on the functions the app registered (the same path as
+  the Functions host), on a warm instance: median of N runs after warm-up, each run
+  bypassing the per-instance result cache; then the repeated identical request (a cache
+  hit); and what ``/twolvlImp/estimate`` predicted before and after the runs;
+* **platform scale**: a synthetic dataset of platform size (``make_synthetic.py``:
+  3,000 indicators x 250 countries x 2000-2020) loaded on a cold instance from CSV and
+  from Parquet, the AFS request on it, and the peak resident memory of that whole
+  instance process (``getrusage`` ``ru_maxrss``, the process and any children).
+
+It prints a markdown table and writes the figures, the machine and the load average
+as JSON. Timings are wall-clock seconds on this machine; they vary with what else runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED = ROOT / "data" / "wdi"
+DEFAULT_OUT = ROOT / "bench-results" / "benchmark.json"
+PREFIX = "/twolvlImp"
+MB = 1024 * 1024
+
+# The old service's figures on this kind of machine (../shared/reference/original-figures.md).
+OLD = {"simple": 0.35, "afs": 3.38, "all": 13.0, "synthetic_afs": 43.5}
+# What issue 3 asks for (seconds, bytes).
+TARGET = {"simple": 0.1, "afs": 1.0, "all": 3.0, "synthetic_afs": 5.0, "synthetic_load": 5.0,
+          "embedded_load": 1.0, "peak_rss_bytes": 1.2e9}
+
+WDI_TARGET = "wdi-EG.ELC.ACCS.UR.ZS"
+BASE_REQUEST = {"target_year": "2015", "interpolator": "KNNImputer", "interval": "quantile"}
+REQUESTS = {
+    "simple": ("simple: MANUAL, 3 predictors, 10 trees, rfr",
+               dict(BASE_REQUEST, target=WDI_TARGET, dataset="wdi", scheme="MANUAL", estimators=10, model="rfr",
+                    manual_predictors=["wdi-EN.POP.DNST", "wdi-IQ.SPI.PIL1", "wdi-IQ.SPI.PIL3"])),
+    "afs": ("AFS, 10 predictors, 100 trees, rfr",
+            dict(BASE_REQUEST, target=WDI_TARGET, dataset="wdi", scheme="AFS", estimators=100, model="rfr",
+                 number_predictor=10)),
+    "all": ("AFS, 10 predictors, 100 trees, model all",
+            dict(BASE_REQUEST, target=WDI_TARGET, dataset="wdi", scheme="AFS", estimators=100, model="all",
+                 number_predictor=10)),
+}
+# On the synthetic data the target is chosen by rule in the worker (see choose_synthetic_target).
+SYNTHETIC_REQUEST = dict(BASE_REQUEST, scheme="AFS", estimators=100, model="rfr", number_predictor=10)
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers shared by the workers
+# ----------------------------------------------------------------------------------------------
+def peak_rss_bytes() -> dict[str, int]:
+    """Peak resident set size of this process and of its largest finished child (Linux: KiB units)."""
+    scale = 1 if sys.platform == "darwin" else 1024
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
+    return {"self": own, "children": children, "total": own + children}
+
+
+def current_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def import_app(dataset_path: Path):
+    """Import the Functions app as an instance does; returns (app, import error or None)."""
+    os.environ["DATASET_PATH"] = str(dataset_path)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    try:
+        import function_app
+
+        return function_app.app, None
+    except Exception as exc:  # a half-written blueprint must not stop the loader figures
+        return None, f"{type(exc).__name__}: {exc}"[:300]
+
+
+class Client:
+    """Calls the app's functions with real ``func.HttpRequest`` objects, as the Functions host does."""
+
+    def __init__(self, app):
+        from shared.routing import app_routes
+
+        self.routes = app_routes(app)
+
+    def has(self, method: str, path: str) -> bool:
+        from shared.routing import resolve
+
+        route = resolve(self.routes, method, path)[0]
+        return route is not None and not route.is_catch_all  # the platform's catch-all only answers 404
+
+    def call(self, method: str, path: str, body: Any = None, params: dict | None = None):
+        import azure.functions as func
+        from urllib.parse import urlencode
+
+        from shared.routing import resolve
+
+        route, route_params, _ = resolve(self.routes, method, path)
+        if route is None:
+            raise LookupError(f"no function serves {method} {path}")
+        url = f"http://localhost{path}" + (f"?{urlencode(params)}" if params else "")
+        raw = json.dumps(body).encode() if body is not None else b""
+        req = func.HttpRequest(method, url, headers={"content-type": "application/json"}, params=params or {},
+                               route_params=route_params, body=raw)
+        started = time.perf_counter()
+        resp = route.handler(req)
+        elapsed = time.perf_counter() - started
+        return resp.status_code, resp.get_body() or b"", elapsed
+
+
+# ----------------------------------------------------------------------------------------------
+# the result cache: how a benchmark run gets around it
+# ----------------------------------------------------------------------------------------------
+class CacheBypass:
+    """Makes each timed run compute its result instead of reading the per-instance result cache.
+
+    The twolvlImp service keeps a per-instance LRU of response bodies keyed by data version
+    and request (``models.twolvlimp.service.result_cache()``). Before each timed run the
+    benchmark empties it with its ``clear()`` (which keeps the learned durations that
+    ``/estimate`` uses, unlike ``reset_state``). ``method`` says which way was used.
+    """
+
+    def __init__(self):
+        self.method = "none (no result cache found)"
+        self._clear = None
+        try:
+            from models.twolvlimp import service
+        except Exception:
+            return
+        getter = getattr(service, "result_cache", None)
+        if callable(getter) and callable(getattr(getter(), "clear", None)):
+            self._clear = lambda: getter().clear()
+            self.method = "models.twolvlimp.service.result_cache().clear() before each timed run"
+
+    def __call__(self) -> None:
+        if self._clear is not None:
+            self._clear()
+
+
+# ----------------------------------------------------------------------------------------------
+# workers (each runs in its own subprocess)
+# ----------------------------------------------------------------------------------------------
+def worker_load(args: dict) -> dict:
+    """A cold instance: import the app, wait until the dataset store has loaded the folder."""
+    started = time.perf_counter()
+    app, import_error = import_app(Path(args["path"]))
+    imported = time.perf_counter()
+    from shared.store import get_store
+
+    store = get_store()
+    data = store.get()
+    ready = time.perf_counter()
+    status = store.status()
+    return {
+        "load_seconds": data.load_seconds, "import_seconds": imported - started, "ready_seconds": ready - started,
+        "status": status["status"], "last_error": status["last_error"], "app_import_error": import_error,
+        "countries": len(data.countries), "indicators": len(data.indicators), "years": len(data.years),
+        "source_file": "indicatorData.parquet" if (Path(args["path"]) / "indicatorData.parquet").exists()
+        else "indicatorData.csv",
+        "peak_rss": peak_rss_bytes(), "rss_after_load": current_rss_bytes(),
+    }
+
+
+def choose_synthetic_target(data, year: int = 2015) -> dict:
+    """The first indicator (by code) that is a sensible AFS target in ``year``.
+
+    Rule: missing for 25-45% of all countries that year and for at least 5 SIDS (a third
+    of the SIDS on small test data), so that there are many training rows and several SIDS
+    to predict.
+    """
+    import numpy as np
+
+    matrix = data.year_matrix(year)
+    missing = np.isnan(matrix)
+    share = missing.mean(axis=0)
+    sids_missing = missing[data.sids_mask].sum(axis=0)
+    enough = min(5, max(1, int(data.sids_mask.sum()) // 3))
+    for j in np.argsort(np.asarray(data.indicators, dtype=object)):
+        if 0.25 <= share[j] <= 0.45 and sids_missing[j] >= enough:
+            code = str(data.indicators[j])
+            return {"target": code, "dataset": str(data.indicator_meta.at[code, "Dataset"]),
+                    "missing_share": round(float(share[j]), 3), "sids_missing": int(sids_missing[j])}
+    raise LookupError(f"no indicator of the synthetic data is a suitable target in {year}")
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+_TIMING_KEY = re.compile(r"(seconds|phases|_at)$")
+
+
+def _without_timings(value):
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if not _TIMING_KEY.search(str(k))}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def _volatile_free(raw: bytes):
+    """A response without its timing fields (``*seconds``, ``*phases``, ``*_at``), to compare two computations."""
+    try:
+        return _without_timings(json.loads(raw))
+    except ValueError:
+        return raw
+
+
+def measure_request(client: Client, bypass, body: dict, runs: int, warmup: int, budget_seconds: float) -> dict:
+    """Warm-up and timed runs (each uncached, each preceded by /estimate), then the cache hit.
+
+    Before every run the result cache is cleared (``bypass``) and ``/estimate`` is asked
+    what the run will take, so each estimate is compared with the run that follows it:
+    the first one is the instance's cost model before it has measured this request, the
+    later ones have learned from the runs before them.
+    """
+    out: dict[str, Any] = {"request": body}
+    estimate_path = f"{PREFIX}/estimate"
+    has_estimate = client.has("POST", estimate_path)
+
+    def estimate() -> float | None:
+        if not has_estimate:
+            return None
+        status, raw, _ = client.call("POST", estimate_path, body)
+        value = json.loads(raw) if status == 200 else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    times: list[float] = []
+    warm: list[float] = []
+    estimates: list[float | None] = []
+    first_body = None
+    spent = 0.0
+    for k in range(warmup + runs):
+        bypass()
+        estimates.append(estimate())
+        status, raw, elapsed = client.call("POST", f"{PREFIX}/predict", body)
+        spent += elapsed
+        if status != 200:
+            out["error"] = f"HTTP {status}: {raw[:300].decode(errors='replace')}"
+            return out
+        if first_body is None:
+            first_body = raw
+        (warm if k < warmup else times).append(elapsed)
+        if spent > budget_seconds and k + 1 >= warmup + 1:
+            out["stopped_early"] = f"time budget of {budget_seconds:.0f} s used up"
+            break
+    timed_estimates = estimates[len(warm):]
+    if not times:  # the budget ran out during warm-up: report the warm-up figure
+        times, timed_estimates = warm[-1:], estimates[len(warm) - 1:len(warm)]
+        out["note"] = "no warm run fitted in the time budget; the figure is the warm-up run"
+    out["warmup_seconds"] = [round(t, 4) for t in warm]
+    out["runs_seconds"] = [round(t, 4) for t in times]
+    out["seconds"] = _median(times)
+    out["estimates_seconds"] = [None if e is None else round(e, 4) for e in estimates]
+    out["estimate_cold"] = estimates[0]
+    out["actual_cold"] = round((warm or times)[0], 4)
+    learned = [e for e in timed_estimates if e is not None]
+    out["estimate_learned"] = _median(learned)
+    if estimates[0]:
+        out["estimate_cold_ratio"] = round(out["actual_cold"] / estimates[0], 3)  # actual / estimate
+    pairs = [(t, e) for t, e in zip(times, timed_estimates) if e]
+    if pairs:
+        factors = [max(t / e, e / t) for t, e in pairs]
+        out["estimate_worst_factor"] = round(max(factors), 3)
+        out["estimate_within_2x"] = max(factors) <= 2.0
+    # the repeated identical request: answered from the result cache
+    status, cached_first, _ = client.call("POST", f"{PREFIX}/predict", body)
+    hits = []
+    same = status == 200
+    for _ in range(max(3, runs)):
+        status, raw, elapsed = client.call("POST", f"{PREFIX}/predict", body)
+        hits.append(elapsed)
+        same = same and status == 200 and raw == cached_first
+    out["cache_hit_seconds"] = _median(hits)
+    out["cache_hit_same_bytes"] = same
+    out["same_numbers_every_run"] = _volatile_free(first_body) == _volatile_free(cached_first)
+    try:
+        summary = json.loads(first_body)
+        out["response"] = {k: summary.get(k) for k in ("rmse", "rmse_deviation", "model_feature_names")
+                           if k in summary}
+    except (ValueError, AttributeError):
+        pass
+    return out
+
+
+def worker_requests(args: dict) -> dict:
+    """A warm instance on one dataset: the requests named in ``args``, measured one after the other."""
+    app, import_error = import_app(Path(args["path"]))
+    result: dict[str, Any] = {"app_import_error": import_error, "requests": {}}
+    from shared.store import get_store
+
+    data = get_store().get()
+    result["rss_after_load"] = current_rss_bytes()
+    result["peak_rss_after_load"] = peak_rss_bytes()
+    if app is None:
+        result["error"] = f"the app could not be imported: {import_error}"
+        return result
+    client = Client(app)
+    if not client.has("POST", f"{PREFIX}/predict"):
+        result["error"] = "twolvlImp is not registered (blueprints/twolvlimp.py missing or not importable)"
+        return result
+    bypass = CacheBypass()
+    result["cache_bypass"] = bypass.method
+    for name in args["requests"]:
+        body = dict(args["bodies"][name])
+        if body.get("target") is None:
+            try:
+                chosen = choose_synthetic_target(data)
+            except LookupError as exc:
+                result["requests"][name] = {"error": str(exc)}
+                continue
+            result["synthetic_target"] = chosen
+            body.update(target=chosen["target"], dataset=chosen["dataset"])
+        try:
+            result["requests"][name] = measure_request(client, bypass, body, args["runs"], args["warmup"],
+                                                       args["budget_seconds"])
+        except Exception as exc:  # report and go on with the next request
+            result["requests"][name] = {"request": body, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    result["peak_rss"] = peak_rss_bytes()
+    result["rss_at_end"] = current_rss_bytes()
+    return result
+
+
+WORKERS = {"load": worker_load, "requests": worker_requests}
+
+
+def run_worker(kind: str, args: dict, timeout: float) -> dict:
+    """Run one worker in a fresh Python process and return its JSON answer (or the error)."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONHASHSEED", "0")
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        answer_file = Path(tmp) / "answer.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, json.dumps(args), str(answer_file)]
+        started = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"worker {kind} did not finish in {timeout:.0f} s"}
+        wall = time.perf_counter() - started
+        if proc.returncode != 0 or not answer_file.exists():
+            return {"error": f"worker {kind} failed (exit {proc.returncode}): {proc.stderr.strip()[-600:]}"}
+        answer = json.loads(answer_file.read_text())
+    answer["process_wall_seconds"] = round(wall, 3)
+    return answer
+
+
+# ----------------------------------------------------------------------------------------------
+# orchestration
+# ----------------------------------------------------------------------------------------------
+def machine() -> dict:
+    import numpy
+    import pandas
+    import pyarrow
+    import sklearn
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "ram_gib": ram,
+        "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+        "numpy": numpy.__version__, "pandas": pandas.__version__, "pyarrow": pyarrow.__version__,
+        "scikit_learn": sklearn.__version__, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def ensure_synthetic(folder: Path, indicators: int, countries: int, years: tuple[int, int], seed: int) -> dict:
+    """Generate the synthetic dataset once (CSV + Parquet) and a CSV-only twin of it (symlinks)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import make_synthetic
+
+    manifest = folder / "synthetic.json"
+    params = {"indicators": indicators, "countries": countries, "years": list(years), "seed": seed,
+              "generator": make_synthetic.__file__ and Path(make_synthetic.__file__).stat().st_mtime_ns}
+    facts: dict[str, Any] = {}
+    if manifest.exists():
+        try:
+            facts = json.loads(manifest.read_text())
+        except ValueError:
+            facts = {}
+    complete = all((folder / n).exists() for n in ("indicatorData.csv", "indicatorData.parquet",
+                                                     "indicatorMeta.csv", "datasetMeta.csv", "countryMeta.csv"))
+    if facts.get("params") != params or not complete:
+        started = time.perf_counter()
+        syn = make_synthetic.generate(indicators, countries, years, seed)
+        make_synthetic.write(syn, folder, parquet=True)
+        facts = {"params": params, "summary": make_synthetic.summary(syn),
+                 "generated_seconds": round(time.perf_counter() - started, 1)}
+        del syn
+        manifest.write_text(json.dumps(facts, indent=1))
+    csv_only = folder / "csv-only"
+    csv_only.mkdir(exist_ok=True)
+    for name in ("indicatorData.csv", "indicatorMeta.csv", "datasetMeta.csv", "countryMeta.csv"):
+        link = csv_only / name
+        if not link.exists():
+            link.symlink_to(folder / name)
+    facts["csv_bytes"] = (folder / "indicatorData.csv").stat().st_size
+    facts["parquet_bytes"] = (folder / "indicatorData.parquet").stat().st_size
+    facts["folder"] = str(folder)
+    return facts
+
+
+def repeat_load(path: Path, times: int, timeout: float) -> dict:
+    answers = [run_worker("load", {"path": str(path)}, timeout) for _ in range(times)]
+    good = [a for a in answers if "error" not in a and a.get("status") == "ok"]
+    if not good:
+        bad = answers[-1]
+        return {"error": bad.get("error") or bad.get("last_error") or "load failed"}
+    return {
+        "seconds": _median([a["load_seconds"] for a in good]),
+        "runs_seconds": [round(a["load_seconds"], 3) for a in good],
+        "ready_seconds": _median([a["ready_seconds"] for a in good]),
+        "peak_rss_bytes": max(a["peak_rss"]["total"] for a in good),
+        "runs_peak_rss_bytes": [a["peak_rss"]["total"] for a in good],
+        "rss_after_load_bytes": good[-1].get("rss_after_load"),
+        "shape": [good[-1]["years"], good[-1]["countries"], good[-1]["indicators"]],
+        "source_file": good[-1]["source_file"], "app_import_error": good[-1].get("app_import_error"),
+    }
+
+
+def run(options: argparse.Namespace) -> dict:
+    started = time.perf_counter()
+    report: dict[str, Any] = {"schema": 1, "quick": options.quick, "machine": machine(),
+                              "load_average_before": load_average(), "old": OLD, "targets": TARGET,
+                              "requested": options.requests}
+    runs, warmup, repeats = options.runs, options.warmup, options.load_repeats
+    timeout = options.worker_timeout
+
+    # (a) the embedded dataset, cold process
+    report["embedded_load"] = repeat_load(EMBEDDED, repeats, timeout)
+
+    # (b) the reference requests on the embedded data, warm instance
+    names = [n for n in options.requests if n in REQUESTS]
+    if names and not options.no_model:
+        report["embedded_requests"] = run_worker("requests", {
+            "path": str(EMBEDDED), "requests": names, "bodies": {n: REQUESTS[n][1] for n in names},
+            "runs": runs, "warmup": warmup, "budget_seconds": options.request_budget}, timeout)
+
+    # (c) platform scale: synthetic dataset
+    if not options.skip_synthetic:
+        years = (options.synthetic_years[0], options.synthetic_years[1])
+        folder = options.synthetic_dir or (ROOT / "bench-results" / (
+            f"synthetic-{options.synthetic_indicators}x{options.synthetic_countries}-{years[0]}-{years[1]}"
+            f"-seed{options.seed}"))
+        facts = ensure_synthetic(Path(folder), options.synthetic_indicators, options.synthetic_countries, years,
+                                 options.seed)
+        report["synthetic"] = facts
+        report["synthetic_load_csv"] = repeat_load(Path(folder) / "csv-only", repeats, timeout)
+        report["synthetic_load_parquet"] = repeat_load(Path(folder), repeats, timeout)
+        if not options.no_model:
+            report["synthetic_requests"] = run_worker("requests", {
+                "path": str(folder), "requests": ["synthetic_afs"], "bodies": {"synthetic_afs": SYNTHETIC_REQUEST},
+                "runs": max(1, min(runs, 3)), "warmup": warmup, "budget_seconds": options.request_budget}, timeout)
+    report["load_average_after"] = load_average()
+    report["seconds_total"] = round(time.perf_counter() - started, 1)
+    report["rows"] = rows(report)
+    return report
+
+
+def _ok(value: float | None, target: float | None, below: bool = False) -> bool | None:
+    if value is None or target is None:
+        return None
+    return value < target if below else value <= target
+
+
+def _estimate_fields(r: dict) -> dict:
+    keys = ("estimate_cold", "actual_cold", "estimate_learned", "estimate_worst_factor", "estimate_within_2x")
+    return {k: r.get(k) for k in keys}
+
+
+def rows(report: dict) -> list[dict]:
+    """The table: one row per figure, with its target, the old figure and the ratio."""
+    out = []
+
+    def add(key, label, value, unit, target=None, old=None, below=False, note=None, **extra):
+        row = {"id": key, "label": label, "value": value, "unit": unit, "target": target, "old": old,
+               "speedup_vs_old": round(old / value, 1) if (old and value) else None,
+               "meets_target": _ok(value, target, below), "note": note}
+        row.update(extra)
+        out.append(row)
+
+    emb = report.get("embedded_load", {})
+    add("embedded_load", "load embedded dataset (data/wdi), cold process", emb.get("seconds"), "s",
+        TARGET["embedded_load"], note=emb.get("error"), ready_seconds=emb.get("ready_seconds"))
+    reqs = report.get("embedded_requests", {})
+    for name, (label, _) in REQUESTS.items():
+        if "embedded_requests" not in report:
+            break
+        r = reqs.get("requests", {}).get(name)
+        if r is None:
+            if name in report.get("requested", list(REQUESTS)):
+                add(name, label, None, "s", TARGET[name], OLD[name], note=reqs.get("error") or "not run")
+            continue
+        add(name, label, r.get("seconds"), "s", TARGET[name], OLD[name], note=r.get("error") or r.get("note"),
+            **_estimate_fields(r), cache_hit_seconds=r.get("cache_hit_seconds"),
+            cache_hit_same_bytes=r.get("cache_hit_same_bytes"))
+    if "synthetic" in report:
+        s = report["synthetic"].get("summary", {})
+        size = f"{s.get('indicators')} ind. x {s.get('countries')} countries"
+        for key, fmt in (("synthetic_load_csv", "CSV"), ("synthetic_load_parquet", "Parquet")):
+            r = report.get(key, {})
+            add(key, f"load synthetic ({size}) from {fmt}, cold instance", r.get("seconds"), "s",
+                TARGET["synthetic_load"], note=r.get("error"), ready_seconds=r.get("ready_seconds"))
+        csv_peak = report.get("synthetic_load_csv", {}).get("peak_rss_bytes")
+        if "synthetic_requests" in report:
+            sr = report["synthetic_requests"]
+            r = sr.get("requests", {}).get("synthetic_afs", {})
+            # the old figure was taken on a 3,000 x 250 dataset: no ratio for other sizes
+            reference_size = (s.get("indicators"), s.get("countries")) == (3000, 250)
+            add("synthetic_afs", f"AFS, 10 predictors, 100 trees, rfr on synthetic ({size})", r.get("seconds"), "s",
+                TARGET["synthetic_afs"], OLD["synthetic_afs"] if reference_size else None,
+                note=r.get("error") or sr.get("error") or r.get("note"), **_estimate_fields(r),
+                cache_hit_seconds=r.get("cache_hit_seconds"), cache_hit_same_bytes=r.get("cache_hit_same_bytes"))
+            if csv_peak:
+                add("synthetic_load_csv_peak_rss", "peak memory of a cold instance loading the synthetic CSV",
+                    round(csv_peak / MB, 1), "MiB", round(TARGET["peak_rss_bytes"] / MB, 1), below=True)
+            ran = "peak_rss" in sr and "seconds" in r
+            peak = (sr.get("peak_rss") or sr.get("peak_rss_after_load") or {}).get("total")
+            what = "synthetic load + AFS" if ran else "synthetic load only, AFS not run"
+            add("synthetic_peak_rss", f"peak memory of the whole instance process ({what})",
+                round(peak / MB, 1) if peak else None, "MiB", round(TARGET["peak_rss_bytes"] / MB, 1), below=True,
+                note=sr.get("error"))
+        elif csv_peak:
+            add("synthetic_load_csv_peak_rss", "peak memory of a cold instance loading the synthetic CSV",
+                round(csv_peak / MB, 1), "MiB", round(TARGET["peak_rss_bytes"] / MB, 1), below=True)
+    return out
+
+
+def _fmt(value, digits=3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        "| figure | this service | target | old service | old / new | /estimate before the runs | cache hit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        unit = r["unit"]
+        value = f"{_fmt(r['value'])} {unit}" if r["value"] is not None else f"not measured ({r['note'] or '?'})"
+        if r.get("ready_seconds") is not None:
+            value += f" (ready {r['ready_seconds']:.1f} s after process start)"
+        target = ("< " if unit == "MiB" else "<= ") + f"{_fmt(r['target'], 2)} {unit}" if r["target"] else "-"
+        if r["meets_target"] is not None:
+            target += " ok" if r["meets_target"] else " MISSED"
+        old = f"{_fmt(r['old'], 2)} s" if r["old"] else "-"
+        speed = f"{r['speedup_vs_old']}x" if r["speedup_vs_old"] else "-"
+        est = "-"
+        if r.get("estimate_cold") is not None:
+            est = f"{_fmt(r['estimate_cold'])} s for a {_fmt(r.get('actual_cold'))} s first run"
+            if r.get("estimate_learned") is not None:
+                est += f"; {_fmt(r['estimate_learned'])} s learned"
+            if r.get("estimate_worst_factor") is not None:
+                est += f" (worst {r['estimate_worst_factor']:.2f}x{'' if r.get('estimate_within_2x') else ', OVER 2x'})"
+        hit = "-"
+        if r.get("cache_hit_seconds") is not None:
+            same = "" if r.get("cache_hit_same_bytes") else " (bytes differ)"
+            hit = f"{r['cache_hit_seconds'] * 1000:.1f} ms{same}"
+        lines.append(f"| {r['label']} | {value} | {target} | {old} | {speed} | {est} | {hit} |")
+    lines.append("")
+    lines.append(f"Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['ram_gib']} GiB RAM, "
+                 f"{m['os']}; Python {m['python']}, numpy {m['numpy']}, pandas {m['pandas']}, "
+                 f"pyarrow {m['pyarrow']}, scikit-learn {m['scikit_learn']}; {m['date']}, commit {m['git_commit']}. "
+                 f"Load average before/after: {report['load_average_before']} / {report['load_average_after']}."
+                 + (" Quick run (smoke sizes, single runs): not the reference figures." if report["quick"] else ""))
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: tiny synthetic data, one run each (figures are not comparable)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    parser.add_argument("--markdown", type=Path, help="also write the markdown table to this file")
+    parser.add_argument("--runs", type=int, help="timed runs per request (default 5; quick: 1)")
+    parser.add_argument("--warmup", type=int, help="warm-up runs per request (default 1)")
+    parser.add_argument("--load-repeats", type=int, help="cold processes per load figure (default 3; quick: 1)")
+    parser.add_argument("--requests", default=",".join(REQUESTS),
+                        help=f"which embedded-data requests to run (comma-separated from {','.join(REQUESTS)})")
+    parser.add_argument("--no-model", action="store_true", help="loader figures only (no twolvlImp requests)")
+    parser.add_argument("--skip-synthetic", action="store_true", help="no platform-scale figures")
+    parser.add_argument("--synthetic-dir", type=Path, help="where the synthetic dataset is kept (generated if absent)")
+    parser.add_argument("--synthetic-indicators", type=int, help="default 3000 (quick: 150)")
+    parser.add_argument("--synthetic-countries", type=int, help="default 250 (quick: 50)")
+    parser.add_argument("--synthetic-years", default="2000-2020", help="first-last year of the synthetic data")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    parser.add_argument("--request-budget", type=float, default=120.0,
+                        help="seconds one request's runs may take before the rest are skipped")
+    parser.add_argument("--from-json", type=Path, help="only print the table of an earlier run's JSON")
+    parser.add_argument("--worker-timeout", type=float, default=420.0, help="seconds before a worker is stopped")
+    options = parser.parse_args(argv)
+    quick = options.quick
+    options.runs = options.runs if options.runs is not None else (1 if quick else 5)
+    options.warmup = options.warmup if options.warmup is not None else 1
+    options.load_repeats = options.load_repeats if options.load_repeats is not None else (1 if quick else 3)
+    options.synthetic_indicators = options.synthetic_indicators or (150 if quick else 3000)
+    options.synthetic_countries = options.synthetic_countries or (50 if quick else 250)
+    first, _, last = options.synthetic_years.partition("-")
+    options.synthetic_years = (int(first), int(last or first))
+    options.requests = [n.strip() for n in options.requests.split(",") if n.strip()]
+    unknown = [n for n in options.requests if n not in REQUESTS]
+    if unknown:
+        parser.error(f"unknown request(s) {', '.join(unknown)}; known: {', '.join(REQUESTS)}")
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        answer = WORKERS[argv[1]](json.loads(argv[2]))
+        Path(argv[3]).write_text(json.dumps(answer, default=str))
+        return 0
+    options = parse_args(argv)
+    if options.from_json:  # print the table of an earlier run again (e.g. after a change of the table)
+        report = json.loads(options.from_json.read_text())
+        report["rows"] = rows(report)
+        print(markdown(report))
+        return 0
+    report = run(options)
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(report, indent=1, default=str))
+    table = markdown(report)
+    if options.markdown:
+        options.markdown.parent.mkdir(parents=True, exist_ok=True)
+        options.markdown.write_text(table + "\n")
+    print(table)
+    print(f"\nJSON: {options.out} ({report['seconds_total']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
