@@ -65,11 +65,11 @@ class Workload:
 # Seconds per unit of work on the reference machine (2 cores, wall clock), measured on the embedded
 # and the synthetic platform-size data; each instance then corrects them with its own measurements.
 _COST = {
-    "base": 0.01,
-    "tree": 1.0e-7,        # per fold tree x row x log2(row), forests ...
-    "tree_feature": 4.7e-8,  # ... plus this per feature
+    "base": 0.02,
+    "tree": 0.8e-7,        # per fold tree x row x log2(row), forests ...
+    "tree_feature": 3.5e-8,  # ... plus this per feature
     "etr": 0.75,           # extra trees relative to a random forest
-    "gbr": 5.5e-8,         # per boosting stage x row x log2(row) x feature, for each depth and fold
+    "gbr": 3.5e-8,         # per boosting stage x row x log2(row) x feature, for each depth and fold
     "rfe": 2.6e-8,         # per RFE tree x row x log2(row) x feature considered, summed over rounds
     "knn": 1.4e-8,         # per country^2 x candidate
     "iterative": 1.2e-4,   # per country x candidate x iteration
@@ -111,7 +111,7 @@ def prior_prepare_seconds(w: Workload) -> float:
     n = max(w.n_train, 2)
     total = 0.0
     if w.imputation_cold:
-        total += 0.005
+        total += 0.015
         if w.imputer == "IterativeImputer":
             total += _COST["iterative"] * w.n_countries * w.n_candidates * 10
         elif w.imputer == "KNNImputer":
