@@ -270,4 +270,23 @@ def test_estimate_learns_from_measured_durations(wdi):
         estimate = service.estimate_seconds(wdi, req)
         actual = service.predict_response(wdi, req).seconds
         assert service.durations().measurements >= 1
-    assert 0.5 <= estimate / actual <= 2.0
+    # within 2x on a quiet machine; 3x here so that a busy CI machine does not make the test flaky
+    assert 1 / 3 <= estimate / actual <= 3.0
+
+
+def test_concurrent_different_requests_give_the_sequential_answers(wdi):
+    requests = [ImputationRequest(**{**SIMPLE, "estimators": 5 + i, "interval": iv})
+                for i in range(3) for iv in ("quantile", "bootstrap")]
+    sequential = [without_timing(json.loads(service.predict_response(wdi, r).body)) for r in requests]
+    service.reset_state(cache_size=0)
+    out = [None] * len(requests)
+
+    def run(i):
+        out[i] = without_timing(json.loads(service.predict_response(wdi, requests[i]).body))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == sequential
