@@ -86,7 +86,7 @@ def masked(ds: Dataset, j: int, yi: int, rows: np.ndarray, scenario: str, tag: s
                    sids=ds.sids, version=tag, source=ds.source)
 
 
-def evaluate_case(ds: Dataset, code: str, year: int, method: str, folds: int = 5) -> dict:
+def evaluate_case(ds: Dataset, code: str, year: int, method: str, folds: int = 5, estimators: int = 100) -> dict:
     j = ds.indicators.get_loc(code)
     yi = ds.years.index(year)
     column = ds.year_matrix(year)[:, j]
@@ -103,7 +103,8 @@ def evaluate_case(ds: Dataset, code: str, year: int, method: str, folds: int = 5
             truth.extend(column[rows])
             for iv in INTERVALS:
                 req = ImputationRequest(target=code, target_year=str(year), interpolator="KNNImputer", scheme="AFS",
-                                        estimators=100, model="rfr", interval=iv, number_predictor=10, method=method)
+                                        estimators=estimators, model="rfr", interval=iv, number_predictor=10,
+                                        method=method)
                 started = time.perf_counter()
                 outcome = predict_response(data, req)
                 seconds += time.perf_counter() - started

@@ -290,3 +290,20 @@ def test_concurrent_different_requests_give_the_sequential_answers(wdi):
     for t in threads:
         t.join()
     assert out == sequential
+
+
+# ------------------------------------------------------------------------------------- accuracy
+def test_masked_holdout_on_one_case_through_the_eval_script(wdi):
+    """A quick guard for the accuracy figures of docs/twolvlimp.md (full run: scripts/eval_twolvlimp.py)."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "scripts"))
+    import eval_twolvlimp
+
+    service.reset_state(cache_size=0)
+    res = eval_twolvlimp.evaluate_case(wdi, "wdi-SP.URB.GROW", 2015, "default", estimators=20)
+    assert res["gap"]["quantile"]["nrmse"] < 0.2       # old method: 0.913; 100 trees: 0.092
+    assert res["never"]["quantile"]["nrmse"] < 0.9     # 100 trees: 0.834
+    for scenario in ("gap", "never"):
+        for interval in ("quantile", "bootstrap"):
+            assert 0.8 <= res[scenario][interval]["coverage"] <= 1.0
