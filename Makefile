@@ -39,3 +39,6 @@ bench-quick: $(VENV)/.installed
 
 synthetic: $(VENV)/.installed
 	$(PY) scripts/make_synthetic.py bench-results/synthetic --parquet
+
+eval: $(VENV)/.installed
+	$(PY) scripts/eval_twolvlimp.py --check
