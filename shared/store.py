@@ -14,7 +14,7 @@ import hashlib
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -104,10 +104,14 @@ class BlobSource:
 
     def tags(self) -> dict[str, str]:
         try:
-            listed = {b.name[len(self.prefix):]: b.etag for b in self.container.list_blobs(name_starts_with=self.prefix)}
+            blobs = {b.name[len(self.prefix):]: b for b in self.container.list_blobs(name_starts_with=self.prefix)}
         except Exception as exc:
             raise SourceUnreachable(f"cannot list {self.description}: {type(exc).__name__}") from None
-        return {name: listed[name] for name in _wanted(listed)}
+        wanted = _wanted(blobs)
+        # Last-Modified has one-second resolution: count a change as late as it may have been.
+        modified = [blobs[n].last_modified for n in wanted if blobs[n].last_modified is not None]
+        self.changed_at = max(modified) + timedelta(seconds=1) if modified else None
+        return {name: blobs[name].etag for name in wanted}
 
     def fetch(self, tags: dict[str, str]) -> dict[str, bytes | str]:
         from azure.core import MatchConditions
@@ -130,6 +134,10 @@ def source_from_settings(settings: Settings) -> DatasetSource:
     return LocalFolderSource(settings.dataset_path)
 
 
+UNAVAILABLE_RETRY_SECONDS = 2.0  # with no copy at all, ask a failing source again at most this often
+PUBLISH_QUIET_SECONDS = 30.0     # a changed blob version is loaded once its files were untouched this long
+
+
 class DatasetStore:
     def __init__(self, source: DatasetSource, refresh_seconds: float = 300, clock=time.monotonic):
         self.source = source
@@ -140,15 +148,17 @@ class DatasetStore:
         self._checked_at: float | None = None
         self._last_error: str | None = None
         self._last_error_at: datetime | None = None
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.RLock()
         self._checking = threading.Event()
+        self._attempts = 0                    # loads tried (under the lock)
+        self._failed_at: float | None = None  # when the last try failed
 
     # -- serving -------------------------------------------------------------
     def get(self) -> Dataset:
         """The current dataset; loads it on first use, revalidates in the background when due."""
         current = self._current
         if current is None:
-            self.refresh()
+            self._load_missing()
             current = self._current
             if current is None:
                 # Clients get the reason without the folder path or URL (operators see it in /health).
@@ -160,6 +170,21 @@ class DatasetStore:
             self._checking.set()
             threading.Thread(target=self._background_refresh, name="dataset-refresh", daemon=True).start()
         return current
+
+    def _load_missing(self) -> None:
+        """With no copy yet: one load at a time; requests that waited for it take its outcome.
+
+        Without this, while the source is down every request ran its own load in turn
+        behind the lock, and the instance's threads piled up behind a failing source.
+        """
+        seen = self._attempts
+        with self._load_lock:
+            if self._current is not None or self._attempts != seen:
+                return  # a load finished while this request waited
+            retry = min(self.refresh_seconds, UNAVAILABLE_RETRY_SECONDS)
+            if self._failed_at is not None and self._clock() - self._failed_at < retry:
+                return  # failed moments ago: answer now instead of asking the source once per request
+            self.refresh()
 
     def _due(self) -> bool:
         return self._checked_at is None or self._clock() - self._checked_at >= self.refresh_seconds
@@ -175,11 +200,14 @@ class DatasetStore:
         """Check the source now; reload if its tags changed. Returns True when a new version was loaded."""
         with self._load_lock:
             self._checked_at = self._clock()
+            self._attempts += 1
             try:
                 tags = self.source.tags()
                 if tags == self._tags and self._current is not None:
-                    self._last_error = None
+                    self._last_error = self._failed_at = None
                     return False
+                if self._publishing(tags):
+                    return False  # check again at the next refresh
                 started = time.perf_counter()
                 log.info("loading dataset from %s", self.source.description)
                 dataset = build_dataset(self.source.fetch(tags), version=version_of(tags), source=self.source.description)
@@ -193,15 +221,34 @@ class DatasetStore:
                 return False
             for warning in dataset.warnings:
                 log.warning(warning)
-            self._current, self._tags, self._last_error = dataset, tags, None
+            self._current, self._tags, self._last_error, self._failed_at = dataset, tags, None, None
             log.info("dataset %s loaded in %.2f s: %d countries, %d indicators, years %d-%d",
                      dataset.version, dataset.load_seconds, len(dataset.countries), len(dataset.indicators),
                      dataset.years[0], dataset.years[-1])
             return True
 
+    def _publishing(self, tags: dict[str, str]) -> bool:
+        """True while a new version is still being uploaded (a file changed less than the quiet period ago).
+
+        Files are uploaded one at a time; loading between two uploads would serve a mix of
+        the old and new versions' files. With a copy in service, a changed version is loaded
+        only once its files have been left alone for min(refresh period, PUBLISH_QUIET_SECONDS).
+        """
+        changed_at = getattr(self.source, "changed_at", None)
+        quiet = min(self.refresh_seconds, PUBLISH_QUIET_SECONDS)
+        if self._current is None or changed_at is None or quiet <= 0:
+            return False
+        age = (datetime.now(timezone.utc) - changed_at).total_seconds()
+        if age >= quiet:
+            return False
+        log.info("dataset at %s changed %.1f s ago; loading it once unchanged for %.0f s",
+                 self.source.description, max(age, 0.0), quiet)
+        return True
+
     def _record_error(self, message: str) -> None:
         message = redact(message)
         self._last_error, self._last_error_at = message, datetime.now(timezone.utc)
+        self._failed_at = self._clock()
         log.error("dataset load failed: %s", message)
 
     # -- reporting -----------------------------------------------------------
