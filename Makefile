@@ -42,3 +42,6 @@ synthetic: $(VENV)/.installed
 
 eval: $(VENV)/.installed
 	$(PY) scripts/eval_twolvlimp.py --check
+
+load: $(VENV)/.installed
+	$(PY) load/run_load.py
