@@ -53,6 +53,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     gzip_min_bytes: int = 4096
     result_cache_size: int = 256
+    max_concurrent_predictions: int = 0  # 0: one per CPU core
 
     @property
     def uses_blob(self) -> bool:
@@ -77,6 +78,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
             gzip_min_bytes=_int(env, "GZIP_MIN_BYTES", 4096),
             result_cache_size=_int(env, "RESULT_CACHE_SIZE", 256),
+            max_concurrent_predictions=_int(env, "MAX_CONCURRENT_PREDICTIONS", 0),
         )
 
 

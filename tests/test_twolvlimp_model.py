@@ -307,3 +307,33 @@ def test_masked_holdout_on_one_case_through_the_eval_script(wdi):
     for scenario in ("gap", "never"):
         for interval in ("quantile", "bootstrap"):
             assert 0.8 <= res[scenario][interval]["coverage"] <= 1.0
+
+
+def test_concurrent_predictions_are_bounded_by_compute_slots(wdi, monkeypatch):
+    from shared.settings import Settings, reset_settings
+
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def slow_compute(ds, r):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        import time as _time
+        _time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return {"ok": True}, {"prepare": 0.0, "model": 0.05}
+
+    monkeypatch.setattr(service, "compute", slow_compute)
+    reset_settings(Settings(max_concurrent_predictions=1))
+    try:
+        service.reset_state(cache_size=16)
+        requests = [ImputationRequest(**{**SIMPLE, "estimators": n}) for n in range(10, 16)]
+        threads = [threading.Thread(target=service.predict_response, args=(wdi, req)) for req in requests]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        reset_settings(None)
+    assert peak[0] == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -207,6 +208,22 @@ class PredictOutcome:
 _cache: ResultCache | None = None
 _durations = DurationModel()
 _state_lock = threading.Lock()
+_compute_slots: threading.BoundedSemaphore | None = None
+
+
+def compute_slots() -> threading.BoundedSemaphore:
+    """Bounds how many imputations compute at once on this instance.
+
+    More fits than cores only slow each other down, and they would hold every request thread
+    while cheap look-ups and cache hits queue behind them; extra requests wait here instead.
+    """
+    global _compute_slots
+    with _state_lock:
+        if _compute_slots is None:
+            from shared.settings import get_settings
+
+            _compute_slots = threading.BoundedSemaphore(get_settings().max_concurrent_predictions or os.cpu_count() or 1)
+        return _compute_slots
 
 
 def result_cache() -> ResultCache:
@@ -225,10 +242,11 @@ def durations() -> DurationModel:
 
 def reset_state(cache_size: int | None = None) -> None:
     """Forget cached results and learned durations (tests)."""
-    global _cache, _durations
+    global _cache, _durations, _compute_slots
     with _state_lock:
         _cache = None if cache_size is None else ResultCache(cache_size)
         _durations = DurationModel()
+        _compute_slots = None
 
 
 def compute(ds: Dataset, r: ResolvedRequest) -> tuple[dict, dict]:
@@ -252,7 +270,8 @@ def predict_response(ds: Dataset, req: ImputationRequest) -> PredictOutcome:
 
     def run() -> bytes:
         load = workload(ds, r)
-        body, timings = compute(ds, r)
+        with compute_slots():
+            body, timings = compute(ds, r)
         raw = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
         _durations.record(load, timings.get("prepare", 0.0), timings["model"] + 0.0)
         return raw
