@@ -45,7 +45,11 @@ def container_client(args):
     from azure.storage.blob import ContainerClient
 
     if args.connection_string:
-        return ContainerClient.from_connection_string(args.connection_string, args.container)
+        client = ContainerClient.from_connection_string(args.connection_string, args.container)
+        # In Azure the container comes from the infrastructure; an emulator (Azurite) starts empty.
+        if not client.exists():
+            client.create_container()
+        return client
     from azure.identity import DefaultAzureCredential
 
     if args.container_url:
