@@ -11,7 +11,6 @@ countries x indicators matrix of a year is a view, not a pivot.
 from __future__ import annotations
 
 import io
-import math
 import re
 import threading
 import time
@@ -285,6 +284,3 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
         version=version, source=source, load_seconds=time.perf_counter() - started, warnings=tuple(warnings),
     )
 
-
-def finite_or_none(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)

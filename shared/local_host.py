@@ -43,10 +43,6 @@ def load_local_settings(path: Path = PROJECT_ROOT / "local.settings.json") -> di
     return applied
 
 
-def _status_text(status: int) -> str:
-    return "OK" if status < 400 else "ERROR"
-
-
 class FunctionAppServer:
     """An ASGI application dispatching to the functions a FunctionApp registered."""
 

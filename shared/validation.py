@@ -9,9 +9,12 @@ declared once, on the field, and used everywhere (validation, OpenAPI, /params):
 """
 from __future__ import annotations
 
+import enum
 import json
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic.fields import FieldInfo
@@ -155,11 +158,8 @@ def json_error_detail(exc: JsonBodyError) -> list[dict]:
 
 def enum_values(annotation: Any) -> list[Any] | None:
     """The allowed values of an Enum or Literal annotation (unwrapping Optional)."""
-    import enum
-    import typing
-
     origin = typing.get_origin(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1:
             return enum_values(args[0])
@@ -170,6 +170,3 @@ def enum_values(annotation: Any) -> list[Any] | None:
         return [m.value for m in annotation]
     return None
 
-
-def iter_fields(model: type[BaseModel]) -> Iterable[tuple[str, FieldInfo]]:
-    return model.model_fields.items()

@@ -9,6 +9,7 @@ reported RMSE *and* calibrate the intervals, with no further fit.
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,11 +33,11 @@ _pool_lock = threading.Lock()
 
 
 def pool() -> ThreadPoolExecutor:
-    """Two worker threads (this machine's cores): tree building releases the GIL."""
+    """One worker thread per CPU core: tree building releases the GIL."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="twolvlimp-fit")
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="twolvlimp-fit")
         return _pool
 
 
