@@ -5,6 +5,7 @@ Locally the values come from the shell or from ``local.settings.json`` (which
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -38,6 +39,77 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
 
 
+def _float(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} must be a number, got {raw!r}") from exc
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"setting {name} must be a positive number, got {raw!r}")
+    return value
+
+
+def available_cpus(cgroup_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Path = "/proc/self/cgroup",
+                   affinity: int | None = None) -> int:
+    """CPUs this process may actually use: its CPU affinity, capped by a cgroup CPU limit.
+
+    ``os.cpu_count()`` counts the machine's cores, but a container (an AKS pod with ``cpu: "1"``)
+    may use only its quota: cgroup v2 ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD", checked on the
+    process's own cgroup and its parents) or cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``.
+    A quota of 1.5 CPUs counts as 2. Unreadable files mean no limit. At least 1.
+    """
+    if affinity is None:
+        try:
+            affinity = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            affinity = os.cpu_count() or 1
+    limits = [affinity]
+    root = Path(cgroup_root)
+    own_v2, own_v1 = "/", "/"
+    try:
+        for line in Path(proc_cgroup).read_text().splitlines():
+            parts = line.strip().split(":", 2)
+            if len(parts) != 3:
+                continue
+            if parts[0] == "0" and parts[1] == "":
+                own_v2 = parts[2] or "/"
+            elif "cpu" in parts[1].split(","):
+                own_v1 = parts[2] or "/"
+    except OSError:
+        pass
+
+    def quota(q_text: str, p_text: str) -> None:
+        try:
+            q, p = int(q_text), int(p_text)
+        except ValueError:
+            return  # "max" or garbage: no limit
+        if q > 0 and p > 0:
+            limits.append(math.ceil(q / p))
+
+    # cgroup v2: the process's cgroup and each parent up to the mount point may carry a limit.
+    rel = Path(own_v2.lstrip("/"))
+    for folder in [root / rel, *[root / parent for parent in rel.parents]]:
+        try:
+            fields = (folder / "cpu.max").read_text().split()
+        except OSError:
+            continue
+        if len(fields) >= 2:
+            quota(fields[0], fields[1])
+    # cgroup v1: the cpu controller's folder (inside a container its own cgroup is the mount's root).
+    for controller in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        for folder in (root / controller / own_v1.lstrip("/"), root / controller):
+            try:
+                q = (folder / "cpu.cfs_quota_us").read_text().strip()
+                p = (folder / "cpu.cfs_period_us").read_text().strip()
+            except OSError:
+                continue
+            quota(q, p)
+    return max(1, min(limits))
+
+
 @dataclass(frozen=True)
 class Settings:
     """The service configuration; see the README's configuration table."""
@@ -53,7 +125,11 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     gzip_min_bytes: int = 4096
     result_cache_size: int = 256
-    max_concurrent_predictions: int = 0  # 0: one per CPU core
+    max_concurrent_predictions: int = 0  # 0: one per usable CPU (see available_cpus)
+    max_queued_predictions: int = 64
+    request_time_budget_seconds: float = 200.0
+    max_buffered_body_bytes: int = 32 * 1024 * 1024
+    threadpool_threads: int = 1000
 
     @property
     def uses_blob(self) -> bool:
@@ -79,6 +155,11 @@ class Settings:
             gzip_min_bytes=_int(env, "GZIP_MIN_BYTES", 4096),
             result_cache_size=_int(env, "RESULT_CACHE_SIZE", 256),
             max_concurrent_predictions=_int(env, "MAX_CONCURRENT_PREDICTIONS", 0),
+            max_queued_predictions=_int(env, "MAX_QUEUED_PREDICTIONS", 64),
+            request_time_budget_seconds=_float(env, "REQUEST_TIME_BUDGET_SECONDS", 200.0),
+            max_buffered_body_bytes=_int(env, "MAX_BUFFERED_BODY_BYTES", 32 * 1024 * 1024),
+            # The Functions host's own variable: sync handlers run on a pool of this many threads.
+            threadpool_threads=max(1, _int(env, "PYTHON_THREADPOOL_THREAD_COUNT", 1000)),
         )
 
 
