@@ -5,6 +5,7 @@ calls it and maps its errors to HTTP answers (422 with a message saying what is 
 """
 from __future__ import annotations
 
+import json
 from enum import Enum
 from typing import Annotated, Any, Optional
 
@@ -14,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from models.twolvlimp import data as lookups
 from models.twolvlimp import service
 from models.twolvlimp.data import ImputationError, ImputationRequest
-from shared.errors import UnsupportedValue
+from shared.capacity import Budget
+from shared.errors import ServiceError, UnsupportedValue
 from shared.http import ApiBlueprint
+from shared.settings import get_settings
 from shared.store import get_dataset
 from shared.validation import ApiModel, Lookup, RequiredIf
 
@@ -317,14 +320,29 @@ def estimate(req: TrainRequest) -> float:
         raise _unsupported(exc)
 
 
-@blueprint.post("predict", body=TrainRequest, response=ModelResponse, main=True)
+def _error_with_headers(exc: ServiceError) -> func.HttpResponse:
+    # The shared pipeline renders a ServiceError's body and status; this one also needs its headers (Retry-After).
+    return func.HttpResponse(body=json.dumps(exc.body(), separators=(",", ":")), status_code=exc.status,
+                             mimetype="application/json", charset="utf-8", headers=exc.headers())
+
+
+@blueprint.post("predict", body=TrainRequest, response=ModelResponse, main=True, errors=(503, 504))
 def predict(req: TrainRequest) -> func.HttpResponse:
-    """Impute the target's missing SIDS values for the year: predictions, 90% intervals, importances, correlations."""
+    """Impute the target's missing SIDS values for the year: predictions, 90% intervals, importances, correlations.
+
+    Bounded by the instance's capacity: 503 with Retry-After when its queue of predictions is full;
+    422 (over_time_budget) up front when the request is expected to take longer than the time budget
+    (the message names changes that fit); 504 when a computation overruns the budget and is stopped."""
     ds = _dataset()
+    budget = Budget.for_request(get_settings().request_time_budget_seconds)
     try:
-        outcome = service.predict_response(ds, req.to_model())
+        outcome = service.predict_response(ds, req.to_model(), budget=budget)
     except ImputationError as exc:
         raise _unsupported(exc)
+    except ServiceError as exc:
+        if exc.headers():
+            return _error_with_headers(exc)
+        raise
     return func.HttpResponse(body=outcome.body, status_code=200, mimetype="application/json", charset="utf-8",
                              headers={"x-cache": "hit" if outcome.cached else "miss",
                                       "x-compute-seconds": f"{outcome.seconds:.4f}"})

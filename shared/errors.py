@@ -19,6 +19,10 @@ class ServiceError(Exception):
         self.msg = msg
         self.context = context
 
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error calls for (Retry-After, ...)."""
+        return {}
+
     def body(self) -> dict:
         detail = {"msg": self.msg, "type": self.error_type}
         if self.context:
@@ -56,3 +60,39 @@ class PayloadTooLarge(ServiceError):
 class DatasetUnavailable(ServiceError):
     status = 503
     error_type = "dataset_unavailable"
+
+
+class Overloaded(ServiceError):
+    """This instance cannot take the work now (its queue is full, or the work waited its whole time
+    budget in the queue); ``retry_after`` seconds is when trying again makes sense."""
+
+    status = 503
+    error_type = "overloaded"
+
+    def __init__(self, msg: str, retry_after: int = 1, **context: Any):
+        super().__init__(msg, **context)
+        self.retry_after = max(1, int(retry_after))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TimeBudgetExceeded(ServiceError):
+    """The work overran the request's time budget and was stopped."""
+
+    status = 504
+    error_type = "time_budget_exceeded"
+
+
+class OverTimeBudget(ServiceError):
+    """Refused before any work: the cost model expects the request to overrun the time budget."""
+
+    status = 422
+    error_type = "over_time_budget"
+
+
+class RequestCancelled(ServiceError):
+    """The client went away, so its work was stopped; nobody reads this answer (499, as nginx logs it)."""
+
+    status = 499
+    error_type = "cancelled"

@@ -46,7 +46,8 @@ ERROR_DESCRIPTIONS = {
     413: "Request body too large",
     422: "Invalid request, or a value the data does not support",
     500: "Unexpected error (logged with the request id)",
-    503: "Dataset unavailable",
+    503: "Dataset unavailable, or the instance is overloaded (then with a Retry-After header)",
+    504: "The computation overran the request's time budget and was stopped",
 }
 
 

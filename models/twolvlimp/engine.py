@@ -9,16 +9,18 @@ reported RMSE *and* calibrate the intervals, with no further fit.
 """
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from sklearn.model_selection import KFold
 
 from models.twolvlimp.intervals import bootstrap_interval, quantile_interval
 from models.twolvlimp.trees import BoostedTrees, DepthForest
+from shared.capacity import current_check
+from shared.settings import available_cpus
 
 FOREST_DEPTHS = (5, 10, 20, 100, None)
 BOOSTING_DEPTHS = (3, 5, 10, 20, None)
@@ -33,12 +35,26 @@ _pool_lock = threading.Lock()
 
 
 def pool() -> ThreadPoolExecutor:
-    """One worker thread per CPU core: tree building releases the GIL."""
+    """One worker thread per CPU this process may use (its cgroup limit, not the machine's cores):
+    tree building releases the GIL, and more threads than CPUs only contend."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="twolvlimp-fit")
+            _pool = ThreadPoolExecutor(max_workers=available_cpus(), thread_name_prefix="twolvlimp-fit")
         return _pool
+
+
+def _checked(check: Callable[[str], None], stage: str, fn, *args):
+    """A fit job that first checks the request's budget: queued fits of a stopped request never start."""
+    check(stage)
+    return fn(*args)
+
+
+def _cancel_all(jobs: dict[object, list[Future]]) -> None:
+    """Drop the fits not started yet (after one failed or the request was stopped)."""
+    for fold_jobs in jobs.values():
+        for job in fold_jobs:
+            job.cancel()
 
 
 def balanced_weights(is_sids: np.ndarray) -> np.ndarray:
@@ -126,13 +142,19 @@ def _wmse(y, pred, w) -> float:
 
 
 def fit_and_predict(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarray, model: str,
-                    n_estimators: int, interval: str, seed: int, level: float = LEVEL) -> FitResult:
+                    n_estimators: int, interval: str, seed: int, level: float = LEVEL,
+                    check: Callable[[str], None] | None = None) -> FitResult:
     """Cross-validate the depth (and the model kind for ``all``) and predict ``Xp`` with intervals.
 
     The 5 fold models (each trained on 4/5 of the rows, with ``n_estimators`` trees) are also the
     final model: their average predicts the new rows (a cross-validation ensemble, as in CV+),
     so nothing is refitted after the search.
+
+    ``check(stage)`` (default: the active request budget's) is called before every fold fit and
+    between phases; it raises to stop the work (deadline passed, client gone).
     """
+    check = check or current_check()
+    check("model fit")
     n = X.shape[0]
     w = balanced_weights(is_sids)
     kinds = list(KINDS) if model == "all" else [model]
@@ -141,14 +163,20 @@ def fit_and_predict(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.nd
     jobs = {}
     for kind in kinds:  # boosting first: its folds are the longest jobs
         if kind == "gbr":
-            jobs[kind] = [ex.submit(_boosting_fold, X, y, w, tr, te, Xp, n_estimators, seed) for tr, te in folds]
+            jobs[kind] = [ex.submit(_checked, check, "gbr fold", _boosting_fold, X, y, w, tr, te, Xp, n_estimators,
+                                    seed) for tr, te in folds]
     for kind in kinds:
         if kind != "gbr":
-            jobs[kind] = [ex.submit(_forest_fold, kind, X, y, w, tr, te, Xp, n_estimators, seed) for tr, te in folds]
+            jobs[kind] = [ex.submit(_checked, check, f"{kind} fold", _forest_fold, kind, X, y, w, tr, te, Xp,
+                                    n_estimators, seed) for tr, te in folds]
 
     summaries = {}
     for kind in kinds:
-        outs: list[_Fold] = [job.result() for job in jobs[kind]]
+        try:
+            outs: list[_Fold] = [job.result() for job in jobs[kind]]
+        except BaseException:
+            _cancel_all(jobs)
+            raise
         depths = BOOSTING_DEPTHS if kind == "gbr" else FOREST_DEPTHS
         scores, oofs = {}, {}
         for d in depths:
@@ -191,13 +219,19 @@ def fit_and_predict(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.nd
     if interval == "bootstrap":
         lower, upper, info = bootstrap_interval(y - oof, w, prediction, seed=seed, level=level)
     elif kind == "gbr":
-        qjobs = {a: [ex.submit(_boosting_quantile, X, y, w, tr, te, Xp, n_estimators, depth, seed, a) for tr, te in folds]
+        check("quantile fits")
+        qjobs = {a: [ex.submit(_checked, check, "quantile fold", _boosting_quantile, X, y, w, tr, te, Xp,
+                               n_estimators, depth, seed, a) for tr, te in folds]
                  for a in (lo_q, hi_q)}
         bands = {}
         for a, fold_jobs in qjobs.items():
             oof_q, pred_q = np.empty(n), []
             for (_, te), job in zip(folds, fold_jobs):
-                oof_part, pred_part = job.result()
+                try:
+                    oof_part, pred_part = job.result()
+                except BaseException:
+                    _cancel_all(qjobs)
+                    raise
                 oof_q[te] = oof_part
                 pred_q.append(pred_part)
             bands[a] = (shrink(oof_q), shrink(np.mean(pred_q, axis=0)))

@@ -6,12 +6,14 @@ data version is served from the cache with exactly the same bytes.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import os
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -21,7 +23,9 @@ from models.twolvlimp.legacy import run_legacy
 from models.twolvlimp.memo import LruCache, work_memo_has
 from models.twolvlimp.method import imputation_key, run_default, selection_key
 from models.twolvlimp.result import to_response
+from shared.capacity import Budget, ComputeGate
 from shared.dataset import Dataset
+from shared.errors import OverTimeBudget
 
 
 ResultCache = LruCache  # response bodies keyed by (data version, request)
@@ -208,21 +212,24 @@ class PredictOutcome:
 _cache: ResultCache | None = None
 _durations = DurationModel()
 _state_lock = threading.Lock()
-_compute_slots: threading.BoundedSemaphore | None = None
+_compute_slots: ComputeGate | None = None
 
 
-def compute_slots() -> threading.BoundedSemaphore:
-    """Bounds how many imputations compute at once on this instance.
+def compute_slots() -> ComputeGate:
+    """Bounds how many imputations compute at once on this instance, and how many may wait.
 
-    More fits than cores only slow each other down, and they would hold every request thread
-    while cheap look-ups and cache hits queue behind them; extra requests wait here instead.
+    More fits than usable CPUs only slow each other down (and starve the light requests of the
+    interpreter); extra requests wait here, in a bounded queue, without holding any CPU. Beyond
+    MAX_QUEUED_PREDICTIONS waiting, a request is refused at once (Overloaded: 503, Retry-After).
     """
     global _compute_slots
     with _state_lock:
         if _compute_slots is None:
-            from shared.settings import get_settings
+            from shared.settings import available_cpus, get_settings
 
-            _compute_slots = threading.BoundedSemaphore(get_settings().max_concurrent_predictions or os.cpu_count() or 1)
+            settings = get_settings()
+            _compute_slots = ComputeGate(settings.max_concurrent_predictions or available_cpus(),
+                                         settings.max_queued_predictions)
         return _compute_slots
 
 
@@ -262,15 +269,25 @@ def compute(ds: Dataset, r: ResolvedRequest) -> tuple[dict, dict]:
     return body, timings
 
 
-def predict_response(ds: Dataset, req: ImputationRequest) -> PredictOutcome:
-    """The /predict answer as JSON bytes, from the cache when this data version already answered it."""
+def predict_response(ds: Dataset, req: ImputationRequest, budget: Budget | None = None) -> PredictOutcome:
+    """The /predict answer as JSON bytes, from the cache when this data version already answered it.
+
+    With a ``budget`` (the request's deadline and cancellation flag), work the cost model expects
+    to overrun it is refused before it starts (OverTimeBudget, naming what would fit), the wait
+    for a compute slot ends when the budget does (Overloaded), and the computation checks it
+    between fits (TimeBudgetExceeded, RequestCancelled). Cached answers are never refused.
+    """
     started = time.perf_counter()
     r = resolve(ds, req)
     key = _cache_key(ds, r)
 
     def run() -> bytes:
         load = workload(ds, r)
-        with compute_slots():
+        if budget is not None and budget.seconds is not None:
+            check_fits_budget(ds, r, load, budget.seconds)
+        with compute_slots().slot(budget), (budget.active() if budget is not None else nullcontext()):
+            if budget is not None:
+                budget.check("start")
             body, timings = compute(ds, r)
         raw = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
         _durations.record(load, timings.get("prepare", 0.0), timings["model"] + 0.0)
@@ -278,6 +295,74 @@ def predict_response(ds: Dataset, req: ImputationRequest) -> PredictOutcome:
 
     raw, cached = result_cache().get_or_compute(key, run)
     return PredictOutcome(body=raw, cached=cached, seconds=time.perf_counter() - started)
+
+
+def _fitting_options(ds: Dataset, r: ResolvedRequest, load: Workload, seconds: float) -> list[dict]:
+    """Changes to the request after which the cost model expects it to fit in ``seconds``: each single
+    change that is enough, or else one combination of them."""
+
+    def estimate(w: Workload) -> float:
+        return round(_durations.estimate(w), 1)
+
+    def most_trees(w: Workload) -> int:  # the cost grows with the trees: the most that fit, 0 if none
+        lo, hi = 0, w.trees
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if _durations.estimate(dataclasses.replace(w, trees=mid)) <= seconds else (lo, mid - 1)
+        return lo
+
+    steps: list[tuple[dict, Callable[[Workload], Workload]]] = []
+    if load.legacy:
+        default = workload(ds, dataclasses.replace(r, method="default"))
+        steps.append(({"method": "default"}, lambda w: dataclasses.replace(default, trees=w.trees)))
+    if r.model == "all":
+        steps.append(({"model": "rfr"}, lambda w: dataclasses.replace(w, kinds=("rfr",), gbr_quantile=False)))
+    if load.imputation_cold and r.interpolator != "SimpleImputer":
+        for imputer in ("KNNImputer", "SimpleImputer"):
+            if imputer != r.interpolator:
+                steps.append(({"interpolator": imputer}, lambda w, i=imputer: dataclasses.replace(w, imputer=i)))
+
+    options = []
+    for change, apply in steps:
+        w = apply(load)
+        if _durations.estimate(w) <= seconds:
+            options.append({"change": change, "estimate_seconds": estimate(w)})
+    if (trees := most_trees(load)) >= 1:
+        options.append({"change": {"estimators": trees},
+                        "estimate_seconds": estimate(dataclasses.replace(load, trees=trees))})
+    if not options and steps:  # no single change is enough: all of them, with as many trees as fit
+        change, w = {}, load
+        for step, apply in steps:
+            if "interpolator" in step and "interpolator" in change:
+                continue  # KNNImputer was tried first; SimpleImputer is the cheaper one
+            change.update(step)
+            w = apply(w)
+        if "interpolator" in change:
+            change["interpolator"], w = "SimpleImputer", dataclasses.replace(w, imputer="SimpleImputer")
+        trees = most_trees(w) if _durations.estimate(w) > seconds else w.trees
+        if trees >= 1:
+            change["estimators"] = trees
+            options.append({"change": change, "estimate_seconds": estimate(dataclasses.replace(w, trees=trees))})
+    return options
+
+
+def check_fits_budget(ds: Dataset, r: ResolvedRequest, load: Workload, seconds: float) -> None:
+    """Refuse up front a request the cost model expects to take longer than ``seconds``."""
+    estimate = _durations.estimate(load)
+    if estimate <= seconds:
+        return
+    options = _fitting_options(ds, r, load, seconds)
+    listed = "; ".join(" with ".join(f"{k}={v!r}" for k, v in o["change"].items()) for o in options)
+    if len(options) > 1:
+        advice = f"Any one of these changes is expected to fit: {listed}."
+    elif options:
+        advice = f"This change is expected to fit: {listed}."
+    else:
+        advice = "Nothing simpler is expected to fit on this instance: try scheme 'MANUAL' with a few predictors."
+    raise OverTimeBudget(
+        f"This request is expected to take about {estimate:.0f} s on this instance, more than the time budget of "
+        f"{seconds:g} s per request, so it was not started. {advice}",
+        estimate_seconds=round(estimate, 1), budget_seconds=seconds, options=options)
 
 
 def _cache_key(ds: Dataset, r: ResolvedRequest) -> tuple:

@@ -1,0 +1,179 @@
+"""What bounds heavy work on one instance: compute slots with a bounded queue, a time budget per
+request, and cancellation when the client has gone away.
+
+No HTTP here. A handler makes a :class:`Budget` (a deadline, and the request's cancellation
+flag when the host provides one) and passes it to model code, which calls ``budget.check(stage)``
+between steps (folds, fits); code deeper down that is not handed the budget reads the active one
+with :func:`checkpoint` / :func:`current_check`. The local host sets the cancellation flag when
+the client disconnects (:func:`run_cancellable`).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator
+
+from shared.errors import Overloaded, RequestCancelled, TimeBudgetExceeded
+
+_cancel_event: ContextVar[threading.Event | None] = ContextVar("sids_cancel_event", default=None)
+_active_budget: ContextVar["Budget | None"] = ContextVar("sids_active_budget", default=None)
+
+
+def run_cancellable(event: threading.Event, fn: Callable, *args):
+    """Call ``fn(*args)`` with ``event`` as the current request's cancellation flag (meant to run
+    inside ``contextvars.copy_context().run`` on the thread that handles the request)."""
+    token = _cancel_event.set(event)
+    try:
+        return fn(*args)
+    finally:
+        _cancel_event.reset(token)
+
+
+def cancel_event() -> threading.Event | None:
+    """The current request's cancellation flag, if the host provides one."""
+    return _cancel_event.get()
+
+
+class Budget:
+    """A deadline (``seconds`` from now; None: none) and an optional cancellation flag."""
+
+    def __init__(self, seconds: float | None, cancelled: threading.Event | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self._clock = clock
+        self.started = clock()
+        self.deadline = math.inf if seconds is None else self.started + seconds
+        self._cancelled = cancelled
+
+    @classmethod
+    def for_request(cls, seconds: float | None) -> "Budget":
+        """A budget starting now, carrying the current request's cancellation flag."""
+        return cls(seconds, cancel_event())
+
+    def remaining(self) -> float:
+        return self.deadline - self._clock()
+
+    def elapsed(self) -> float:
+        return self._clock() - self.started
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled is not None and self._cancelled.is_set()
+
+    def check(self, stage: str = "") -> None:
+        """Raise if the client has gone or the deadline has passed; otherwise return at once."""
+        if self.cancelled:
+            raise RequestCancelled("The client disconnected; its work was stopped" + (f" at {stage}" if stage else ""))
+        if self._clock() > self.deadline:
+            where = f" (stopped at {stage})" if stage else ""
+            raise TimeBudgetExceeded(
+                f"The request overran its time budget of {self.seconds:g} s after {self.elapsed():.1f} s and was "
+                f"stopped{where}. Ask for less work (fewer trees, model other than 'all', another interpolator) "
+                "or try again when the service is less busy.",
+                budget_seconds=self.seconds, elapsed_seconds=round(self.elapsed(), 2), stage=stage or None)
+
+    @contextmanager
+    def active(self) -> Iterator["Budget"]:
+        """Make this the budget that :func:`checkpoint` checks, on this thread, for the block."""
+        token = _active_budget.set(self)
+        try:
+            yield self
+        finally:
+            _active_budget.reset(token)
+
+
+def _no_check(stage: str = "") -> None:
+    return None
+
+
+def current_check() -> Callable[[str], None]:
+    """The active budget's ``check``, or a no-op: capture it before handing work to other threads."""
+    budget = _active_budget.get()
+    return budget.check if budget is not None else _no_check
+
+
+def checkpoint(stage: str = "") -> None:
+    current_check()(stage)
+
+
+class ComputeGate:
+    """At most ``slots`` heavy computations at once, at most ``max_queued`` more waiting (first
+    come, first served); beyond that :class:`Overloaded` (503 with Retry-After) at once.
+
+    Waiting costs no CPU: a waiting thread sleeps on a condition, waking every ``poll`` seconds
+    to notice its client leaving or its budget running out.
+    """
+
+    def __init__(self, slots: int, max_queued: int, poll: float = 0.2):
+        self.slots = max(1, int(slots))
+        self.max_queued = max(0, int(max_queued))
+        self.poll = poll
+        self._cond = threading.Condition()
+        self._running = 0
+        self._waiting = 0
+        self._mean_hold = 1.0  # seconds a computation holds a slot (exponentially weighted)
+
+    @property
+    def running(self) -> int:
+        with self._cond:
+            return self._running
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return self._waiting
+
+    def _expected_wait(self, ahead: int) -> float:
+        return (ahead + 1) * self._mean_hold / self.slots
+
+    def retry_after(self) -> int:
+        """Seconds until a queued request would probably be served (1 to 120)."""
+        with self._cond:
+            return int(min(120, max(1, math.ceil(self._expected_wait(self._waiting)))))
+
+    def _overloaded(self, msg: str) -> Overloaded:
+        wait = int(min(120, max(1, math.ceil(self._expected_wait(self._waiting)))))
+        return Overloaded(msg, retry_after=wait, running=self._running, queued=self._waiting,
+                          max_queued=self.max_queued)
+
+    @contextmanager
+    def slot(self, budget: Budget | None = None) -> Iterator[None]:
+        with self._cond:
+            if self._running < self.slots and self._waiting == 0:
+                self._running += 1
+            else:
+                if self._waiting >= self.max_queued:
+                    raise self._overloaded(f"This instance is busy: {self._running} computations running and "
+                                           f"{self._waiting} queued (the limit). Retry later.")
+                if budget is not None and self._expected_wait(self._waiting) > budget.remaining():
+                    raise self._overloaded("This instance is busy: the queue ahead of this request would not "
+                                           "be served within its time budget. Retry later.")
+                self._waiting += 1
+                try:
+                    while self._running >= self.slots:
+                        timeout = self.poll
+                        if budget is not None:
+                            if budget.cancelled:
+                                budget.check("queue")  # raises RequestCancelled
+                            left = budget.remaining()
+                            if left <= 0:
+                                raise self._overloaded(
+                                    f"This instance is busy: the request waited its whole time budget "
+                                    f"({budget.seconds:g} s) for a free computation slot. Retry later.")
+                            timeout = min(timeout, left)
+                        self._cond.wait(timeout)
+                    self._running += 1
+                finally:
+                    self._waiting -= 1
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            held = time.monotonic() - started
+            with self._cond:
+                self._running -= 1
+                self._mean_hold = 0.7 * self._mean_hold + 0.3 * held
+                self._cond.notify()

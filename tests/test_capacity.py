@@ -1,0 +1,296 @@
+"""Capacity of one instance: usable CPUs, compute slots with a bounded queue, time budgets, cancellation.
+
+Unit level (no server); the same behaviour over the local host is in test_overload.py.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from shared.capacity import Budget, ComputeGate, checkpoint, current_check, run_cancellable, cancel_event
+from shared.errors import Overloaded, RequestCancelled, TimeBudgetExceeded
+from shared.settings import Settings, available_cpus, reset_settings
+
+
+# ---------------------------------------------------------------------------------- usable CPUs
+def _cgroup(tmp_path, files: dict[str, str], proc: str = "0::/\n"):
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tmp_path / "self_cgroup").write_text(proc)
+    return root, tmp_path / "self_cgroup"
+
+
+@pytest.mark.parametrize("cpu_max, expected", [
+    ("100000 100000\n", 1),    # an AKS pod with cpu: "1"
+    ("150000 100000\n", 2),    # 1.5 CPUs: two threads can still make progress
+    ("50000 100000\n", 1),     # half a CPU: at least one
+    ("max 100000\n", 8),       # no limit: the affinity
+    ("1600000 100000\n", 8),   # a limit above the affinity: the affinity
+])
+def test_available_cpus_reads_the_cgroup_v2_limit(tmp_path, cpu_max, expected):
+    root, proc = _cgroup(tmp_path, {"cpu.max": cpu_max})
+    assert available_cpus(root, proc, affinity=8) == expected
+
+
+def test_available_cpus_follows_the_process_cgroup_and_its_parents(tmp_path):
+    root, proc = _cgroup(tmp_path, {"kubepods/cpu.max": "200000 100000\n",
+                                    "kubepods/pod1/cpu.max": "max 100000\n",
+                                    "kubepods/pod1/app/cpu.max": "max 100000\n",
+                                    "other/cpu.max": "100000 100000\n"},
+                         proc="0::/kubepods/pod1/app\n")
+    assert available_cpus(root, proc, affinity=8) == 2
+
+
+def test_available_cpus_reads_the_cgroup_v1_cfs_quota(tmp_path):
+    root, proc = _cgroup(tmp_path, {"cpu,cpuacct/cpu.cfs_quota_us": "100000\n",
+                                    "cpu,cpuacct/cpu.cfs_period_us": "100000\n"},
+                         proc="4:memory:/x\n3:cpu,cpuacct:/\n")
+    assert available_cpus(root, proc, affinity=4) == 1
+    root, proc = _cgroup(tmp_path / "unlimited", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"},
+                         proc="1:cpu:/\n")
+    assert available_cpus(root, proc, affinity=4) == 4
+
+
+def test_available_cpus_uses_the_affinity_and_survives_missing_or_garbled_files(tmp_path):
+    assert available_cpus(tmp_path / "none", tmp_path / "none.txt", affinity=3) == 3
+    root, proc = _cgroup(tmp_path, {"cpu.max": "garbage\n"}, proc="not a cgroup line\n")
+    assert available_cpus(root, proc, affinity=2) == 2
+    assert available_cpus(root, proc, affinity=0) == 1
+    import os
+
+    assert 1 <= available_cpus() <= (os.cpu_count() or 1)
+
+
+def test_compute_slots_and_fit_pool_are_sized_from_usable_cpus_not_the_machine(monkeypatch):
+    import shared.settings
+    from models.twolvlimp import engine, service
+
+    monkeypatch.setattr(shared.settings, "available_cpus", lambda *a, **k: 1)
+    monkeypatch.setattr(engine, "available_cpus", lambda *a, **k: 1, raising=False)
+    monkeypatch.setattr(shared.settings.os, "cpu_count", lambda: 64)
+    reset_settings(Settings())
+    service.reset_state()
+    old_pool = engine._pool
+    engine._pool = None
+    try:
+        assert service.compute_slots().slots == 1
+        assert engine.pool()._max_workers == 1
+    finally:
+        engine.pool().shutdown(wait=False)
+        engine._pool = old_pool
+        reset_settings(None)
+        service.reset_state()
+
+
+# ---------------------------------------------------------------------------------- budgets
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_budget_stops_work_after_its_deadline_and_says_where():
+    clock = FakeClock()
+    budget = Budget(10, clock=clock)
+    budget.check("fold 1")
+    clock.now += 10.5
+    with pytest.raises(TimeBudgetExceeded) as info:
+        budget.check("fold 2")
+    assert info.value.status == 504
+    body = info.value.body()["detail"]
+    assert body["type"] == "time_budget_exceeded" and "10 s" in body["msg"] and "fold 2" in body["msg"]
+    assert body["context"]["budget_seconds"] == 10 and body["context"]["stage"] == "fold 2"
+
+
+def test_cancellation_flag_reaches_the_budget_through_the_context():
+    event = threading.Event()
+    seen = []
+
+    def handler():
+        seen.append(cancel_event())
+        budget = Budget.for_request(60)
+        with budget.active():
+            checkpoint("a")  # not cancelled yet
+            event.set()
+            with pytest.raises(RequestCancelled):
+                current_check()("b")
+
+    run_cancellable(event, handler)
+    assert seen == [event]
+    assert cancel_event() is None  # reset outside
+    current_check()("no budget active: a no-op")
+
+
+# ---------------------------------------------------------------------------------- compute gate
+def _hold(gate: ComputeGate, release: threading.Event, entered: threading.Event):
+    def run():
+        with gate.slot():
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert entered.wait(5)
+    return t
+
+
+def test_gate_refuses_beyond_its_queue_with_retry_after():
+    gate = ComputeGate(slots=1, max_queued=1, poll=0.01)
+    release, entered = threading.Event(), threading.Event()
+    holder = _hold(gate, release, entered)
+    queued_done = []
+    waiter = threading.Thread(target=lambda: queued_done.append(gate.slot().__enter__() or True), daemon=True)
+    waiter.start()
+    deadline = time.time() + 5
+    while gate.waiting < 1 and time.time() < deadline:
+        time.sleep(0.01)
+    assert gate.waiting == 1
+    with pytest.raises(Overloaded) as info:
+        with gate.slot():
+            pass
+    err = info.value
+    assert err.status == 503 and err.headers()["Retry-After"].isdigit() and int(err.headers()["Retry-After"]) >= 1
+    assert err.body()["detail"]["type"] == "overloaded" and err.body()["detail"]["context"]["queued"] == 1
+    release.set()
+    holder.join(5)
+    waiter.join(5)
+    assert queued_done == [True]  # the queued one was served when the slot freed
+
+
+def test_gate_wait_ends_with_the_budget_or_when_the_client_leaves():
+    gate = ComputeGate(slots=1, max_queued=5, poll=0.01)
+    release, entered = threading.Event(), threading.Event()
+    holder = _hold(gate, release, entered)
+    try:
+        with pytest.raises(Overloaded) as info:
+            with gate.slot(Budget(0.05)):
+                pass
+        assert "waited its whole time budget" in info.value.msg or "would not be served" in info.value.msg
+        gone = threading.Event()
+        threading.Timer(0.05, gone.set).start()
+        with pytest.raises(RequestCancelled):
+            with gate.slot(Budget(60, gone)):
+                pass
+        assert gate.waiting == 0 and gate.running == 1
+    finally:
+        release.set()
+        holder.join(5)
+    with gate.slot(Budget(1)):
+        assert gate.running == 1
+
+
+# ---------------------------------------------------------------------------------- /twolvlImp/predict
+HEAVY = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2001", "interpolator": "KNNImputer", "scheme": "AFS",
+         "number_predictor": 10, "estimators": 300, "model": "all", "interval": "quantile", "dataset": "wdi"}
+SIMPLE = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2015", "interpolator": "KNNImputer",
+          "scheme": "MANUAL", "estimators": 10, "model": "rfr", "interval": "quantile", "dataset": "wdi",
+          "manual_predictors": ["wdi-SP.URB.TOTL.IN.ZS"]}
+
+
+@pytest.fixture
+def with_settings():
+    from models.twolvlimp import service
+
+    def apply(**values):
+        reset_settings(Settings(**values))
+        service.reset_state(cache_size=0)
+
+    yield apply
+    reset_settings(None)
+    service.reset_state()
+
+
+@pytest.fixture
+def fold_fits(monkeypatch):
+    """Counts the forest and boosting fold fits that actually run."""
+    from models.twolvlimp import engine
+
+    count, lock = [0], threading.Lock()
+    for name in ("_forest_fold", "_boosting_fold"):
+        real = getattr(engine, name)
+
+        def counted(*args, _real=real):
+            with lock:
+                count[0] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(engine, name, counted)
+    return count
+
+
+def test_predict_answers_503_with_retry_after_when_the_queue_is_full(call, with_settings):
+    from models.twolvlimp import service
+
+    with_settings(max_concurrent_predictions=1, max_queued_predictions=0)
+    release, entered = threading.Event(), threading.Event()
+    holder = _hold(service.compute_slots(), release, entered)  # one heavy prediction computing
+    try:
+        reply = call("POST", "/twolvlImp/predict", SIMPLE)
+        look_up = call("GET", "/twolvlImp/target_years")
+        estimate = call("POST", "/twolvlImp/estimate", SIMPLE)
+    finally:
+        release.set()
+        holder.join(5)
+    assert reply.status == 503, reply.body
+    assert int(reply.headers["retry-after"]) >= 1
+    detail = reply.json()["detail"]
+    assert detail["type"] == "overloaded" and "busy" in detail["msg"] and "Traceback" not in reply.body.decode()
+    assert look_up.status == 200 and estimate.status == 200  # light endpoints never wait for a slot
+    assert call("POST", "/twolvlImp/predict", SIMPLE).status == 200  # served once the slot is free
+
+
+def test_predict_refuses_up_front_what_the_cost_model_says_overruns_the_budget(call, with_settings, monkeypatch):
+    from models.twolvlimp import service
+
+    with_settings(request_time_budget_seconds=1.0)
+    heavy = {**HEAVY, "estimators": 500, "interpolator": "IterativeImputer"}
+    assert call("POST", "/twolvlImp/estimate", heavy).json() > 1.0
+    monkeypatch.setattr(service, "compute", lambda ds, r: pytest.fail("refused work must not start"))
+    reply = call("POST", "/twolvlImp/predict", heavy)
+    assert reply.status == 422, reply.body
+    detail = reply.json()["detail"]
+    assert detail["type"] == "over_time_budget" and "1 s" in detail["msg"] and "estimators=" in detail["msg"] and "fit" in detail["msg"]
+    assert detail["context"]["estimate_seconds"] > 1.0 and detail["context"]["budget_seconds"] == 1.0
+    options = detail["context"]["options"]
+    assert options
+    for option in options:  # each named change does fit, by the same cost model /estimate uses
+        changed = {**heavy, **option["change"]}
+        assert call("POST", "/twolvlImp/estimate", changed).json() <= 1.0, option
+    fewer = next(o["change"]["estimators"] for o in options if "estimators" in o["change"])
+    assert 1 <= fewer < 500
+
+
+def test_predict_stops_at_a_checkpoint_when_the_budget_runs_out(call, with_settings, monkeypatch, fold_fits):
+    from models.twolvlimp import engine, service
+
+    with_settings(request_time_budget_seconds=0.3)
+    # The cost model can be wrong (a busy machine): the budget is also enforced during the work.
+    monkeypatch.setattr(service.DurationModel, "estimate", lambda self, w: 0.0)
+    reply = call("POST", "/twolvlImp/predict", HEAVY)
+    assert reply.status == 504, reply.body
+    detail = reply.json()["detail"]
+    assert detail["type"] == "time_budget_exceeded" and "0.3 s" in detail["msg"] and "stopped" in detail["msg"]
+    assert fold_fits[0] < 15  # rfr, etr and gbr: 15 fold fits when the work runs to the end
+    time.sleep(0.5)
+    assert engine.pool()._work_queue.qsize() == 0  # no fit of the stopped request is left queued
+
+
+def test_cancelled_request_stops_its_fits(wdi, with_settings, fold_fits):
+    from models.twolvlimp import service
+    from models.twolvlimp.data import ImputationRequest
+
+    with_settings()
+    service.predict_response(wdi, ImputationRequest(**{**HEAVY, "estimators": 20}))  # prepare phase memoised
+    fold_fits[0] = 0
+    gone = threading.Event()
+    threading.Timer(0.2, gone.set).start()
+    with pytest.raises(RequestCancelled):
+        service.predict_response(wdi, ImputationRequest(**HEAVY), Budget(60, gone))
+    assert fold_fits[0] < 15
