@@ -117,10 +117,13 @@ def _forest_fold(kind: str, X, y, w, train, test, Xp, n_estimators: int, seed: i
     return _Fold(oof, pred, forest)
 
 
-def _boosting_fold(X, y, w, train, test, Xp, n_estimators: int, seed: int) -> _Fold:
+def _boosting_fold(X, y, w, train, test, Xp, n_estimators: int, seed: int,
+                   check: Callable[[str], None] | None = None) -> _Fold:
     oof, pred, imp = {}, {}, {}
     previous = None
     for d in BOOSTING_DEPTHS:
+        if check is not None and previous is not None:
+            check(f"gbr fold, depth {d}")  # one fold fits up to 5 depths: the longest job of a request
         if previous is not None and previous[1] < (previous[0] if previous[0] is not None else np.inf):
             # the shallower fit never reached its depth limit: a deeper one grows the same trees
             oof[d], pred[d], imp[d] = oof[previous[0]], pred[previous[0]], imp[previous[0]]
@@ -164,7 +167,7 @@ def fit_and_predict(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.nd
     for kind in kinds:  # boosting first: its folds are the longest jobs
         if kind == "gbr":
             jobs[kind] = [ex.submit(_checked, check, "gbr fold", _boosting_fold, X, y, w, tr, te, Xp, n_estimators,
-                                    seed) for tr, te in folds]
+                                    seed, check) for tr, te in folds]
     for kind in kinds:
         if kind != "gbr":
             jobs[kind] = [ex.submit(_checked, check, f"{kind} fold", _forest_fold, kind, X, y, w, tr, te, Xp,

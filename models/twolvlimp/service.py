@@ -23,7 +23,7 @@ from models.twolvlimp.legacy import run_legacy
 from models.twolvlimp.memo import LruCache, work_memo_has
 from models.twolvlimp.method import imputation_key, run_default, selection_key
 from models.twolvlimp.result import to_response
-from shared.capacity import Budget, ComputeGate
+from shared.capacity import Budget, ComputeGate, favour_light_requests
 from shared.dataset import Dataset
 from shared.errors import OverTimeBudget
 
@@ -228,6 +228,7 @@ def compute_slots() -> ComputeGate:
             from shared.settings import available_cpus, get_settings
 
             settings = get_settings()
+            favour_light_requests()  # fits may now run beside light requests
             _compute_slots = ComputeGate(settings.max_concurrent_predictions or available_cpus(),
                                          settings.max_queued_predictions)
         return _compute_slots
