@@ -14,10 +14,11 @@ class ServiceError(Exception):
     status: int = 500
     error_type: str = "error"
 
-    def __init__(self, msg: str, **context: Any):
+    def __init__(self, msg: str, headers: dict[str, str] | None = None, **context: Any):
         super().__init__(msg)
         self.msg = msg
         self.context = context
+        self.headers = dict(headers or {})  # sent with the answer, e.g. Allow or Retry-After
 
     def body(self) -> dict:
         detail = {"msg": self.msg, "type": self.error_type}
@@ -56,3 +57,8 @@ class PayloadTooLarge(ServiceError):
 class DatasetUnavailable(ServiceError):
     status = 503
     error_type = "dataset_unavailable"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    error_type = "unsupported_media_type"
