@@ -48,8 +48,7 @@ def test_endpoint2(query: GreetingQuery) -> str:
     return sampleapi.greet(query.name)
 
 
-@blueprint.get("test_endpoint2", query=GreetingQuery, response=str, methods=("GET",),
-               function_name="sampleapi_test_endpoint2_get")
+@blueprint.get("test_endpoint2", query=GreetingQuery, response=str)
 def test_endpoint2_get(query: GreetingQuery) -> str:
-    """Greet someone by name (GET form of the same endpoint; its OPTIONS preflight is the POST function's)."""
+    """Greet someone by name (GET form of the same endpoint, served by the same function)."""
     return sampleapi.greet(query.name)

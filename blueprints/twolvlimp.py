@@ -5,7 +5,6 @@ calls it and maps its errors to HTTP answers (422 with a message saying what is 
 """
 from __future__ import annotations
 
-import json
 from enum import Enum
 from typing import Annotated, Any, Optional
 
@@ -16,7 +15,7 @@ from models.twolvlimp import data as lookups
 from models.twolvlimp import service
 from models.twolvlimp.data import ImputationError, ImputationRequest
 from shared.capacity import Budget
-from shared.errors import ServiceError, UnsupportedValue
+from shared.errors import UnsupportedValue
 from shared.http import ApiBlueprint
 from shared.settings import get_settings
 from shared.store import get_dataset
@@ -88,7 +87,7 @@ class TrainRequest(ApiModel):
         title="Predictor selection", description="MANUAL: the given predictors; AFS: automatic selection by recursive "
         "feature elimination with random forests; PCA: the features loading most on the leading principal components",
         examples=["MANUAL"])]
-    estimators: Annotated[int, Field(title="Number of trees", description="Trees per tree model (1 to 500)",
+    estimators: Annotated[int, Field(title="Number of trees", description="Trees per tree model (1 to 1000)",
                                      ge=1, le=lookups.MAX_ESTIMATORS, examples=[100])]
     model: Annotated[ModelKind, Field(
         title="Model", description="rfr: random forest; gbr: gradient boosting; etr: extra trees; all: the best of "
@@ -135,6 +134,33 @@ class TrainRequest(ApiModel):
             target=self.target, target_year=self.target_year, interpolator=self.interpolator.value,
             scheme=self.scheme.value, estimators=self.estimators, model=self.model.value, interval=self.interval.value,
             dataset=self.dataset, manual_predictors=tuple(self.manual_predictors) if self.manual_predictors else None,
+            number_predictor=self.number_predictor, method=self.method.value)
+
+
+class EstimateRequest(TrainRequest):
+    """What /estimate accepts: any state of the dashboard's form, even half-filled.
+
+    The page asks for an estimate after every change, before the form is complete (e.g. MANUAL
+    with no predictor yet), and does not handle errors there; missing or not-yet-valid parts are
+    estimated from typical choices instead of refused. /predict keeps the strict TrainRequest.
+    """
+
+    target: Annotated[Optional[str], Field(title="Target indicator", description="Code of the target "
+                                           "(default: a typical target of the year)", max_length=200)] = None
+    target_year: Annotated[Optional[str], Field(title="Target year", description="The year to impute "
+                                                "(default: the latest target year)", max_length=8)] = None
+    manual_predictors: Annotated[Optional[list[Annotated[str, Field(max_length=200)]]], Field(
+        title="Predictors", description="The predictors chosen so far (none yet is fine)",
+        max_length=lookups.MAX_PREDICTORS)] = None
+    number_predictor: Annotated[Optional[int], Field(
+        title="Number of predictors", description="How many predictors AFS or PCA selects (default 10)",
+        ge=1, le=lookups.MAX_PREDICTORS)] = None
+
+    def to_model(self) -> ImputationRequest:
+        return ImputationRequest(
+            target=self.target or "", target_year=self.target_year or "", interpolator=self.interpolator.value,
+            scheme=self.scheme.value, estimators=self.estimators, model=self.model.value, interval=self.interval.value,
+            dataset=self.dataset, manual_predictors=tuple(self.manual_predictors or ()),
             number_predictor=self.number_predictor, method=self.method.value)
 
 
@@ -229,7 +255,7 @@ def _unsupported(exc: ImputationError) -> UnsupportedValue:
 
 
 def _dataset_for(ds, year: int, dataset: Optional[str], target: Optional[str]) -> str:
-    if dataset and dataset != lookups.LEGACY_DATASET:
+    if dataset and not lookups.is_legacy_dataset_alias(ds, dataset):
         return lookups.check_dataset(ds, year, dataset)
     if target:
         code, _ = lookups.resolve_code(ds, target)
@@ -298,35 +324,31 @@ def predictors(req: PredictorListRequest) -> dict:
     return {str(k): v for k, v in lookups.number_predictor_options(ds, year, target).items()}
 
 
-@blueprint.get("target_sample_size", response=int)
+@blueprint.get("target_sample_size", response=int, aliases=("imputation/target_sample_size",))
 def target_sample_size() -> int:
     """Minimum number of countries with data that a target needs (it may miss fewer than 80%)."""
     return lookups.target_sample_size(_dataset())
 
 
-@blueprint.get("predictor_sample_size", response=int)
+@blueprint.get("predictor_sample_size", response=int, aliases=("imputation/predictor_sample_size",))
 def predictor_sample_size() -> int:
     """Minimum number of countries with data that a predictor needs (it may miss fewer than 30%)."""
     return lookups.predictor_sample_size(_dataset())
 
 
-@blueprint.post("estimate", body=TrainRequest, response=float)
-def estimate(req: TrainRequest) -> float:
-    """Expected seconds for /predict with this request on this instance (learned from its measured durations)."""
+@blueprint.post("estimate", body=EstimateRequest, response=float)
+def estimate(req: EstimateRequest) -> float:
+    """Expected seconds for /predict with this request on this instance (learned from its measured durations).
+    Answers any state of the form: what is not chosen yet is estimated from typical choices."""
     ds = _dataset()
     try:
-        return service.estimate_seconds(ds, req.to_model())
+        return service.estimate_seconds(ds, lookups.complete_for_estimate(ds, req.to_model()))
     except ImputationError as exc:
         raise _unsupported(exc)
 
 
-def _error_with_headers(exc: ServiceError) -> func.HttpResponse:
-    # The shared pipeline renders a ServiceError's body and status; this one also needs its headers (Retry-After).
-    return func.HttpResponse(body=json.dumps(exc.body(), separators=(",", ":")), status_code=exc.status,
-                             mimetype="application/json", charset="utf-8", headers=exc.headers())
-
-
-@blueprint.post("predict", body=TrainRequest, response=ModelResponse, main=True, errors=(503, 504))
+@blueprint.post("predict", body=TrainRequest, response=ModelResponse, main=True, aliases=("imputation/predict",),
+                errors=(503, 504))
 def predict(req: TrainRequest) -> func.HttpResponse:
     """Impute the target's missing SIDS values for the year: predictions, 90% intervals, importances, correlations.
 
@@ -339,10 +361,6 @@ def predict(req: TrainRequest) -> func.HttpResponse:
         outcome = service.predict_response(ds, req.to_model(), budget=budget)
     except ImputationError as exc:
         raise _unsupported(exc)
-    except ServiceError as exc:
-        if exc.headers():
-            return _error_with_headers(exc)
-        raise
     return func.HttpResponse(body=outcome.body, status_code=200, mimetype="application/json", charset="utf-8",
                              headers={"x-cache": "hit" if outcome.cached else "miss",
                                       "x-compute-seconds": f"{outcome.seconds:.4f}"})

@@ -100,7 +100,7 @@ def import_app(dataset_path: Path):
 
 
 class Client:
-    """Calls the app's functions with real ``func.HttpRequest`` objects, as the Functions host does."""
+    """Calls the app's functions through the host's routing (shared.routing.dispatch), as the Functions host does."""
 
     def __init__(self, app):
         from shared.routing import app_routes
@@ -114,22 +114,18 @@ class Client:
         return route is not None and not route.is_catch_all  # the platform's catch-all only answers 404
 
     def call(self, method: str, path: str, body: Any = None, params: dict | None = None):
-        import azure.functions as func
         from urllib.parse import urlencode
 
-        from shared.routing import resolve
+        from shared.routing import dispatch
 
-        route, route_params, _ = resolve(self.routes, method, path)
+        raw = json.dumps(body).encode() if body is not None else b""
+        headers = {"content-type": "application/json", "content-length": str(len(raw))}
+        started = time.perf_counter()
+        reply, route = dispatch(self.routes, method, path, urlencode(params or {}), headers, raw)
+        elapsed = time.perf_counter() - started
         if route is None:
             raise LookupError(f"no function serves {method} {path}")
-        url = f"http://localhost{path}" + (f"?{urlencode(params)}" if params else "")
-        raw = json.dumps(body).encode() if body is not None else b""
-        req = func.HttpRequest(method, url, headers={"content-type": "application/json"}, params=params or {},
-                               route_params=route_params, body=raw)
-        started = time.perf_counter()
-        resp = route.handler(req)
-        elapsed = time.perf_counter() - started
-        return resp.status_code, resp.get_body() or b"", elapsed
+        return reply.status, reply.body, elapsed
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,14 +14,11 @@ class ServiceError(Exception):
     status: int = 500
     error_type: str = "error"
 
-    def __init__(self, msg: str, **context: Any):
+    def __init__(self, msg: str, headers: dict[str, str] | None = None, **context: Any):
         super().__init__(msg)
         self.msg = msg
         self.context = context
-
-    def headers(self) -> dict[str, str]:
-        """Extra response headers this error calls for (Retry-After, ...)."""
-        return {}
+        self.headers = dict(headers or {})  # sent with the answer, e.g. Allow or Retry-After
 
     def body(self) -> dict:
         detail = {"msg": self.msg, "type": self.error_type}
@@ -70,11 +67,8 @@ class Overloaded(ServiceError):
     error_type = "overloaded"
 
     def __init__(self, msg: str, retry_after: int = 1, **context: Any):
-        super().__init__(msg, **context)
         self.retry_after = max(1, int(retry_after))
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
+        super().__init__(msg, headers={"Retry-After": str(self.retry_after)}, **context)
 
 
 class TimeBudgetExceeded(ServiceError):
@@ -96,3 +90,8 @@ class RequestCancelled(ServiceError):
 
     status = 499
     error_type = "cancelled"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    error_type = "unsupported_media_type"

@@ -1,13 +1,15 @@
 """Thin HTTP layer shared by every blueprint.
 
 :class:`ApiBlueprint` is a real ``azure.functions.Blueprint``. Its ``get``/``post``
-decorators register a native HTTP function whose body runs the same pipeline for
-every route::
+decorators register **one native HTTP function per path**, listing every method the
+host can route, so the host's first-match routing (``shared/routing.py``) never lets a
+wrong method fall through to another function. The function (a :class:`PathFunction`)
+answers each method itself::
 
-    request -> CORS preflight / size limit -> JSON + pydantic validation
-            -> handler (plain Python in, plain Python out) -> JSON response
+    request -> OPTIONS preflight | 405 with Allow | size limit -> 415 unless JSON
+            -> pydantic validation -> handler (plain Python in, plain Python out) -> JSON response
 
-and attach a :class:`RouteSpec` to it, from which the OpenAPI document and
+and carries a :class:`RouteSpec` per method, from which the OpenAPI document and
 ``/params`` are generated. Errors become FastAPI-compatible JSON bodies; unexpected
 ones are logged with a request id and never leak a stack trace.
 """
@@ -18,21 +20,29 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from shared.errors import PayloadTooLarge, ServiceError
+from shared.errors import MethodNotAllowed, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from shared.routing import host_order_key
 from shared.settings import get_settings
 from shared.validation import JsonBodyError, json_error_detail, load_json, validation_detail
 
 log = logging.getLogger("sids.http")
 
-ALLOWED_METHODS = ("GET", "POST", "OPTIONS")
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_JSON_MEDIA_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
+# The name of the one catch-all function; every other function's name sorts before it (see ApiBlueprint).
+FALLBACK_FUNCTION_NAME = "zz_unmatched_path"
+
+
+def log_safe(text: str, limit: int = 300) -> str:
+    """``text`` with control characters escaped, so that a request cannot forge log lines."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit])
 
 
 @dataclass
@@ -53,6 +63,7 @@ class RouteSpec:
     blueprint: "ApiBlueprint | None" = None
     errors: tuple[int, ...] = ()
     hidden: bool = False
+    alias_of: str | None = None
     _adapter: TypeAdapter | None = field(default=None, repr=False)
 
     def adapter(self) -> TypeAdapter | None:
@@ -81,34 +92,54 @@ def _request_id(req: func.HttpRequest) -> str:
     return given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
-def _cors_headers(req: func.HttpRequest, preflight: bool) -> dict[str, str]:
+def _cors_headers(req: func.HttpRequest, preflight: bool, allowed: tuple[str, ...]) -> dict[str, str]:
     origin = (req.headers.get("origin") or "").rstrip("/")
     headers = {"Vary": "Origin"}
     if origin and origin != "*" and origin in get_settings().cors_origins:  # never a wildcard
         headers["Access-Control-Allow-Origin"] = origin
         headers["Access-Control-Expose-Headers"] = "x-request-id, x-compute-seconds"
         if preflight:
-            headers["Access-Control-Allow-Methods"] = ", ".join(ALLOWED_METHODS)
+            headers["Access-Control-Allow-Methods"] = ", ".join(allowed)
             requested = req.headers.get("access-control-request-headers")
             headers["Access-Control-Allow-Headers"] = requested or "Content-Type"
             headers["Access-Control-Max-Age"] = "600"
     return headers
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip, honouring q-values (``gzip;q=0`` refuses it)."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.lower().split(","):
+        coding, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if coding:
+            weights[coding.strip()] = q
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
+
+
 def _maybe_gzip(req: func.HttpRequest, body: bytes, headers: dict[str, str]) -> bytes:
-    accepts = "gzip" in (req.headers.get("accept-encoding") or "").lower()
-    if accepts and len(body) >= get_settings().gzip_min_bytes:
+    if accepts_gzip(req.headers.get("accept-encoding") or "") and len(body) >= get_settings().gzip_min_bytes:
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = headers.get("Vary", "") + ", Accept-Encoding" if headers.get("Vary") else "Accept-Encoding"
         return gzip.compress(body, compresslevel=5)
     return body
 
 
-def _finish(req: func.HttpRequest, resp: func.HttpResponse, request_id: str, preflight: bool = False) -> func.HttpResponse:
+def _finish(req: func.HttpRequest, resp: func.HttpResponse, request_id: str, allowed: tuple[str, ...],
+            preflight: bool = False) -> func.HttpResponse:
     headers = dict(resp.headers)
-    headers.update(_cors_headers(req, preflight))
+    headers.update(_cors_headers(req, preflight, allowed))
     headers[REQUEST_ID_HEADER] = request_id
     headers.setdefault("X-Content-Type-Options", "nosniff")
+    if resp.status_code == 405 or preflight:
+        headers.setdefault("Allow", ", ".join(allowed))
     body = resp.get_body() or b""
     if headers.get("Content-Encoding") is None and resp.mimetype == "application/json":
         body = _maybe_gzip(req, body, headers)
@@ -125,6 +156,14 @@ def check_body_size(req: func.HttpRequest) -> None:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
     if len(req.get_body() or b"") > limit:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+
+
+def check_json_content_type(req: func.HttpRequest) -> None:
+    """A JSON body must say so: text/plain, form and absent types are what a page may send without a preflight."""
+    media_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if not _JSON_MEDIA_TYPE.match(media_type):
+        shown = log_safe(media_type, 100) or "none"
+        raise UnsupportedMediaType(f"Content-Type must be application/json (got {shown})")
 
 
 class RequestInvalid(Exception):
@@ -145,33 +184,68 @@ def parse_input(spec: RouteSpec, req: func.HttpRequest) -> Any:
     return None
 
 
-def run_pipeline(spec: RouteSpec, handler: Callable, req: func.HttpRequest) -> func.HttpResponse:
-    """Answer one request: the same steps for every route of every blueprint."""
-    started = time.perf_counter()
-    request_id = _request_id(req)
-    preflight = req.method.upper() == "OPTIONS"
-    try:
-        if preflight:
-            resp = func.HttpResponse(status_code=204, headers={"Allow": ", ".join(ALLOWED_METHODS)})
-        elif spec.raw:
-            resp = handler(req)
-        else:
-            check_body_size(req)
-            value = parse_input(spec, req)
-            result = handler(value) if (spec.body or spec.query) else handler()
-            resp = result if isinstance(result, func.HttpResponse) else json_response(result, adapter=spec.adapter())
-    except RequestInvalid as exc:
-        resp = error_response(422, exc.detail)
-    except ServiceError as exc:
-        resp = json_response(exc.body(), status=exc.status)
-    except Exception:
-        log.exception("unhandled error request_id=%s %s %s", request_id, req.method, spec.path)
-        resp = error_response(500, {"msg": "Internal server error; quote the request id to the operators.",
-                                    "type": "internal_error", "request_id": request_id})
-    elapsed = time.perf_counter() - started
-    resp = _finish(req, resp, request_id, preflight)
-    log.info("%s /%s -> %d in %.1f ms request_id=%s", req.method, spec.path, resp.status_code, elapsed * 1000, request_id)
-    return resp
+def _answer(spec: RouteSpec, handler: Callable, req: func.HttpRequest) -> func.HttpResponse:
+    if spec.raw:
+        return handler(req)
+    check_body_size(req)
+    if spec.body is not None and req.get_body():
+        check_json_content_type(req)
+    value = parse_input(spec, req)
+    result = handler(value) if (spec.body or spec.query) else handler()
+    return result if isinstance(result, func.HttpResponse) else json_response(result, adapter=spec.adapter())
+
+
+class PathFunction:
+    """The one Functions function serving a path: the handler and spec of each method it answers.
+
+    OPTIONS (CORS preflight) is answered for every path; a method the path does not serve gets
+    a JSON 405 with an ``Allow`` header, from here rather than from another function.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.handlers: dict[str, tuple[RouteSpec, Callable]] = {}
+
+    @property
+    def specs(self) -> list[RouteSpec]:
+        return [spec for spec, _ in self.handlers.values()]
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        return (*self.handlers, "OPTIONS")
+
+    def add(self, spec: RouteSpec, handler: Callable) -> None:
+        if spec.method in self.handlers:
+            raise ValueError(f"{spec.method} /{self.path} is registered twice")
+        self.handlers[spec.method] = (spec, handler)
+
+    def __call__(self, req: func.HttpRequest) -> func.HttpResponse:
+        started = time.perf_counter()
+        request_id = _request_id(req)
+        method = req.method.upper()
+        preflight = method == "OPTIONS"
+        try:
+            if preflight:
+                resp = func.HttpResponse(status_code=204)
+            elif method not in self.handlers:
+                raise MethodNotAllowed(f"Method {log_safe(method, 20)} is not allowed on /{self.path}; "
+                                       f"use {', '.join(self.handlers)}")
+            else:
+                resp = _answer(*self.handlers[method], req)
+        except RequestInvalid as exc:
+            resp = error_response(422, exc.detail)
+        except ServiceError as exc:
+            resp = json_response(exc.body(), status=exc.status)
+            resp.headers.update(exc.headers)
+        except Exception:
+            log.exception("unhandled error request_id=%s %s /%s", request_id, log_safe(method, 20), self.path)
+            resp = error_response(500, {"msg": "Internal server error; quote the request id to the operators.",
+                                        "type": "internal_error", "request_id": request_id})
+        elapsed = time.perf_counter() - started
+        resp = _finish(req, resp, request_id, self.allowed, preflight)
+        log.info("%s /%s -> %d in %.1f ms request_id=%s", log_safe(method, 20), self.path, resp.status_code,
+                 elapsed * 1000, request_id)
+        return resp
 
 
 class ApiBlueprint(func.Blueprint):
@@ -180,6 +254,10 @@ class ApiBlueprint(func.Blueprint):
     ``name`` is the model's name (also its route prefix and OpenAPI tag), ``label`` the
     human title shown in /params. ``uses_dataset`` says whether the model reads the
     shared dataset (a service running only models that do not need not load it).
+
+    Function names are ``model_<path>`` (``platform_<path>`` for the platform), so
+    whatever a model is called, every function sorts before the catch-all
+    (:data:`FALLBACK_FUNCTION_NAME`) in the host's order and no route is shadowed by it.
     """
 
     def __init__(self, name: str, label: str | None = None, description: str = "",
@@ -192,14 +270,43 @@ class ApiBlueprint(func.Blueprint):
         self.uses_dataset = uses_dataset
         self.is_model = is_model
         self.specs: list[RouteSpec] = []
+        self._functions: dict[str, PathFunction] = {}
 
     def _full_path(self, path: str) -> str:
         return "/".join(p for p in (self.prefix, path.strip("/")) if p)
 
+    def function_name_for(self, full_path: str) -> str:
+        kind = "model" if self.is_model else "platform"
+        return re.sub(r"[^A-Za-z0-9_]", "_", f"{kind}_{full_path}")
+
+    def _path_function(self, full_path: str, function_name: str | None = None) -> PathFunction:
+        found = self._functions.get(full_path)
+        if found is not None:
+            return found
+        name = function_name or self.function_name_for(full_path)
+        if name != FALLBACK_FUNCTION_NAME and host_order_key(name) >= host_order_key(FALLBACK_FUNCTION_NAME):
+            raise ValueError(f"function name {name!r} would sort after {FALLBACK_FUNCTION_NAME!r}, whose catch-all "
+                             "route would then answer for it under the host's routing")
+        if name != FALLBACK_FUNCTION_NAME and "{*" in full_path:
+            raise ValueError(f"/{full_path}: only {FALLBACK_FUNCTION_NAME} may declare a catch-all route")
+        path_function = PathFunction(full_path)
+
+        def handler(req: func.HttpRequest) -> func.HttpResponse:
+            return path_function(req)
+
+        handler.__name__ = name
+        handler.__api__ = path_function
+        self.function_name(name)(self.route(route=full_path, methods=list(func.HttpMethod),
+                                            auth_level=func.AuthLevel.ANONYMOUS)(handler))
+        self._functions[full_path] = path_function
+        return path_function
+
     def endpoint(self, path: str, method: str, *, summary: str | None = None, query: type[BaseModel] | None = None,
                  body: type[BaseModel] | None = None, response: Any = None, main: bool = False, raw: bool = False,
-                 methods: tuple[str, ...] | None = None, content_type: str = "application/json",
-                 errors: tuple[int, ...] = (), hidden: bool = False, function_name: str | None = None):
+                 content_type: str = "application/json", errors: tuple[int, ...] = (), hidden: bool = False,
+                 function_name: str | None = None, aliases: tuple[str, ...] = ()):
+        """Register ``fn`` for ``method`` on ``path`` (under the prefix); ``aliases`` are other full paths
+        that serve it too (documented as deprecated)."""
         full = self._full_path(path)
 
         def register(fn: Callable):
@@ -208,17 +315,13 @@ class ApiBlueprint(func.Blueprint):
                              description=doc, tags=[self.label if self.is_model else "Platform"], query=query,
                              body=body, response=response, main=main, raw=raw, content_type=content_type,
                              blueprint=self, errors=errors, hidden=hidden)
-
-            def handler(req: func.HttpRequest) -> func.HttpResponse:
-                return run_pipeline(spec, fn, req)
-
-            handler.__name__ = fn.__name__
-            handler.__doc__ = fn.__doc__
-            handler.__api__ = spec
-            name = function_name or re.sub(r"[^A-Za-z0-9_]", "_", f"{self.name}_{path}" if path else self.name)
-            route_methods = list(methods or (method, "OPTIONS"))
-            self.function_name(name)(self.route(route=full, methods=route_methods, auth_level=func.AuthLevel.ANONYMOUS)(handler))
+            self._path_function(full, function_name).add(spec, fn)
             self.specs.append(spec)
+            for alias in aliases:
+                alias_spec = replace(spec, path=alias.strip("/"), main=False, alias_of=full,
+                                     summary=f"Alias of /{full} (the dashboard's first ML release)")
+                self._path_function(alias_spec.path).add(alias_spec, fn)
+                self.specs.append(alias_spec)
             return fn
 
         return register

@@ -4,8 +4,9 @@
 
 It imports ``function_app.app`` as the Functions worker does, reads the routes and
 methods of the functions it registered (``app.get_functions()``, the same call the
-worker makes), and for each request builds a real ``azure.functions.HttpRequest``,
-calls the registered function and sends back its ``HttpResponse``. There is no
+worker makes) and routes each request by the Functions host's rules
+(:func:`shared.routing.dispatch`: functions sorted by name, first match by template and
+method, empty query values dropped, body only with a Content-Length). There is no
 second routing table. Values from ``local.settings.json`` are loaded into the
 environment first, as ``func start`` does (variables already set win).
 """
@@ -17,14 +18,13 @@ import json
 import logging
 import os
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 import azure.functions as func
 
-from shared.routing import Route, resolve, routes_of_functions
+from shared.http import log_safe
+from shared.routing import HostReply, Route, dispatch, routes_of_functions
 from shared.settings import PROJECT_ROOT, get_settings
 
 log = logging.getLogger("sids.localhost")
@@ -66,58 +66,40 @@ class FunctionAppServer:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         body = await self._read_body(receive, headers)
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-        route, route_params, _ = resolve(self.routes, method, path)
-        if route is None and method not in ("GET", "POST", "OPTIONS"):
-            # A method no function registers (TRACE, CONNECT, ...) never reaches the catch-all: still 405, not 404.
-            response = func.HttpResponse(json.dumps({"detail": {"msg": f"Method {method[:20]} is not allowed",
-                                                                "type": "method_not_allowed"}}),
-                                         status_code=405, mimetype="application/json",
-                                         headers={"Allow": "GET, POST, OPTIONS", "x-request-id": uuid.uuid4().hex})
-        elif route is None:  # only when no catch-all function is registered
-            response = func.HttpResponse(json.dumps({"detail": {"msg": "Not found", "type": "not_found"}}),
-                                         status_code=404, mimetype="application/json")
-        else:
-            host = headers.get("host", "localhost")
-            qs = scope.get("query_string", b"").decode("latin-1")
-            request = func.HttpRequest(method, f"http://{host}{path}" + (f"?{qs}" if qs else ""), headers=headers,
-                                       params=query, route_params=route_params, body=body)
-            loop = asyncio.get_running_loop()
-            response = await loop.run_in_executor(self.executor, route.handler, request)
-        await self._send(send, response, method)
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        loop = asyncio.get_running_loop()
+        reply, route = await loop.run_in_executor(
+            self.executor, lambda: dispatch(self.routes, method, path, query_string, headers, body,
+                                            headers.get("host", "localhost")))
+        await self._send(send, reply, method)
         elapsed = (time.perf_counter() - started) * 1000
-        log.info("%s %s -> %d in %.1f ms (%s)", method, path, response.status_code, elapsed,
-                 route.name if route else "no route")
+        log.info("%s %s -> %d in %.1f ms (%s)", log_safe(method, 20), log_safe(path), reply.status, elapsed,
+                 route.name if route else "not routed")
 
     async def _read_body(self, receive, headers: dict[str, str]) -> bytes:
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body:
+        declared = headers.get("content-length", "").strip()
+        if not declared.isdigit() or int(declared) == 0:
+            return b""  # the host forwards a body only with a Content-Length above 0 (not a chunked one)
+        if int(declared) > self.max_body:
             return b""  # refused before reading: the function answers 413 from the declared length
         chunks, size = [], 0
-        while True:
+        while size < int(declared):
             message = await receive()
             if message["type"] == "http.disconnect":
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body:  # stop reading; the function sees an oversized body and answers 413
-                chunks.append(chunk[: self.max_body + 1 - (size - len(chunk))])
-                break
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
 
-    async def _send(self, send, response: func.HttpResponse, method: str) -> None:
-        body = response.get_body() or b""
-        out_headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
-                       for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")]
-        if response.mimetype:
-            content_type = response.mimetype + (f"; charset={response.charset}" if response.charset else "")
-            out_headers.append((b"content-type", content_type.encode("latin-1")))
-        out_headers.append((b"content-length", str(0 if method == "HEAD" else len(body)).encode()))
-        await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+    async def _send(self, send, reply: HostReply, method: str) -> None:
+        out_headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in reply.headers.items()
+                       if k != "content-length"]
+        out_headers.append((b"content-length", str(0 if method == "HEAD" else len(reply.body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
 
     async def _lifespan(self, receive, send):
         while True:

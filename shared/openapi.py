@@ -44,6 +44,7 @@ ERROR_DESCRIPTIONS = {
     404: "Not found",
     405: "Method not allowed",
     413: "Request body too large",
+    415: "Request body is not JSON (Content-Type must be application/json)",
     422: "Invalid request, or a value the data does not support",
     500: "Unexpected error (logged with the request id)",
     503: "Dataset unavailable, or the instance is overloaded (then with a Retry-After header)",
@@ -105,7 +106,11 @@ def _response(description: str, schema: dict, content_type: str = "application/j
 
 
 def _operation(route: Route, spec: RouteSpec, components: _Components) -> dict:
-    op: dict[str, Any] = {"operationId": route.name, "summary": spec.summary, "tags": spec.tags}
+    several = len(route.api.handlers) > 1
+    op_id = f"{route.name}_{spec.method.lower()}" if several else route.name
+    op: dict[str, Any] = {"operationId": op_id, "summary": spec.summary, "tags": spec.tags}
+    if spec.alias_of:
+        op["deprecated"] = True
     if spec.description and spec.description != spec.summary:
         op["description"] = spec.description
     if spec.query is not None:
@@ -122,7 +127,7 @@ def _operation(route: Route, spec: RouteSpec, components: _Components) -> dict:
     if spec.query is not None or spec.body is not None:
         statuses.add(422)
     if spec.body is not None:
-        statuses.add(413)
+        statuses.update((413, 415))
     for status in sorted(statuses):
         if status == 422:
             schema = {"anyOf": [components.schema_of(HTTPValidationError, "serialization"),
@@ -141,13 +146,14 @@ def openapi_document(title: str, version: str, description: str = "") -> dict:
     paths: dict[str, dict] = {}
     tags: dict[str, str] = {}
     for route in published_routes():
-        spec = route.spec
-        if spec is None or spec.hidden:
-            continue
-        path = "/" if route.is_catch_all else "/" + spec.path
-        paths.setdefault(path, {})[spec.method.lower()] = _operation(route, spec, components)
-        if spec.blueprint is not None and spec.blueprint.is_model:
-            tags.setdefault(spec.blueprint.label, spec.blueprint.description)
+        api = route.api
+        for spec in api.specs if api else ():
+            if spec.hidden:
+                continue
+            path = "/" if route.is_catch_all else "/" + spec.path
+            paths.setdefault(path, {})[spec.method.lower()] = _operation(route, spec, components)
+            if spec.blueprint is not None and spec.blueprint.is_model:
+                tags.setdefault(spec.blueprint.label, spec.blueprint.description)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
@@ -240,9 +246,8 @@ class ModelParams(BaseModel):
 def model_params() -> list[dict]:
     """One entry per registered model with a main endpoint."""
     out = []
-    for route in published_routes():
-        spec = route.spec
-        if spec is None or not spec.main or spec.body is None:
+    for spec in (s for route in published_routes() if route.api for s in route.api.specs):
+        if not spec.main or spec.body is None:
             continue
         bp: ApiBlueprint = spec.blueprint
         out.append({"model": bp.name, "label": bp.label, "description": bp.description,

@@ -10,9 +10,9 @@ import azure.functions as func
 from pydantic import BaseModel
 
 from shared.errors import DatasetUnavailable, MethodNotAllowed, NotFound
-from shared.http import ALLOWED_METHODS, ApiBlueprint, json_response
+from shared.http import FALLBACK_FUNCTION_NAME, ApiBlueprint, json_response
 from shared.openapi import ModelParams, model_params, openapi_document
-from shared.routing import published_routes, resolve
+from shared.routing import published_routes
 from shared.settings import get_settings
 from shared.store import get_store
 
@@ -65,9 +65,9 @@ class DatasetInfo(BaseModel):
 def registered_models() -> list[ApiBlueprint]:
     seen: dict[str, ApiBlueprint] = {}
     for route in published_routes():
-        bp = getattr(route.spec, "blueprint", None)
-        if bp is not None and bp.is_model:
-            seen.setdefault(bp.name, bp)
+        for spec in route.api.specs if route.api else ():
+            if spec.blueprint is not None and spec.blueprint.is_model:
+                seen.setdefault(spec.blueprint.name, spec.blueprint)
     return sorted(seen.values(), key=lambda b: b.name)
 
 
@@ -160,21 +160,21 @@ def docs_asset(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(content, mimetype=mime, headers={"Cache-Control": "public, max-age=86400"})
 
 
-@platform.endpoint("{*path}", "GET", raw=True, methods=("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"),
-                   response=ServiceInfo, summary="Service name, version and the models it serves",
-                   function_name="platform_root_and_fallback")
 def root_and_fallback(req: func.HttpRequest) -> func.HttpResponse:
-    """``GET /`` describes the service; any other unmatched request gets a JSON 404 or 405."""
-    method = req.method.upper()
+    """``GET /`` describes the service; any other path no function serves gets a JSON 404.
+
+    Every other function sorts before this one and lists every method, so under the host's
+    first-match routing this catch-all only ever sees paths that nothing else serves.
+    """
     path = (req.route_params.get("path") or "").strip("/")
-    if method not in ALLOWED_METHODS:
-        raise MethodNotAllowed(f"Method {method} is not allowed; this service accepts {', '.join(ALLOWED_METHODS)}")
-    if path == "":
-        if method == "GET":
-            return json_response(service_info())
-        raise MethodNotAllowed(f"Method {method} is not allowed on /")
-    _, _, allowed = resolve(published_routes(), method, path)
-    if allowed:
-        shown = ", ".join(m for m in allowed if m != "OPTIONS")
-        raise MethodNotAllowed(f"Method {method} is not allowed on /{path[:200]}; use {shown}")
-    raise NotFound(f"No route /{path[:200]}; see /docs for the available endpoints")
+    if path:
+        raise NotFound(f"No route /{path[:200]}; see /docs for the available endpoints")
+    if req.method.upper() == "GET":
+        return json_response(service_info())
+    raise MethodNotAllowed(f"Method {req.method[:20]} is not allowed on /; use GET", headers={"Allow": "GET, OPTIONS"})
+
+
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"):
+    platform.endpoint("{*path}", _method, raw=True, response=ServiceInfo, hidden=_method != "GET",
+                      summary="Service name, version and the models it serves",
+                      function_name=FALLBACK_FUNCTION_NAME)(root_and_fallback)

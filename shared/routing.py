@@ -1,18 +1,38 @@
-"""Read the routes a FunctionApp has registered, and match paths against them.
+"""The app's registered HTTP functions, and how the Azure Functions host routes a request to them.
 
-This is the one routing table: the functions registered on the app. The local
-host, the OpenAPI document, /params and the JSON 404/405 answers all read it.
+This is the one routing table: the functions registered on the app. The local host, the test
+client, the OpenAPI document and /params all read it, and route exactly as the host does
+(``../shared/reference/functions-host.md``):
+
+* functions are sorted by name, ordinal and case-insensitive, and the **first** function whose
+  route template and method both match answers; there is no precedence by specificity;
+* a method no matching function lists is not routed (the host answers an empty 404);
+* query parameters with an empty value are dropped, a body is forwarded only with a
+  ``Content-Length`` above 0, and header names arrive lower-cased;
+* the response's ``Content-Type`` is the one the ``azure-functions`` library sets.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import parse_qsl
 
 import azure.functions as func
 from azure.functions.decorators.http import HttpTrigger
+from azure.functions.http import HttpResponseConverter
 
 _PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\??\}")
+
+# The methods a function may list (azure.functions.HttpMethod); the host routes no others.
+HOST_METHODS = tuple(m.value for m in func.HttpMethod)
+# Paths the host itself owns: they never reach a function.
+HOST_RESERVED_PREFIXES = ("admin", "runtime")
+
+
+def host_order_key(function_name: str) -> str:
+    """The host sorts functions with StringComparison.OrdinalIgnoreCase: code points of the upper-cased names."""
+    return function_name.upper()
 
 
 @dataclass(frozen=True)
@@ -26,17 +46,13 @@ class Route:
     pattern: re.Pattern
 
     @property
-    def spec(self):
+    def api(self):
+        """What the function serves per method (a :class:`shared.http.PathFunction`), if it is one of ours."""
         return getattr(self.handler, "__api__", None)
 
     @property
     def is_catch_all(self) -> bool:
         return "{*" in self.template
-
-    def precedence(self) -> tuple:
-        # Literal routes before parameterised ones, catch-all last (as ASP.NET routing orders them).
-        params = len(_PARAM.findall(self.template))
-        return (self.is_catch_all, params, -len(self.template))
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.fullmatch(path.strip("/"))
@@ -62,22 +78,18 @@ def _route_of(function) -> Route | None:
         return None
     template = (trigger.route or function.get_function_name()).strip("/")
     methods = tuple(getattr(m, "value", str(m)).upper() for m in (trigger.methods or ["GET", "POST"]))
-    return Route(
-        name=function.get_function_name(),
-        template=template,
-        methods=methods,
-        handler=function.get_user_function(),
-        pattern=compile_template(template),
-    )
+    return Route(name=function.get_function_name(), template=template, methods=methods,
+                 handler=function.get_user_function(), pattern=compile_template(template))
 
 
 def routes_of_functions(functions) -> list[Route]:
+    """The HTTP functions in the order the host tries them."""
     routes = [r for r in (_route_of(f) for f in functions) if r is not None]
-    return sorted(routes, key=Route.precedence)
+    return sorted(routes, key=lambda r: host_order_key(r.name))
 
 
 def app_routes(app: func.FunctionApp) -> list[Route]:
-    """Routes of ``app`` without calling ``app.get_functions()``.
+    """Routes of ``app`` in host order, without calling ``app.get_functions()``.
 
     The Functions worker calls ``get_functions()`` once when it indexes the app and a
     second call fails on duplicate names, so code running inside the app reads the
@@ -86,18 +98,57 @@ def app_routes(app: func.FunctionApp) -> list[Route]:
     return routes_of_functions(builder._function for builder in app._function_builders)
 
 
-def resolve(routes: list[Route], method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
-    """The route serving ``method path``, its route params, and methods allowed on that path."""
-    allowed: list[str] = []
+def resolve(routes: list[Route], method: str, path: str) -> tuple[Route | None, dict[str, str]]:
+    """The function the host gives ``method path`` to (the first match in host order), and its route params."""
+    if path.strip("/").split("/")[0].lower() in HOST_RESERVED_PREFIXES:
+        return None, {}
     for route in routes:
-        params = route.match(path)
-        if params is None:
+        if method.upper() not in route.methods:
             continue
-        if method.upper() in route.methods:
-            return route, params, allowed
-        if not route.is_catch_all:
-            allowed.extend(m for m in route.methods if m not in allowed)
-    return None, {}, allowed
+        params = route.match(path)
+        if params is not None:
+            return route, params
+    return None, {}
+
+
+def host_request(method: str, url: str, headers: dict[str, str], query_string: str, body: bytes,
+                 route_params: dict[str, str]) -> func.HttpRequest:
+    """The request as the host hands it to a Python function."""
+    headers = {k.lower(): v for k, v in headers.items()}
+    declared = headers.get("content-length", "").strip()
+    forwarded = body if declared.isdigit() and int(declared) > 0 else b""
+    params = {k: v for k, v in parse_qsl(query_string, keep_blank_values=True) if v != ""}
+    return func.HttpRequest(method.upper(), url, headers=headers, params=params, route_params=route_params,
+                            body=forwarded)
+
+
+@dataclass
+class HostReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+NOT_ROUTED = HostReply(404, {}, b"")
+
+
+def dispatch(routes: list[Route], method: str, path: str, query_string: str = "", headers: dict | None = None,
+             body: bytes = b"", host: str = "localhost") -> tuple[HostReply, Route | None]:
+    """Answer one request as the host would: route it, call the function, encode its response."""
+    route, route_params = resolve(routes, method, path)
+    if route is None:
+        return NOT_ROUTED, None
+    url = f"http://{host}{path}" + (f"?{query_string}" if query_string else "")
+    request = host_request(method, url, headers or {}, query_string, body, route_params)
+    response = route.handler(request)
+    return encode_response(response), route
+
+
+def encode_response(response: func.HttpResponse) -> HostReply:
+    """Status, headers and body as the azure-functions library hands them to the host."""
+    datum = HttpResponseConverter.encode(response, expected_type=None).value
+    headers = {name.lower(): value.value for name, value in datum["headers"].items()}
+    return HostReply(int(datum["status_code"].value), headers, datum["body"].value or b"")
 
 
 _published: dict[str, Any] = {"app": None, "routes": None}

@@ -71,10 +71,22 @@ def app():
     return function_app.app
 
 
+def client_headers(headers: dict | None, body: bytes | None) -> dict[str, str]:
+    """Headers as an HTTP client sends them: lower-case names, a Content-Length for a body, JSON by default."""
+    out = {k.lower(): v for k, v in (headers or {}).items()}
+    if body:
+        out.setdefault("content-type", "application/json")
+        out.setdefault("content-length", str(len(body)))
+    return out
+
+
 @pytest.fixture(scope="session")
 def call(app):
-    """call(method, path, json=None, params=None, headers=None, body=None) -> Reply, without any server."""
-    from shared.routing import app_routes, resolve
+    """call(method, path, json=None, params=None, headers=None, body=None) -> Reply, without any server.
+
+    Routed exactly as the Functions host routes (shared.routing.dispatch, the local host's dispatcher).
+    """
+    from shared.routing import app_routes, dispatch
 
     routes = app_routes(app)
 
@@ -82,17 +94,10 @@ def call(app):
               headers: dict | None = None, body: bytes | None = None) -> Reply:
         if json_body is not None:
             body = json.dumps(json_body).encode()
-        route, route_params, _ = resolve(routes, method, urlsplit(path).path)
-        assert route is not None, f"no function serves {method} {path}"
-        url = f"http://localhost{path}" + (f"?{urlencode(params)}" if params else "")
-        req = func.HttpRequest(method, url, headers=headers or {}, params=params or {},
-                               route_params=route_params, body=body or b"")
-        resp = route.handler(req)
-        assert isinstance(resp, func.HttpResponse)
-        hdrs = {k.lower(): v for k, v in resp.headers.items()}
-        if resp.mimetype:
-            hdrs["content-type"] = resp.mimetype + (f"; charset={resp.charset}" if resp.charset else "")
-        return Reply(resp.status_code, hdrs, resp.get_body() or b"")
+        split = urlsplit(path)
+        query = urlencode(params) if params else split.query
+        reply, _ = dispatch(routes, method, split.path, query, client_headers(headers, body), body or b"")
+        return Reply(reply.status, reply.headers, reply.body)
 
     return _call
 

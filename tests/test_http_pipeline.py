@@ -9,7 +9,8 @@ from pydantic import Field
 
 from shared.errors import UnsupportedValue
 from shared.http import ApiBlueprint
-from shared.routing import app_routes, resolve
+from conftest import client_headers
+from shared.routing import app_routes, host_request, resolve
 from shared.settings import Settings, reset_settings
 from shared.validation import ApiModel, Lookup, RequiredIf
 
@@ -49,10 +50,9 @@ ROUTES = _make_app()
 
 
 def invoke(method, path, body=None, headers=None):
-    route, params, _ = resolve(ROUTES, method, path)
-    req = func.HttpRequest(method, "http://localhost" + path, headers=headers or {}, params={},
-                           route_params=params, body=body if isinstance(body, bytes) else json.dumps(body).encode()
-                           if body is not None else b"")
+    raw = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    route, params = resolve(ROUTES, method, path)
+    req = host_request(method, "http://localhost" + path, client_headers(headers, raw), "", raw or b"", params)
     return route.handler(req)
 
 

@@ -28,14 +28,13 @@ INSPECT = """
 import json, sys
 import azure.functions as func
 import function_app
-from shared.routing import app_routes, resolve
+from shared.routing import app_routes, dispatch
 from shared.store import get_store
 
 get_store().get()   # let the start-up dataset load finish before the interpreter exits
 routes = app_routes(function_app.app)
 def get(path):
-    route, params, _ = resolve(routes, "GET", path)
-    return json.loads(route.handler(func.HttpRequest("GET", "http://localhost" + path, body=b"")).get_body())
+    return json.loads(dispatch(routes, "GET", path)[0].body)
 print(json.dumps({"params": get("/params"), "openapi": get("/openapi.json"), "root": get("/")}))
 """
 

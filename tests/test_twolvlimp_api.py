@@ -82,7 +82,7 @@ def test_lookups(call):
 
 @pytest.mark.parametrize("change,field,text", [
     ({"estimators": 0}, "estimators", "greater than or equal to 1"),
-    ({"estimators": 501}, "estimators", "less than or equal to 500"),
+    ({"estimators": 1001}, "estimators", "less than or equal to 1000"),
     ({"scheme": "AFS", "number_predictor": 51}, "number_predictor", "less than or equal to 50"),
     ({"scheme": "AFS"}, "number_predictor", "required when scheme is AFS or PCA"),
     ({"manual_predictors": None}, "manual_predictors", "required when scheme is MANUAL"),
@@ -140,7 +140,7 @@ def test_params_and_openapi_describe_the_model(call):
     inputs = {i["parameter"]: i for i in model["inputs"]}
     assert inputs["manual_predictors"]["conditions"] == {"required": {"scheme": ["MANUAL"]}}
     assert inputs["number_predictor"]["conditions"] == {"required": {"scheme": ["AFS", "PCA"]}}
-    assert inputs["number_predictor"]["maximum"] == 50 and inputs["estimators"]["maximum"] == 500
+    assert inputs["number_predictor"]["maximum"] == 50 and inputs["estimators"]["maximum"] == 1000
     assert inputs["target"]["req_endpoint"]["path"] == "/twolvlImp/targets"
     assert inputs["dataset"]["req_endpoint"]["path"] == "/twolvlImp/datasets"
     assert inputs["manual_predictors"]["req_endpoint"] == {

@@ -6,7 +6,7 @@ version through :meth:`shared.dataset.Dataset.memo` and shared by all requests.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from shared.dataset import Dataset
 TARGET_MISSING_MAX = 0.80     # a target is missing for fewer than 80% of the countries that year
 PREDICTOR_MISSING_MAX = 0.30  # a predictor is missing for fewer than 30% of them
 MAX_PREDICTORS = 50
-MAX_ESTIMATORS = 500
+MAX_ESTIMATORS = 1000         # the dashboard's form offers 10, 100, 500 and 1000 trees
 SEED = 7                      # the old service's seed, now used by every random step
 LEGACY_PREFIX = "key-"        # the old platform's codes: "key-wdi-EG.ELC.ACCS.ZS" is "wdi-EG.ELC.ACCS.ZS"
 LEGACY_DATASET = "key"
@@ -121,6 +121,12 @@ def _dataset_name(ds: Dataset, code: str) -> str:
     if code in ds.dataset_meta.index:
         return str(ds.dataset_meta.at[code, "Dataset Name"])
     return code
+
+
+def is_legacy_dataset_alias(ds: Dataset, dataset: str | None) -> bool:
+    """The old platform's ``key`` stood for the target's own dataset, unless the data has a ``key`` dataset
+    of its own (the platform's "SIDS Key Indicators")."""
+    return dataset == LEGACY_DATASET and LEGACY_DATASET not in set(_dataset_of(ds))
 
 
 def check_year(ds: Dataset, target_year: str | int) -> int:
@@ -234,6 +240,36 @@ def predictor_sample_size(ds: Dataset) -> int:
     return math.ceil(len(ds.countries) * (1 - PREDICTOR_MISSING_MAX))
 
 
+TYPICAL_NUMBER_PREDICTOR = 10
+
+
+def complete_for_estimate(ds: Dataset, req: ImputationRequest) -> ImputationRequest:
+    """A complete request standing in for a half-filled form: the parts not chosen (or not valid) yet are
+    replaced by typical ones, so that its cost can be estimated. Raises only when the data has no target."""
+    years = target_years(ds)
+    if not years:
+        raise ImputationError("the data has no year with a valid target")
+    year = str(req.target_year).strip() if str(req.target_year).strip() in years else years[-1]
+    options = datasets(ds, int(year))
+    target, _ = resolve_code(ds, req.target or "")
+    valid_targets = {c for d in options for c in targets(ds, int(year), d)}
+    dataset = req.dataset
+    if target not in valid_targets:
+        wanted = req.dataset if req.dataset in options else next(iter(options))
+        target, dataset = next(iter(targets(ds, int(year), wanted))), wanted
+    elif dataset and dataset not in options and not is_legacy_dataset_alias(ds, dataset):
+        dataset = None
+    valid = [c for c in predictor_codes(ds, int(year)) if c != target]
+    chosen = [c for c in (resolve_code(ds, p)[0] for p in (req.manual_predictors or ())) if c in valid]
+    manual = tuple(dict.fromkeys(chosen))[:MAX_PREDICTORS] or tuple(valid[:1])
+    top = max_number_predictor(ds, int(year), target)
+    number = min(req.number_predictor or TYPICAL_NUMBER_PREDICTOR, max(top, 1))
+    return replace(req, target=target, target_year=year, dataset=dataset,
+                   manual_predictors=manual if req.scheme == "MANUAL" else None,
+                   number_predictor=None if req.scheme == "MANUAL" else number,
+                   estimators=min(max(int(req.estimators), 1), MAX_ESTIMATORS))
+
+
 def resolve(ds: Dataset, req: ImputationRequest) -> ResolvedRequest:
     """Check a request against the data; raise :class:`ImputationError` saying what is allowed."""
     notes = []
@@ -242,7 +278,7 @@ def resolve(ds: Dataset, req: ImputationRequest) -> ResolvedRequest:
     if alias:
         notes.append(f"target {req.target!r} is the old platform's code for {target!r}")
     dataset = req.dataset.strip() if req.dataset else None
-    if dataset in (None, "", LEGACY_DATASET):
+    if not dataset or is_legacy_dataset_alias(ds, dataset):
         if target not in ds.indicators:
             raise ImputationError(f"unknown target {req.target!r}: see /twolvlImp/targets for the valid targets")
         dataset = str(_dataset_of(ds)[ds.indicators.get_loc(target)])
