@@ -2,7 +2,7 @@
 
 * :class:`BodyBytes`: the request bodies held in memory at once are bounded (MAX_BUFFERED_BODY_BYTES);
   a request whose body would pass the bound is answered 503 + Retry-After before it is read.
-* :func:`call_handler`: runs a function on the host's thread pool (sized like the Functions host's,
+* :func:`call_cancellable`: runs a function on the host's thread pool (sized like the Functions host's,
   PYTHON_THREADPOOL_THREAD_COUNT) and, while it runs, watches the ASGI connection: when the client
   disconnects, the request's cancellation flag is set, so its work stops at its next checkpoint.
 """
@@ -14,19 +14,20 @@ import json
 import threading
 import uuid
 from concurrent.futures import Executor
-from typing import Callable
-
-import azure.functions as func
+from typing import Callable, TypeVar
 
 from shared.capacity import run_cancellable
+from shared.routing import HostReply
+
+T = TypeVar("T")
 
 
 class BodyBytes:
     """Counts the bytes of request bodies the host holds; refuses reservations beyond ``limit``.
 
-    A request reserves its declared Content-Length (or the body size limit when it is chunked)
-    before its body is read, and releases it when its answer is sent. A request without a body
-    reserves nothing and is never refused (health probes, look-ups).
+    A request reserves its declared Content-Length before its body is read, and releases it when
+    its answer is sent. A request without a body (or with a chunked one, which the host does not
+    forward) reserves nothing and is never refused: health probes, look-ups.
     """
 
     def __init__(self, limit: int, max_body: int):
@@ -37,16 +38,13 @@ class BodyBytes:
 
     def size_of(self, scope: dict) -> int:
         """Bytes to reserve for an ASGI HTTP request, from its headers."""
-        declared, chunked = "", False
         for name, value in scope.get("headers", []):
-            name = name.lower()
-            if name == b"content-length":
+            if name.lower() == b"content-length":
                 declared = value.decode("latin-1").strip()
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-        if declared.isdigit():
-            return 0 if int(declared) > self.max_body else int(declared)  # oversized: refused unread (413)
-        return self.max_body + 1 if chunked else 0  # chunked: at most this much is read before 413
+                if declared.isdigit() and int(declared) <= self.max_body:  # a larger one is refused unread (413)
+                    return int(declared)
+                return 0
+        return 0
 
     def reserve(self, size: int) -> bool:
         if size <= 0:
@@ -63,10 +61,12 @@ class BodyBytes:
                 self.held -= size
 
 
-def overloaded_response(msg: str, retry_after: int = 1) -> func.HttpResponse:
-    body = {"detail": {"msg": msg, "type": "overloaded"}}
-    return func.HttpResponse(json.dumps(body), status_code=503, mimetype="application/json",
-                             headers={"Retry-After": str(max(1, retry_after)), "x-request-id": uuid.uuid4().hex})
+def overloaded_response(retry_after: int = 1) -> HostReply:
+    """503 + Retry-After, in the service's error shape, for a request refused before its body is read."""
+    body = {"detail": {"msg": "This instance holds too many request bodies at once; retry shortly.",
+                       "type": "overloaded"}}
+    return HostReply(503, {"content-type": "application/json", "retry-after": str(max(1, retry_after)),
+                           "x-request-id": uuid.uuid4().hex}, json.dumps(body).encode())
 
 
 async def _disconnected(receive) -> None:
@@ -76,13 +76,13 @@ async def _disconnected(receive) -> None:
             return
 
 
-async def call_handler(executor: Executor, handler: Callable[[func.HttpRequest], func.HttpResponse],
-                       request: func.HttpRequest, receive) -> tuple[func.HttpResponse, bool]:
-    """(the function's response, whether the client disconnected before it was ready)."""
+async def call_cancellable(executor: Executor, fn: Callable[[], T], receive) -> tuple[T, bool]:
+    """Run ``fn()`` (the request's dispatch) on ``executor`` while watching the ASGI connection:
+    (its result, whether the client disconnected before it was ready)."""
     cancelled = threading.Event()
     context = contextvars.copy_context()  # run_in_executor does not carry context variables by itself
     loop = asyncio.get_running_loop()
-    work = loop.run_in_executor(executor, context.run, run_cancellable, cancelled, handler, request)
+    work = loop.run_in_executor(executor, context.run, run_cancellable, cancelled, fn)
     watcher = asyncio.ensure_future(_disconnected(receive))
     try:
         done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)

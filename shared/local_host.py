@@ -13,7 +13,6 @@ environment first, as ``func start`` does (variables already set win).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import azure.functions as func
 
+from shared.host_limits import BodyBytes, call_cancellable, overloaded_response
 from shared.http import log_safe
 from shared.routing import HostReply, Route, dispatch, routes_of_functions
 from shared.settings import PROJECT_ROOT, get_settings
@@ -46,10 +46,14 @@ def load_local_settings(path: Path = PROJECT_ROOT / "local.settings.json") -> di
 class FunctionAppServer:
     """An ASGI application dispatching to the functions a FunctionApp registered."""
 
-    def __init__(self, app: func.FunctionApp, threads: int = 8):
+    def __init__(self, app: func.FunctionApp, threads: int | None = None):
+        settings = get_settings()
         self.routes: list[Route] = routes_of_functions(app.get_functions())
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fn")
-        self.max_body = get_settings().max_body_bytes
+        # Sized like the Functions host's pool (PYTHON_THREADPOOL_THREAD_COUNT, 1000 by default): predictions
+        # waiting for a compute slot must not hold every thread while /health and look-ups queue behind them.
+        self.executor = ThreadPoolExecutor(max_workers=threads or settings.threadpool_threads, thread_name_prefix="fn")
+        self.max_body = settings.max_body_bytes
+        self.bodies = BodyBytes(settings.max_buffered_body_bytes, self.max_body)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -57,6 +61,18 @@ class FunctionAppServer:
             return
         if scope["type"] != "http":
             return
+        size = self.bodies.size_of(scope)
+        if not self.bodies.reserve(size):  # refused before its body is read (MAX_BUFFERED_BODY_BYTES)
+            await self._send(send, overloaded_response(), scope["method"].upper())
+            log.info("%s %s -> 503 (request bodies held over the limit)", log_safe(scope["method"], 20),
+                     log_safe(scope["path"]))
+            return
+        try:
+            await self._serve(scope, receive, send)
+        finally:
+            self.bodies.release(size)
+
+    async def _serve(self, scope, receive, send):
         started = time.perf_counter()
         method = scope["method"].upper()
         path = scope["path"]
@@ -67,10 +83,10 @@ class FunctionAppServer:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         body = await self._read_body(receive, headers)
         query_string = scope.get("query_string", b"").decode("latin-1")
-        loop = asyncio.get_running_loop()
-        reply, route = await loop.run_in_executor(
+        # A client that disconnects meanwhile has its work cancelled (shared.host_limits).
+        (reply, route), _ = await call_cancellable(
             self.executor, lambda: dispatch(self.routes, method, path, query_string, headers, body,
-                                            headers.get("host", "localhost")))
+                                            headers.get("host", "localhost")), receive)
         await self._send(send, reply, method)
         elapsed = (time.perf_counter() - started) * 1000
         log.info("%s %s -> %d in %.1f ms (%s)", log_safe(method, 20), log_safe(path), reply.status, elapsed,

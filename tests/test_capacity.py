@@ -156,7 +156,7 @@ def test_gate_refuses_beyond_its_queue_with_retry_after():
         with gate.slot():
             pass
     err = info.value
-    assert err.status == 503 and err.headers()["Retry-After"].isdigit() and int(err.headers()["Retry-After"]) >= 1
+    assert err.status == 503 and err.headers["Retry-After"].isdigit() and int(err.headers["Retry-After"]) >= 1
     assert err.body()["detail"]["type"] == "overloaded" and err.body()["detail"]["context"]["queued"] == 1
     release.set()
     holder.join(5)
