@@ -60,6 +60,11 @@ class Budget:
     def elapsed(self) -> float:
         return self._clock() - self.started
 
+    def waited_for_slot(self, expected_seconds: float) -> bool:
+        """True when work expected to take ``expected_seconds`` fitted the whole budget but no longer
+        fits what is left of it (the rest was spent waiting): better refused now than stopped later."""
+        return expected_seconds <= (self.seconds or math.inf) and expected_seconds > self.remaining()
+
     @property
     def cancelled(self) -> bool:
         return self._cancelled is not None and self._cancelled.is_set()

@@ -294,3 +294,24 @@ def test_cancelled_request_stops_its_fits(wdi, with_settings, fold_fits):
     with pytest.raises(RequestCancelled):
         service.predict_response(wdi, ImputationRequest(**HEAVY), Budget(60, gone))
     assert fold_fits[0] < 15
+
+
+def test_work_that_no_longer_fits_after_queueing_is_refused_before_it_starts(wdi, with_settings, monkeypatch):
+    from models.twolvlimp import service
+    from models.twolvlimp.data import ImputationRequest
+
+    with_settings(max_concurrent_predictions=1, max_queued_predictions=4)
+    monkeypatch.setattr(service.DurationModel, "estimate", lambda self, w: 0.5)  # fits a 0.8 s budget...
+    monkeypatch.setattr(service, "compute", lambda ds, r: pytest.fail("work that cannot fit must not start"))
+    gate = service.compute_slots()
+    gate._mean_hold = 0.01  # the queue looks short when the request arrives
+    release, entered = threading.Event(), threading.Event()
+    holder = _hold(gate, release, entered)
+    threading.Timer(0.5, release.set).start()  # ... but the slot frees only after 0.5 s
+    try:
+        with pytest.raises(Overloaded) as info:
+            service.predict_response(wdi, ImputationRequest(**SIMPLE), Budget(0.8))
+    finally:
+        release.set()
+        holder.join(5)
+    assert "no longer fit" in info.value.msg and int(info.value.headers["Retry-After"]) >= 1

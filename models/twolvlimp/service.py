@@ -25,7 +25,7 @@ from models.twolvlimp.method import imputation_key, run_default, selection_key
 from models.twolvlimp.result import to_response
 from shared.capacity import Budget, ComputeGate, favour_light_requests
 from shared.dataset import Dataset
-from shared.errors import OverTimeBudget
+from shared.errors import Overloaded, OverTimeBudget
 
 
 ResultCache = LruCache  # response bodies keyed by (data version, request)
@@ -286,9 +286,16 @@ def predict_response(ds: Dataset, req: ImputationRequest, budget: Budget | None 
         load = workload(ds, r)
         if budget is not None and budget.seconds is not None:
             check_fits_budget(ds, r, load, budget.seconds)
-        with compute_slots().slot(budget), (budget.active() if budget is not None else nullcontext()):
+        gate = compute_slots()
+        with gate.slot(budget), (budget.active() if budget is not None else nullcontext()):
             if budget is not None:
                 budget.check("start")
+                expected = _durations.estimate(load)
+                if budget.waited_for_slot(expected):
+                    raise Overloaded(f"This instance is busy: after {budget.elapsed():.0f} s in the queue, the "
+                                     f"{expected:.0f} s this request is expected to take no longer fit in its time "
+                                     f"budget of {budget.seconds:g} s, so it was not started. Retry later.",
+                                     retry_after=gate.retry_after())
             body, timings = compute(ds, r)
         raw = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
         _durations.record(load, timings.get("prepare", 0.0), timings["model"] + 0.0)
