@@ -21,6 +21,8 @@ import pytest
 
 from conftest import start_local_host, stop_process
 
+pytestmark = pytest.mark.slow
+
 HEAVY = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2001", "interpolator": "KNNImputer", "scheme": "AFS",
          "number_predictor": 10, "estimators": 100, "model": "rfr", "interval": "quantile", "dataset": "wdi"}
 QUEUE = 12
