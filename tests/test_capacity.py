@@ -315,3 +315,39 @@ def test_work_that_no_longer_fits_after_queueing_is_refused_before_it_starts(wdi
         release.set()
         holder.join(5)
     assert "no longer fit" in info.value.msg and int(info.value.headers["Retry-After"]) >= 1
+
+
+def test_overload_settings_are_read_and_checked():
+    s = Settings.from_env({"MAX_QUEUED_PREDICTIONS": "3", "REQUEST_TIME_BUDGET_SECONDS": "12.5",
+                           "MAX_BUFFERED_BODY_BYTES": "1000", "PYTHON_THREADPOOL_THREAD_COUNT": "40"})
+    assert (s.max_queued_predictions, s.request_time_budget_seconds, s.max_buffered_body_bytes,
+            s.threadpool_threads) == (3, 12.5, 1000, 40)
+    d = Settings.from_env({})
+    assert (d.max_queued_predictions, d.request_time_budget_seconds, d.threadpool_threads) == (64, 200.0, 1000)
+    assert d.request_time_budget_seconds < 230  # the host's HTTP limit
+    for bad in ("0", "-5", "nan", "soon"):
+        with pytest.raises(ValueError, match="REQUEST_TIME_BUDGET_SECONDS"):
+            Settings.from_env({"REQUEST_TIME_BUDGET_SECONDS": bad})
+
+
+def test_local_host_pool_is_sized_like_the_functions_host():
+    import azure.functions as func
+
+    from shared.local_host import FunctionAppServer
+
+    def small_app():
+        app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+        @app.route(route="ping", methods=["GET"])
+        def ping(req: func.HttpRequest) -> func.HttpResponse:
+            return func.HttpResponse("pong")
+
+        return app
+
+    reset_settings(Settings())
+    try:
+        assert FunctionAppServer(small_app()).executor._max_workers == 1000  # the host's default, not 8
+        reset_settings(Settings(threadpool_threads=16))
+        assert FunctionAppServer(small_app()).executor._max_workers == 16
+    finally:
+        reset_settings(None)
