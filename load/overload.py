@@ -3,7 +3,7 @@
     .venv/bin/python load/overload.py queue  [--predictions 50] [--probe-seconds 8]
     .venv/bin/python load/overload.py flood  [--bodies 150] [--body-bytes 1048576]
 
-queue: sends N different heavy predictions (AFS, 10 predictors, 100 trees, rfr) at once, then
+queue: sends N different heavy predictions (AFS, 10 predictors, 60+ trees, --model rfr) at once, then
        probes GET /health and a look-up (GET /twolvlImp/target_years) every 50 ms while they are
        queued, and prints the probes' p50/p99/max latency and the predictions' status codes.
 flood: while a few predictions run, sends N bodies of --body-bytes at once and samples the
@@ -32,8 +32,12 @@ HEAVY = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2001", "interpolator
          "number_predictor": 10, "estimators": 100, "model": "rfr", "interval": "quantile", "dataset": "wdi"}
 
 
+MODEL = {"name": "rfr"}
+
+
 def heavy_request(i: int) -> dict:
-    return dict(HEAVY, estimators=60 + i)  # all different: none is answered from the result cache
+    # all different: none is answered from the result cache
+    return dict(HEAVY, estimators=60 + i, model=MODEL["name"])
 
 
 def rss_mib(pid: int) -> float:
@@ -131,9 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probe-seconds", type=float, default=8)
     parser.add_argument("--bodies", type=int, default=150)
     parser.add_argument("--body-bytes", type=int, default=1024 * 1024)
+    parser.add_argument("--model", default="rfr", choices=("rfr", "etr", "gbr", "all"), help="of the heavy predictions")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the host")
     args = parser.parse_args(argv)
     env = dict(e.split("=", 1) for e in args.env)
+    MODEL["name"] = args.model
     proc, base, log = start_host(1, env)
     try:
         if args.scenario == "queue":
