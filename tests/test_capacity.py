@@ -351,3 +351,17 @@ def test_local_host_pool_is_sized_like_the_functions_host():
         assert FunctionAppServer(small_app()).executor._max_workers == 16
     finally:
         reset_settings(None)
+
+
+def test_legacy_method_checks_the_budget_between_its_steps(wdi, with_settings):
+    from models.twolvlimp import service
+    from models.twolvlimp.data import ImputationRequest
+
+    with_settings()
+    gone = threading.Event()
+    timer = threading.Timer(0.2, gone.set)
+    timer.start()
+    legacy = {**HEAVY, "method": "legacy", "estimators": 50, "model": "rfr"}
+    with pytest.raises(RequestCancelled) as info:
+        service.predict_response(wdi, ImputationRequest(**legacy), Budget(60, gone))
+    assert "legacy" in info.value.msg

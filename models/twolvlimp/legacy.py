@@ -23,6 +23,7 @@ from models.twolvlimp.imputers import make_base_imputer
 from models.twolvlimp.method import absent_sids
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
 from models.twolvlimp.selection import pca_select
+from shared.capacity import checkpoint
 from shared.dataset import Dataset
 
 LEVEL = 0.9
@@ -68,6 +69,7 @@ def run_legacy(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     complete = list(rank[rank.percent_missing < PREDICTOR_MISSING_MAX * 100]["column_name"])
     extra = [c for c in r.manual_predictors if c not in complete]
     X_train, X_test = _impute(r.interpolator, X_train[complete + extra], X_test[complete + extra])
+    checkpoint("legacy selection")  # the request's budget (deadline, client gone), between the long steps
 
     if r.scheme == "AFS":
         k = r.number_predictor
@@ -86,10 +88,12 @@ def run_legacy(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     grid = _grid(r.model, r.estimators, r.interval)
     pipeline = Pipeline([("regressor", grid[0]["regressor"][0])])
     gs = GridSearchCV(pipeline, grid, cv=5, scoring="neg_mean_squared_error", refit=True, n_jobs=1)
+    checkpoint("legacy grid search")
     gs.fit(X_train, y_train, regressor__sample_weight=weights)
     rmse = float(np.sqrt(-gs.best_score_))
     best = gs.best_estimator_["regressor"]
     prediction = gs.predict(X_test)
+    checkpoint("legacy intervals")
 
     if r.interval == "bootstrap":
         residuals = (y_train - cross_val_predict(best, X_train, y_train, cv=3)).to_numpy()
