@@ -102,6 +102,9 @@ class Dataset:
     def indicator_name(self, code: str) -> str:
         return str(self.indicator_meta.at[code, "Indicator"])
 
+    def country_name(self, code: str) -> str:
+        return str(self.country_meta.at[code, "Country Name"])
+
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
         """Compute once per dataset version; concurrent callers of the same key wait for one computation."""
         with self._memo_lock:
