@@ -391,3 +391,22 @@ def test_predictions_on_data_with_huge_values_are_finite(call, folder, interpola
     assert numbers and all(isinstance(v, float) and np.isfinite(v) for v in numbers), numbers[:10]
     if values is HUGE:
         assert max(abs(v) for v in body["prediction"]["prediction"]) < 1e3  # a percentage, not an overflow
+
+
+# --------------------------------------------------------------------------- storage timeouts
+def test_blob_timeouts_and_retries_come_from_settings():
+    from shared.settings import Settings
+    from shared.store import source_from_settings
+
+    env = {"DATASET_BLOB_CONNECTION_STRING": "UseDevelopmentStorage=true", "DATASET_BLOB_CONNECT_TIMEOUT": "1.5",
+           "DATASET_BLOB_READ_TIMEOUT": "4", "DATASET_BLOB_RETRIES": "2"}
+    settings = Settings.from_env(env)
+    assert (settings.blob_connect_timeout, settings.blob_read_timeout, settings.blob_retries) == (1.5, 4.0, 2)
+    source = source_from_settings(settings)
+    assert source.limits == "no answer within 4 s, 3 tries"
+    config = source.container._config
+    assert config.retry_policy.total_retries == 2
+    assert Settings.from_env({}).blob_read_timeout == 3.0
+    for name, bad in (("DATASET_BLOB_READ_TIMEOUT", "0"), ("DATASET_BLOB_CONNECT_TIMEOUT", "soon")):
+        with pytest.raises(ValueError, match=name):
+            Settings.from_env({name: bad})
