@@ -185,11 +185,11 @@ def _check_numbers(file: str, frame: pd.DataFrame, years: list[str]) -> dict[str
 
 
 def _year_values(series: pd.Series, keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """The column's values with infinite and out-of-bound ones made missing; and the rows of those."""
+    """The column's values (rows in keep) with infinite and out-of-bound ones made missing; and the rows of those."""
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore"):
         unusable = np.isinf(values) | (np.abs(values) > MAX_ABS_VALUE)
-    rows = np.flatnonzero(unusable)
+    rows = np.flatnonzero(unusable if keep is None else unusable & keep)
     if len(rows):  # not a measurement the models can use: treat it as missing
         values = np.where(unusable, np.nan, values)
     if keep is not None:
@@ -197,12 +197,15 @@ def _year_values(series: pd.Series, keep: np.ndarray | None) -> tuple[np.ndarray
     return values, rows
 
 
-def _unusable_warning(file: str, data: pd.DataFrame, found: list[tuple[int, str, float]], shown: int = 5) -> str:
+SHOWN_UNUSABLE = 5  # values named in the warning
+
+
+def _unusable_warning(file: str, data: pd.DataFrame, count: int, found: list[tuple[int, str, float]]) -> str:
     examples = []
-    for row, col, value in sorted(found)[:shown]:
+    for row, col, value in sorted(found)[:SHOWN_UNUSABLE]:
         examples.append(f"row {row + 1} column {col} (country {data.at[row, 'Country Code']}, "
                         f"indicator {data.at[row, 'Indicator Code']}): {value:g}")
-    return (f"{file}: {len(found)} value(s) not finite or beyond +-{MAX_ABS_VALUE:g} treated as missing, "
+    return (f"{file}: {count} value(s) not finite or beyond +-{MAX_ABS_VALUE:g} treated as missing, "
             f"e.g. {'; '.join(examples)}")
 
 
@@ -298,13 +301,14 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
     cube = np.full((len(years), len(countries), len(indicators)), np.nan)
     ci = countries.get_indexer(c_uniques)[c_codes]
     ii = indicators.get_indexer(i_uniques)[i_codes]
-    unusable: list[tuple[int, str, float]] = []
+    unusable, first_unusable = 0, []  # the first rows of each column are enough to name the first overall
     for k, col in enumerate(year_cols):
         column = converted.get(col, data[col])
         cube[k, ci, ii], rows = _year_values(column, keep)
-        unusable.extend((int(r), col, float(column.iloc[r])) for r in rows)
+        unusable += len(rows)
+        first_unusable.extend((int(r), col, float(column.iloc[r])) for r in rows[:SHOWN_UNUSABLE])
     if unusable:
-        warnings.append(_unusable_warning(data_name, data, unusable))
+        warnings.append(_unusable_warning(data_name, data, unusable, first_unusable))
     del data, converted
     if np.isnan(cube).all():
         raise DatasetFormatError(data_name, "holds no usable value")

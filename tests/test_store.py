@@ -1,6 +1,7 @@
 """Dataset parsing and the per-instance store, on local folders."""
 import importlib.util
 import json
+import re
 import shutil
 import sys
 import threading
@@ -410,3 +411,19 @@ def test_blob_timeouts_and_retries_come_from_settings():
     for name, bad in (("DATASET_BLOB_READ_TIMEOUT", "0"), ("DATASET_BLOB_CONNECT_TIMEOUT", "soon")):
         with pytest.raises(ValueError, match=name):
             Settings.from_env({name: bad})
+
+
+def test_many_unusable_values_are_counted_and_the_first_five_named(folder):
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "indicatorData.csv", dtype=str, keep_default_na=False)
+    rows = list(frame.index[frame["Indicator Code"] == "wdi-SP.URB.TOTL.IN.ZS"][:8])
+    for k, row in enumerate(reversed(rows)):
+        frame.at[row, "2015" if k % 2 else "2016"] = "-1e20"
+    frame.loc[len(frame)] = ["FJI", "wdi-NOT.IN.META"] + ["1e99"] * (len(frame.columns) - 2)  # ignored row
+    frame.to_csv(folder / "indicatorData.csv", index=False)
+    data = build_dataset(files_of(folder))
+    [warning] = [w for w in data.warnings if "not finite" in w]
+    assert warning.startswith("indicatorData.csv: 8 value(s) not finite or beyond +-1e+15 treated as missing")
+    named = [int(n) for n in re.findall(r"row (\d+) column", warning)]
+    assert named == [r + 1 for r in rows[:5]]
