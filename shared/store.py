@@ -172,7 +172,7 @@ def source_from_settings(settings: Settings) -> DatasetSource:
 
 UNAVAILABLE_RETRY_SECONDS = 2.0  # with no copy at all, ask a failing source again at most this often
 PUBLISH_QUIET_SECONDS = 30.0     # a changed blob version is loaded once its files were untouched this long
-SHRINK_LIMIT = 0.5               # without a manifest, a reload keeping less than this share of rows or indicators is refused
+SHRINK_LIMIT = 0.5               # without a manifest, a reload keeping less of the rows or indicators is refused
 
 
 class DatasetStore:

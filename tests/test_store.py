@@ -296,7 +296,8 @@ def _rows_in_manifest(f):
     (_same_size_edit, "indicatorData.csv: content differs from manifest.json (SHA-256"),
     (lambda f: (f / "countryMeta.csv").unlink(), "countryMeta.csv: is listed in manifest.json but missing"),
     (_extra_file, "indicatorData.parquet: is not listed in manifest.json"),
-    (lambda f: (f / "datasetMeta.csv").write_text("Dataset Code,Dataset Name\n"), "datasetMeta.csv: has 26 bytes, manifest.json lists 163"),
+    (lambda f: (f / "datasetMeta.csv").write_text("Dataset Code,Dataset Name\n"),
+     "datasetMeta.csv: has 26 bytes, manifest.json lists 163"),
     (_rows_in_manifest, "indicatorMeta.csv: has 110 data rows, manifest.json lists 109"),
     (lambda f: (f / MANIFEST).write_text("{not json"), "manifest.json: is not a format-1 manifest"),
 ], ids=["content", "missing-file", "unlisted-file", "meta-emptied", "rows", "garbage-manifest"])
