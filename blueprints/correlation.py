@@ -150,7 +150,7 @@ def correlate(req: CorrelateRequest) -> CorrelateResponse:
     data = get_dataset()
     result = correlation.correlate(data, req.dataset, req.category, req.country, req.year, req.compare_with,
                                    req.min_overlap)
-    name = lambda code: correlation.country_name(data, code)  # noqa: E731
+    name = data.country_name
     return CorrelateResponse(
         dataset=result.dataset, category=result.category, year=result.year, country=result.country,
         country_name=name(result.country), compare_with=req.compare_with, min_overlap=req.min_overlap,
@@ -206,8 +206,8 @@ def cluster(req: ClusterRequest) -> ClusterResponse:
     result = correlation.cluster(data, req.dataset, req.category, req.year, req.k, req.seed, req.min_observed)
     return ClusterResponse(
         dataset=result.dataset, category=result.category, year=result.year, k=result.k, seed=req.seed,
-        countries=result.countries, names=[correlation.country_name(data, c) for c in result.countries],
+        countries=result.countries, names=[data.country_name(c) for c in result.countries],
         labels=result.labels, indicators=result.indicators,
-        excluded=[ClusterExcluded(country=c, name=correlation.country_name(data, c), indicators=n)
+        excluded=[ClusterExcluded(country=c, name=data.country_name(c), indicators=n)
                   for c, n in result.excluded],
         iterations=result.iterations, converged=result.converged, inertia=result.inertia)

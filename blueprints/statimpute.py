@@ -115,6 +115,6 @@ def impute(req: ImputeRequest) -> ImputeResponse:
                                 status="observed" if o else ("imputed" if v is not None else "missing"))
               for y, v, o in zip(result.years, result.values, result.observed)]
     return ImputeResponse(target=result.target, target_name=data.indicator_name(result.target),
-                          country=result.country, country_name=statimpute.country_name(data, result.country),
+                          country=result.country, country_name=data.country_name(result.country),
                           method=req.method, direction=req.direction, order=order,
                           filled_years=result.filled_years, series=series)

@@ -15,7 +15,6 @@ from models.twolvlimp import data as lookups
 from models.twolvlimp import service
 from models.twolvlimp.data import ImputationError, ImputationRequest
 from shared.capacity import Budget
-from shared.errors import UnsupportedValue
 from shared.http import ApiBlueprint
 from shared.settings import get_settings
 from shared.store import get_dataset
@@ -250,10 +249,6 @@ def _dataset():
     return get_dataset()
 
 
-def _unsupported(exc: ImputationError) -> UnsupportedValue:
-    return UnsupportedValue(exc.msg, **exc.context)
-
-
 def _dataset_for(ds, year: int, dataset: Optional[str], target: Optional[str]) -> str:
     if dataset and not lookups.is_legacy_dataset_alias(ds, dataset):
         return lookups.check_dataset(ds, year, dataset)
@@ -280,32 +275,23 @@ def target_years() -> list[str]:
 def datasets(q: YearQuery) -> dict[str, str]:
     """{dataset code: dataset name} for the datasets with valid targets that year."""
     ds = _dataset()
-    try:
-        return lookups.datasets(ds, lookups.check_year(ds, q.target_year))
-    except ImputationError as exc:
-        raise _unsupported(exc)
+    return lookups.datasets(ds, lookups.check_year(ds, q.target_year))
 
 
 @blueprint.get("targets", query=TargetsQuery, response=dict[str, str])
 def targets(q: TargetsQuery) -> dict[str, str]:
     """{indicator code: name}: indicators missing for fewer than 80% of countries that year, and for at least one."""
     ds = _dataset()
-    try:
-        year = lookups.check_year(ds, q.target_year)
-        return lookups.targets(ds, year, _dataset_for(ds, year, q.dataset, None))
-    except ImputationError as exc:
-        raise _unsupported(exc)
+    year = lookups.check_year(ds, q.target_year)
+    return lookups.targets(ds, year, _dataset_for(ds, year, q.dataset, None))
 
 
 @blueprint.get("dimensions", query=DimensionsQuery, response=list[Dimension])
 def dimensions(q: DimensionsQuery) -> list[dict]:
     """[{label, value}]: the dimensions of an indicator (by name or code) that are valid targets that year."""
     ds = _dataset()
-    try:
-        year = lookups.check_year(ds, q.target_year)
-        return lookups.dimensions(ds, year, _dataset_for(ds, year, q.dataset, q.target), q.target)
-    except ImputationError as exc:
-        raise _unsupported(exc)
+    year = lookups.check_year(ds, q.target_year)
+    return lookups.dimensions(ds, year, _dataset_for(ds, year, q.dataset, q.target), q.target)
 
 
 @blueprint.post("predictors", body=PredictorListRequest, response=dict[str, Any])
@@ -313,12 +299,9 @@ def predictors(req: PredictorListRequest) -> dict:
     """MANUAL: {code: "Indicator-Dimension"} of the valid predictors that year, without the target itself.
     AFS/PCA: the allowed numbers of predictors ({n: n})."""
     ds = _dataset()
-    try:
-        year = lookups.check_year(ds, req.target_year)
-        dataset = _dataset_for(ds, year, req.dataset, req.target)
-        target = lookups.check_target(ds, year, dataset, req.target)
-    except ImputationError as exc:
-        raise _unsupported(exc)
+    year = lookups.check_year(ds, req.target_year)
+    dataset = _dataset_for(ds, year, req.dataset, req.target)
+    target = lookups.check_target(ds, year, dataset, req.target)
     if req.scheme == Scheme.MANUAL:
         return lookups.manual_predictor_options(ds, year, target)
     return {str(k): v for k, v in lookups.number_predictor_options(ds, year, target).items()}
@@ -341,10 +324,7 @@ def estimate(req: EstimateRequest) -> float:
     """Expected seconds for /predict with this request on this instance (learned from its measured durations).
     Answers any state of the form: what is not chosen yet is estimated from typical choices."""
     ds = _dataset()
-    try:
-        return service.estimate_seconds(ds, lookups.complete_for_estimate(ds, req.to_model()))
-    except ImputationError as exc:
-        raise _unsupported(exc)
+    return service.estimate_seconds(ds, lookups.complete_for_estimate(ds, req.to_model()))
 
 
 @blueprint.post("predict", body=TrainRequest, response=ModelResponse, main=True, aliases=("imputation/predict",),
@@ -357,10 +337,7 @@ def predict(req: TrainRequest) -> func.HttpResponse:
     (the message names changes that fit); 504 when a computation overruns the budget and is stopped."""
     ds = _dataset()
     budget = Budget.for_request(get_settings().request_time_budget_seconds)
-    try:
-        outcome = service.predict_response(ds, req.to_model(), budget=budget)
-    except ImputationError as exc:
-        raise _unsupported(exc)
+    outcome = service.predict_response(ds, req.to_model(), budget=budget)
     return func.HttpResponse(body=outcome.body, status_code=200, mimetype="application/json", charset="utf-8",
                              headers={"x-cache": "hit" if outcome.cached else "miss",
                                       "x-compute-seconds": f"{outcome.seconds:.4f}"})

@@ -67,7 +67,7 @@ MODEL = Template('''\
 Scaffolded by scripts/new_model.py as a working example: it summarises one indicator
 over the Small Island Developing States in one year. Replace the logic with yours and
 keep the shape: functions take a ``Dataset`` and plain values, return plain values,
-and raise ``UnsupportedValue`` (a 422 with your message) for values the data cannot serve.
+and raise ``ModelInputError`` (the HTTP layer answers 422 with your message) for values the data cannot serve.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ from enum import Enum
 import numpy as np
 
 from shared.dataset import Dataset
-from shared.errors import UnsupportedValue
+from models.errors import ModelInputError
 
 
 class ${Camel}Statistic(str, Enum):
@@ -108,21 +108,21 @@ def summarise(data: Dataset, indicator: str, year: int,
     """A statistic of ``indicator`` over the SIDS that have a value in ``year``."""
     statistic = ${Camel}Statistic(statistic)
     if indicator not in data.indicators:
-        raise UnsupportedValue(f"Unknown indicator {indicator!r}; GET /$name/indicators lists them.",
+        raise ModelInputError(f"Unknown indicator {indicator!r}; GET /$name/indicators lists them.",
                                field="indicator")
     if not data.has_year(year):
-        raise UnsupportedValue(f"No year {year} in the dataset; years run from {data.years[0]} to {data.years[-1]}.",
+        raise ModelInputError(f"No year {year} in the dataset; years run from {data.years[0]} to {data.years[-1]}.",
                                field="year")
     values = data.year_frame(year).loc[data.sids_mask, indicator].dropna().to_numpy()
     if values.size == 0:
-        raise UnsupportedValue(f"No SIDS has a value for {indicator} in {year}.", field="year")
+        raise ModelInputError(f"No SIDS has a value for {indicator} in {year}.", field="year")
     if statistic is ${Camel}Statistic.mean:
         value = float(np.mean(values))
     elif statistic is ${Camel}Statistic.median:
         value = float(np.median(values))
     else:
         if quantile is None:
-            raise UnsupportedValue("statistic quantile needs a quantile between 0 and 1", field="quantile")
+            raise ModelInputError("statistic quantile needs a quantile between 0 and 1", field="quantile")
         value = float(np.quantile(values, quantile))
     return {"value": value, "countries": int(values.size)}
 ''')
@@ -203,7 +203,7 @@ import math
 import pytest
 
 from models import $name as model
-from shared.errors import UnsupportedValue
+from models.errors import ModelInputError
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +219,7 @@ def test_summarise(wdi, example):
     median = model.summarise(wdi, indicator, year, "median")
     assert mean["countries"] == median["countries"] >= 1
     assert model.summarise(wdi, indicator, year, "quantile", 0.5)["value"] == pytest.approx(median["value"])
-    with pytest.raises(UnsupportedValue, match="Unknown indicator"):
+    with pytest.raises(ModelInputError, match="Unknown indicator"):
         model.summarise(wdi, "no-such-indicator", year)
 
 

@@ -3,14 +3,18 @@
 A dataset folder (or blob prefix) holds ``indicatorData.csv`` (one row per country
 and indicator, one column per year), ``indicatorMeta.csv``, ``datasetMeta.csv`` and
 optionally ``countryMeta.csv``. ``indicatorData.parquet`` may stand beside the CSV
-and is read instead of it (much faster for platform-size data).
+and is read instead of it (much faster for platform-size data). A ``manifest.json``,
+written last by the upload script, lists every file's size, SHA-256 and CSV row
+count: it tells a complete publish from a partial or truncated one.
 
 The values are held as one float array ``[year, country, indicator]`` so that the
 countries x indicators matrix of a year is a view, not a pivot.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 import threading
 import time
@@ -28,6 +32,11 @@ DATASET_META = "datasetMeta.csv"
 COUNTRY_META = "countryMeta.csv"
 REQUIRED_FILES = (DATA_FILE, INDICATOR_META, DATASET_META)
 KNOWN_FILES = (DATA_FILE, DATA_PARQUET, INDICATOR_META, DATASET_META, COUNTRY_META)
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+# Values the models cannot handle (float32 overflow in IterativeImputer, squared errors): beyond this
+# magnitude a value is treated as missing and reported. Real indicators stay far below (world GDP ~1e14 US$).
+MAX_ABS_VALUE = 1e15
 
 REQUIRED_COLUMNS = {
     DATA_FILE: ("Country Code", "Indicator Code"),
@@ -102,6 +111,9 @@ class Dataset:
     def indicator_name(self, code: str) -> str:
         return str(self.indicator_meta.at[code, "Indicator"])
 
+    def country_name(self, code: str) -> str:
+        return str(self.country_meta.at[code, "Country Name"])
+
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
         """Compute once per dataset version; concurrent callers of the same key wait for one computation."""
         with self._memo_lock:
@@ -175,14 +187,29 @@ def _check_numbers(file: str, frame: pd.DataFrame, years: list[str]) -> dict[str
     return converted
 
 
-def _year_values(series: pd.Series, keep: np.ndarray | None) -> np.ndarray:
+def _year_values(series: pd.Series, keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The column's values (rows in keep) with infinite and out-of-bound ones made missing; and the rows of those."""
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        unusable = np.isinf(values) | (np.abs(values) > MAX_ABS_VALUE)
+    rows = np.flatnonzero(unusable if keep is None else unusable & keep)
+    if len(rows):  # not a measurement the models can use: treat it as missing
+        values = np.where(unusable, np.nan, values)
     if keep is not None:
         values = values[keep]
-    infinite = np.isinf(values)
-    if infinite.any():  # Infinity is not a measurement: treat it as missing
-        values = np.where(infinite, np.nan, values)
-    return values
+    return values, rows
+
+
+SHOWN_UNUSABLE = 5  # values named in the warning
+
+
+def _unusable_warning(file: str, data: pd.DataFrame, count: int, found: list[tuple[int, str, float]]) -> str:
+    examples = []
+    for row, col, value in sorted(found)[:SHOWN_UNUSABLE]:
+        examples.append(f"row {row + 1} column {col} (country {data.at[row, 'Country Code']}, "
+                        f"indicator {data.at[row, 'Indicator Code']}): {value:g}")
+    return (f"{file}: {count} value(s) not finite or beyond +-{MAX_ABS_VALUE:g} treated as missing, "
+            f"e.g. {'; '.join(examples)}")
 
 
 def _codes(file: str, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -209,8 +236,19 @@ def _parse_bool(value: str) -> bool:
     return str(value).strip().lower() in {"true", "1", "yes", "y", "t"}
 
 
-def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: str = "") -> Dataset:
-    """Parse and check the files of one dataset (bytes or paths, keyed by file name)."""
+def _check_rows(file: str, frame: pd.DataFrame, expected_rows: Mapping[str, int] | None) -> None:
+    if expected_rows is not None and file in expected_rows and len(frame) != expected_rows[file]:
+        raise DatasetFormatError(file, f"has {len(frame)} data rows, {MANIFEST} lists {expected_rows[file]}")
+    if file in (DATA_FILE, DATA_PARQUET) and len(frame) == 0:
+        raise DatasetFormatError(file, "has no data rows")
+
+
+def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: str = "",
+                  expected_rows: Mapping[str, int] | None = None) -> Dataset:
+    """Parse and check the files of one dataset (bytes or paths, keyed by file name).
+
+    ``expected_rows``: data rows per CSV as listed in the manifest; a file that parses to another count fails.
+    """
     started = time.perf_counter()
     has_data = DATA_PARQUET in files or DATA_FILE in files
     for name in REQUIRED_FILES:
@@ -220,6 +258,8 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
 
     data_name = DATA_PARQUET if DATA_PARQUET in files else DATA_FILE
     data = _read_parquet(files[DATA_PARQUET]) if data_name == DATA_PARQUET else _read_csv(DATA_FILE, files[DATA_FILE])
+    _check_rows(data_name, data, expected_rows)
+    data = data.reset_index(drop=True)
     data.columns = [str(c).strip() for c in data.columns]
     _require_columns(DATA_FILE, data)
     data["Country Code"] = data["Country Code"].astype(str).str.strip()
@@ -232,17 +272,22 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
     converted = _check_numbers(data_name, data, year_cols)
 
     meta = _read_csv(INDICATOR_META, files[INDICATOR_META])
+    _check_rows(INDICATOR_META, meta, expected_rows)
     _require_columns(INDICATOR_META, meta)
     meta["Indicator Code"] = meta["Indicator Code"].str.strip()
     _check_unique(INDICATOR_META, meta, ["Indicator Code"])
     meta = meta.set_index("Indicator Code")
 
     dsets = _read_csv(DATASET_META, files[DATASET_META])
+    _check_rows(DATASET_META, dsets, expected_rows)
     _require_columns(DATASET_META, dsets)
     _check_unique(DATASET_META, dsets, ["Dataset Code"])
     dsets = dsets.set_index("Dataset Code")
 
     known_indicator = pd.Index(i_uniques).isin(meta.index)
+    if not known_indicator.any():
+        raise DatasetFormatError(INDICATOR_META, f"lists none of the {len(i_uniques)} indicator codes of {data_name}, "
+                                                 f"e.g. {i_uniques[0]}")
     keep = None
     if not known_indicator.all():
         unknown = sorted(i_uniques[~known_indicator])
@@ -259,12 +304,21 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
     cube = np.full((len(years), len(countries), len(indicators)), np.nan)
     ci = countries.get_indexer(c_uniques)[c_codes]
     ii = indicators.get_indexer(i_uniques)[i_codes]
+    unusable, first_unusable = 0, []  # the first rows of each column are enough to name the first overall
     for k, col in enumerate(year_cols):
-        cube[k, ci, ii] = _year_values(converted.get(col, data[col]), keep)
+        column = converted.get(col, data[col])
+        cube[k, ci, ii], rows = _year_values(column, keep)
+        unusable += len(rows)
+        first_unusable.extend((int(r), col, float(column.iloc[r])) for r in rows[:SHOWN_UNUSABLE])
+    if unusable:
+        warnings.append(_unusable_warning(data_name, data, unusable, first_unusable))
     del data, converted
+    if np.isnan(cube).all():
+        raise DatasetFormatError(data_name, "holds no usable value")
 
     if COUNTRY_META in files:
         cmeta = _read_csv(COUNTRY_META, files[COUNTRY_META])
+        _check_rows(COUNTRY_META, cmeta, expected_rows)
         _require_columns(COUNTRY_META, cmeta)
         cmeta["Country Code"] = cmeta["Country Code"].str.strip()
         _check_unique(COUNTRY_META, cmeta, ["Country Code"])
@@ -284,3 +338,89 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
         version=version, source=source, load_seconds=time.perf_counter() - started, warnings=tuple(warnings),
     )
 
+
+
+# --------------------------------------------------------------------------- manifest
+def _sha256_and_size(content: bytes | str) -> tuple[str, int]:
+    if isinstance(content, (bytes, bytearray)):
+        return hashlib.sha256(content).hexdigest(), len(content)
+    digest, size = hashlib.sha256(), 0
+    with open(content, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def make_manifest(files: Mapping[str, bytes | str], dataset_version: str | None = None,
+                  created_at: datetime | None = None) -> dict:
+    """The manifest of a complete dataset: per file its size, SHA-256 and (CSV) data rows.
+
+    Refuses files the loader would refuse (the data must parse and have rows), so a manifest never vouches for them.
+    """
+    listed = {}
+    for name in sorted(files):
+        if name not in KNOWN_FILES:
+            continue
+        sha256, size = _sha256_and_size(files[name])
+        entry: dict[str, Any] = {"bytes": size, "sha256": sha256}
+        if name.endswith(".csv"):
+            entry["rows"] = len(_read_csv(name, files[name]))
+        listed[name] = entry
+    build_dataset({n: files[n] for n in listed})  # raises DatasetFormatError naming the file
+    if dataset_version is None:
+        combined = "\n".join(f"{n}={e['sha256']}" for n, e in listed.items())
+        dataset_version = hashlib.sha256(combined.encode()).hexdigest()[:16]
+    created = (created_at or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    return {"format": MANIFEST_FORMAT, "dataset_version": dataset_version, "created_at": created, "files": listed}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    dataset_version: str
+    created_at: str
+    files: dict[str, dict]
+
+    @property
+    def expected_rows(self) -> dict[str, int]:
+        return {n: e["rows"] for n, e in self.files.items() if "rows" in e}
+
+
+def parse_manifest(content: bytes | str) -> Manifest:
+    if not isinstance(content, (bytes, bytearray)):
+        with open(content, "rb") as handle:
+            content = handle.read()
+    try:
+        raw = json.loads(content)
+        files = raw["files"]
+        ok = raw.get("format") == MANIFEST_FORMAT and isinstance(files, dict) and all(
+            isinstance(e, dict) and isinstance(e.get("bytes"), int) and isinstance(e.get("sha256"), str)
+            and isinstance(e.get("rows", 0), int) for e in files.values())
+    except (ValueError, TypeError, KeyError, AttributeError):
+        ok = False
+    if not ok:
+        raise DatasetFormatError(MANIFEST, f"is not a format-{MANIFEST_FORMAT} manifest "
+                                           "(files: name -> bytes, sha256, rows)")
+    return Manifest(str(raw.get("dataset_version", "")), str(raw.get("created_at", "")), files)
+
+
+def check_manifest(manifest: Manifest, present: Mapping[str, int | None], contents: Mapping[str, bytes | str]) -> None:
+    """Check the files against the manifest; raises DatasetFormatError naming the first file that differs.
+
+    ``present``: every dataset file there, with its size when known; ``contents``: the files that will be read
+    (their SHA-256 is checked; the others' size only).
+    """
+    for name in sorted(present):
+        if name not in manifest.files:
+            raise DatasetFormatError(name, f"is not listed in {MANIFEST} (a publish in progress, or a stray file)")
+    for name, entry in sorted(manifest.files.items()):
+        if name not in present:
+            raise DatasetFormatError(name, f"is listed in {MANIFEST} but missing")
+        size = present[name]
+        if name in contents:
+            sha256, size = _sha256_and_size(contents[name])
+        if size is not None and size != entry["bytes"]:
+            raise DatasetFormatError(name, f"has {size} bytes, {MANIFEST} lists {entry['bytes']}")
+        if name in contents and sha256 != entry["sha256"]:
+            raise DatasetFormatError(name, f"content differs from {MANIFEST} (SHA-256 {sha256[:12]}..., "
+                                           f"listed {entry['sha256'][:12]}...)")

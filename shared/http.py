@@ -26,7 +26,8 @@ from typing import Any, Callable
 import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from shared.errors import MethodNotAllowed, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from models.errors import ModelInputError
+from shared.errors import MethodNotAllowed, PayloadTooLarge, ServiceError, UnsupportedMediaType, UnsupportedValue
 from shared.routing import host_order_key
 from shared.settings import get_settings
 from shared.validation import JsonBodyError, json_error_detail, load_json, validation_detail
@@ -234,6 +235,8 @@ class PathFunction:
                 resp = _answer(*self.handlers[method], req)
         except RequestInvalid as exc:
             resp = error_response(422, exc.detail)
+        except ModelInputError as exc:  # the models' one error type: a request its data cannot serve
+            resp = json_response(UnsupportedValue(exc.msg, **exc.context).body(), status=UnsupportedValue.status)
         except ServiceError as exc:
             resp = json_response(exc.body(), status=exc.status)
             resp.headers.update(exc.headers)

@@ -50,6 +50,8 @@ class Health(BaseModel):
     countries: int
     last_error: str | None
     last_error_at: str | None
+    dataset_version: str | None = None  # from the dataset's manifest.json, when it has one
+    data_warnings: list[str] = []       # what the load ignored (unknown indicators, unusable values)
     dataset_used: bool
     service_model: str | None
 

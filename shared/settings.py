@@ -29,6 +29,19 @@ def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(item.strip().rstrip("/") for item in value.split(",") if item.strip())
 
 
+def _float(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"setting {name} must be a number, got {raw!r}") from exc
+    if not value > 0:
+        raise ValueError(f"setting {name} must be positive, got {raw!r}")
+    return value
+
+
 def _int(env: dict, name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or str(raw).strip() == "":
@@ -120,6 +133,9 @@ class Settings:
     blob_container: str = "datasets"
     blob_prefix: str = ""
     refresh_seconds: int = 300
+    blob_connect_timeout: float = 3.0   # seconds to open a connection to the storage account
+    blob_read_timeout: float = 3.0      # seconds to wait for each read from it (not for a whole download)
+    blob_retries: int = 1               # further tries of a failed storage call within one load
     service_model: str | None = None
     cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
     max_body_bytes: int = 1024 * 1024
@@ -149,6 +165,9 @@ class Settings:
             blob_container=env.get("DATASET_BLOB_CONTAINER") or "datasets",
             blob_prefix=(env.get("DATASET_BLOB_PREFIX") or "").strip("/"),
             refresh_seconds=_int(env, "DATASET_REFRESH_SECONDS", 300),
+            blob_connect_timeout=_float(env, "DATASET_BLOB_CONNECT_TIMEOUT", 3.0),
+            blob_read_timeout=_float(env, "DATASET_BLOB_READ_TIMEOUT", 3.0),
+            blob_retries=max(0, _int(env, "DATASET_BLOB_RETRIES", 1)),
             service_model=(env.get("SERVICE_MODEL") or "").strip() or None,
             cors_origins=_list(env.get("CORS_ALLOWED_ORIGINS"), DEFAULT_CORS_ORIGINS),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
@@ -164,12 +183,14 @@ class Settings:
 
 
 _SECRET_PARTS = re.compile(r"(AccountKey|SharedAccessSignature|sig|password|secret)=([^;&]+)", re.I)
+_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/?#\s]*@", re.I)
 
 
 def redact(text: str | None) -> str | None:
-    """Hide keys and signatures in connection strings and URLs before they are logged or shown."""
+    """Hide keys, signatures and URL user-info (user:password@) before they are logged or shown."""
     if text is None:
         return None
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}***@", text)
     return _SECRET_PARTS.sub(lambda m: f"{m.group(1)}=***", text)
 
 

@@ -5,8 +5,10 @@ ETag) and fetches them. The :class:`DatasetStore` loads once, then at most every
 ``refresh_seconds`` asks the source whether the tags changed and reloads only then.
 A reload builds a complete new :class:`Dataset` and swaps one reference, so a
 request holds either the old or the new version, never a mix. When the source is
-unreachable or a new version is malformed, the last good copy keeps serving and
-``status()`` says ``degraded``; with no good copy at all, data endpoints get 503.
+unreachable or a new version is malformed, incomplete (its files do not match its
+``manifest.json``) or, without a manifest, lost more than half its rows or indicators,
+the last good copy keeps serving and ``status()`` says ``degraded``; with no good copy
+at all, data endpoints get 503.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from shared.dataset import DATA_FILE, DATA_PARQUET, KNOWN_FILES, Dataset, DatasetFormatError, build_dataset
+from shared.dataset import (DATA_FILE, DATA_PARQUET, KNOWN_FILES, MANIFEST, Dataset, DatasetFormatError,
+                            Manifest, build_dataset, check_manifest, parse_manifest)
 from shared.errors import DatasetUnavailable
-from shared.settings import Settings, get_settings, redact
+from shared.settings import PROJECT_ROOT, Settings, get_settings, redact
 
 log = logging.getLogger("sids.datasets")
 
@@ -31,19 +34,35 @@ class SourceUnreachable(RuntimeError):
 
 class DatasetSource(Protocol):
     description: str
+    sizes: dict[str, int]  # file name -> size in bytes, as of the last tags()
 
     def tags(self) -> dict[str, str]:
-        """File name -> version tag, for the dataset files present."""
+        """File name -> version tag, for the dataset files (and manifest) present."""
 
     def fetch(self, tags: dict[str, str]) -> dict[str, bytes | str]:
         """The files' contents (or local paths) exactly at the given tags."""
 
 
+def _listed(names) -> list[str]:
+    """The dataset files and manifest among names."""
+    return [n for n in (*KNOWN_FILES, MANIFEST) if n in names]
+
+
 def _wanted(names) -> list[str]:
-    present = [n for n in KNOWN_FILES if n in names]
+    """The files a load reads."""
+    present = _listed(names)
     if DATA_PARQUET in present and DATA_FILE in present:
         present.remove(DATA_FILE)  # the columnar copy is read instead of the CSV
     return present
+
+
+def folder_description(path: Path) -> str:
+    """How /health names a local folder: relative to the project, or only its name (no server paths)."""
+    path = Path(path)
+    try:
+        return f"folder {path.resolve().relative_to(PROJECT_ROOT.resolve()).as_posix()}"
+    except ValueError:
+        return f"folder {path.name}"
 
 
 def version_of(tags: dict[str, str]) -> str:
@@ -56,15 +75,17 @@ class LocalFolderSource:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.description = str(self.path)
+        self.description = folder_description(self.path)
+        self.sizes: dict[str, int] = {}
         self._hashes: dict[str, tuple[tuple[int, int], str]] = {}
 
     def tags(self) -> dict[str, str]:
         if not self.path.is_dir():
-            raise SourceUnreachable(f"dataset folder {self.path} does not exist")
-        tags = {}
-        for name in _wanted({p.name for p in self.path.iterdir()}):
+            raise SourceUnreachable(f"{self.description} does not exist")
+        tags, self.sizes = {}, {}
+        for name in _listed({p.name for p in self.path.iterdir()}):
             stat = (self.path / name).stat()
+            self.sizes[name] = stat.st_size
             key = (stat.st_size, stat.st_mtime_ns)
             cached = self._hashes.get(name)
             if cached is None or cached[0] != key:
@@ -85,13 +106,17 @@ class BlobSource:
     """
 
     def __init__(self, container: str, prefix: str = "", connection_string: str | None = None,
-                 account_url: str | None = None, timeout: int = 10):
-        from azure.storage.blob import BlobServiceClient, ExponentialRetry
+                 account_url: str | None = None, connect_timeout: float = 3.0, read_timeout: float = 3.0,
+                 retries: int = 1):
+        from azure.storage.blob import BlobServiceClient, LinearRetry
 
-        # The SDK's default retry waits 15 s and more between tries; a revalidation that fails
-        # fast and tries again at the next refresh keeps /health honest and requests unblocked.
-        retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=1)
-        options = dict(connection_timeout=timeout, read_timeout=timeout * 3, retry_policy=retry)
+        # The SDK's defaults (20 s connect, 60 s per read, retries 15 s and more apart) left a cold
+        # instance blocked for a minute on a hung account. A load that fails fast and is tried again
+        # (at the next request, or the next refresh) keeps /health honest and requests unblocked.
+        # read_timeout bounds each socket read, not a whole download.
+        retry = LinearRetry(backoff=0.5, random_jitter_range=0, retry_total=retries)
+        options = dict(connection_timeout=connect_timeout, read_timeout=read_timeout, retry_policy=retry)
+        self.limits = f"no answer within {read_timeout:g} s, {retries + 1} tries"
         if connection_string:
             service = BlobServiceClient.from_connection_string(connection_string, **options)
         else:
@@ -101,17 +126,26 @@ class BlobSource:
         self.container = service.get_container_client(container)
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.description = redact(f"{self.container.url}/{self.prefix}")
+        self.sizes: dict[str, int] = {}
+
+    def _failure(self, exc: Exception) -> str:
+        from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+        if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+            return f"{type(exc).__name__}, storage unreachable or not answering ({self.limits})"
+        return type(exc).__name__
 
     def tags(self) -> dict[str, str]:
         try:
             blobs = {b.name[len(self.prefix):]: b for b in self.container.list_blobs(name_starts_with=self.prefix)}
         except Exception as exc:
-            raise SourceUnreachable(f"cannot list {self.description}: {type(exc).__name__}") from None
-        wanted = _wanted(blobs)
+            raise SourceUnreachable(f"cannot list {self.description}: {self._failure(exc)}") from None
+        listed = _listed(blobs)
+        self.sizes = {name: blobs[name].size for name in listed}
         # Last-Modified has one-second resolution: count a change as late as it may have been.
-        modified = [blobs[n].last_modified for n in wanted if blobs[n].last_modified is not None]
+        modified = [blobs[n].last_modified for n in listed if blobs[n].last_modified is not None]
         self.changed_at = max(modified) + timedelta(seconds=1) if modified else None
-        return {name: blobs[name].etag for name in wanted}
+        return {name: blobs[name].etag for name in listed}
 
     def fetch(self, tags: dict[str, str]) -> dict[str, bytes | str]:
         from azure.core import MatchConditions
@@ -123,19 +157,22 @@ class BlobSource:
                 files[name] = blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified).readall()
             except Exception as exc:
                 # Changed since it was listed (publish in progress) or unreachable: try again next time.
-                raise SourceUnreachable(f"cannot download {name}: {type(exc).__name__}") from None
+                raise SourceUnreachable(f"cannot download {name}: {self._failure(exc)}") from None
         return files
 
 
 def source_from_settings(settings: Settings) -> DatasetSource:
     if settings.uses_blob:
         return BlobSource(settings.blob_container, settings.blob_prefix,
-                          connection_string=settings.blob_connection_string, account_url=settings.blob_account_url)
+                          connection_string=settings.blob_connection_string, account_url=settings.blob_account_url,
+                          connect_timeout=settings.blob_connect_timeout, read_timeout=settings.blob_read_timeout,
+                          retries=settings.blob_retries)
     return LocalFolderSource(settings.dataset_path)
 
 
 UNAVAILABLE_RETRY_SECONDS = 2.0  # with no copy at all, ask a failing source again at most this often
 PUBLISH_QUIET_SECONDS = 30.0     # a changed blob version is loaded once its files were untouched this long
+SHRINK_LIMIT = 0.5               # without a manifest, a reload keeping less of the rows or indicators is refused
 
 
 class DatasetStore:
@@ -152,6 +189,8 @@ class DatasetStore:
         self._checking = threading.Event()
         self._attempts = 0                    # loads tried (under the lock)
         self._failed_at: float | None = None  # when the last try failed
+        self._rejected: dict[str, str] | None = None  # tags of the last version refused as malformed
+        self._manifest: Manifest | None = None
 
     # -- serving -------------------------------------------------------------
     def get(self) -> Dataset:
@@ -178,13 +217,19 @@ class DatasetStore:
         behind the lock, and the instance's threads piled up behind a failing source.
         """
         seen = self._attempts
-        with self._load_lock:
+        # After a failure, one request retries; the others answer at once with the last error
+        # instead of queueing behind a source that may hang until its timeouts.
+        if not self._load_lock.acquire(blocking=self._failed_at is None):
+            return
+        try:
             if self._current is not None or self._attempts != seen:
                 return  # a load finished while this request waited
             retry = min(self.refresh_seconds, UNAVAILABLE_RETRY_SECONDS)
             if self._failed_at is not None and self._clock() - self._failed_at < retry:
                 return  # failed moments ago: answer now instead of asking the source once per request
             self.refresh()
+        finally:
+            self._load_lock.release()
 
     def _due(self) -> bool:
         return self._checked_at is None or self._clock() - self._checked_at >= self.refresh_seconds
@@ -206,13 +251,19 @@ class DatasetStore:
                 if tags == self._tags and self._current is not None:
                     self._last_error = self._failed_at = None
                     return False
+                if tags == self._rejected:
+                    return False  # the same malformed version: its error stands
                 if self._publishing(tags):
                     return False  # check again at the next refresh
                 started = time.perf_counter()
                 log.info("loading dataset from %s", self.source.description)
-                dataset = build_dataset(self.source.fetch(tags), version=version_of(tags), source=self.source.description)
+                dataset, manifest = self._load(tags)
                 dataset.load_seconds = time.perf_counter() - started
-            except (SourceUnreachable, DatasetFormatError) as exc:
+            except SourceUnreachable as exc:
+                self._record_error(str(exc))
+                return False
+            except DatasetFormatError as exc:
+                self._rejected = tags
                 self._record_error(str(exc))
                 return False
             except Exception as exc:  # never let a load failure take the instance down
@@ -222,10 +273,35 @@ class DatasetStore:
             for warning in dataset.warnings:
                 log.warning(warning)
             self._current, self._tags, self._last_error, self._failed_at = dataset, tags, None, None
+            self._manifest, self._rejected = manifest, None
             log.info("dataset %s loaded in %.2f s: %d countries, %d indicators, years %d-%d",
                      dataset.version, dataset.load_seconds, len(dataset.countries), len(dataset.indicators),
                      dataset.years[0], dataset.years[-1])
             return True
+
+    def _load(self, tags: dict[str, str]) -> tuple[Dataset, Manifest | None]:
+        """Fetch, check against the manifest (when there is one) and parse the version at tags."""
+        files = self.source.fetch({name: tags[name] for name in _wanted(tags)})
+        manifest = parse_manifest(files.pop(MANIFEST)) if MANIFEST in files else None
+        if manifest is not None:
+            present = {name: getattr(self.source, "sizes", {}).get(name) for name in tags if name != MANIFEST}
+            check_manifest(manifest, present, files)
+        dataset = build_dataset(files, version=version_of(tags), source=self.source.description,
+                                expected_rows=manifest.expected_rows if manifest else None)
+        current = self._current
+        if manifest is None and current is not None:
+            self._check_shrink(current, dataset, DATA_PARQUET if DATA_PARQUET in files else DATA_FILE)
+        return dataset, manifest
+
+    @staticmethod
+    def _check_shrink(current: Dataset, new: Dataset, file: str) -> None:
+        """Refuse, without a manifest vouching for it, a version that lost most of the data (a truncated upload)."""
+        for what, old, now in (("data rows", current.n_rows, new.n_rows),
+                               ("indicators", len(current.indicators), len(new.indicators))):
+            if now < old * SHRINK_LIMIT:
+                raise DatasetFormatError(file, f"the new version has {now} {what}, the copy serving {old}: more than "
+                                               f"half lost, so it is loaded only with a {MANIFEST} vouching for it "
+                                               "(infra/scripts/upload_dataset.py writes one)")
 
     def _publishing(self, tags: dict[str, str]) -> bool:
         """True while a new version is still being uploaded (a file changed less than the quiet period ago).
@@ -258,10 +334,12 @@ class DatasetStore:
             state = "unavailable"
         else:
             state = "degraded" if self._last_error else "ok"
+        manifest = self._manifest if current is not None else None
         return {
             "status": state,
             "source": self.source.description,
             "version": current.version if current else None,
+            "dataset_version": manifest.dataset_version if manifest else None,
             "loaded_at": current.loaded_at.isoformat() if current else None,
             "load_seconds": round(current.load_seconds, 3) if current else None,
             "rows": current.n_rows if current else 0,
@@ -269,6 +347,7 @@ class DatasetStore:
             "countries": len(current.countries) if current else 0,
             "last_error": self._last_error,
             "last_error_at": self._last_error_at.isoformat() if self._last_error_at else None,
+            "data_warnings": list(current.warnings) if current else [],
         }
 
 

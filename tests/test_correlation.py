@@ -7,7 +7,7 @@ import pytest
 from models import correlation
 from models.correlation import CompareWith, cluster, correlate, kmeans_missing, pearson, profiles
 from shared.dataset import build_dataset
-from shared.errors import UnsupportedValue
+from models.errors import ModelInputError
 
 NAN = float("nan")
 
@@ -83,17 +83,17 @@ def test_an_identical_profile_correlates_perfectly(small):
 
 
 def test_correlate_errors(small):
-    with pytest.raises(UnsupportedValue, match="not a Small Island Developing State"):
+    with pytest.raises(ModelInputError, match="not a Small Island Developing State"):
         correlate(small, "ds", "Cat", "ZZZ", 2015)
-    with pytest.raises(UnsupportedValue, match="Unknown country code"):
+    with pytest.raises(ModelInputError, match="Unknown country code"):
         correlate(small, "ds", "Cat", "QQQ", 2015)
-    with pytest.raises(UnsupportedValue, match="has values for 0 of the 8 usable Cat indicators in 2015"):
+    with pytest.raises(ModelInputError, match="has values for 0 of the 8 usable Cat indicators in 2015"):
         correlate(small, "ds", "Cat", "FFF", 2015)
-    with pytest.raises(UnsupportedValue, match="Unknown category 'Dog'"):
+    with pytest.raises(ModelInputError, match="Unknown category 'Dog'"):
         correlate(small, "ds", "Dog", "AAA", 2015)
-    with pytest.raises(UnsupportedValue, match="Unknown dataset 'nope'; known datasets: ds"):
+    with pytest.raises(ModelInputError, match="Unknown dataset 'nope'; known datasets: ds"):
         correlate(small, "nope", "Cat", "AAA", 2015)
-    with pytest.raises(UnsupportedValue, match="No year 2014 in the dataset"):
+    with pytest.raises(ModelInputError, match="No year 2014 in the dataset"):
         correlate(small, "ds", "Cat", "AAA", 2014)
 
 
@@ -117,7 +117,7 @@ def test_cluster_is_seeded_and_labels_are_renumbered(small):
     assert first.excluded == [("FFF", 0)]
     assert first.labels[0] == 0 and set(first.labels) == {0, 1}
     assert cluster(small, "ds", "Cat", 2015, k=2) == first
-    with pytest.raises(UnsupportedValue, match="k=7 clusters but only 6 SIDS"):
+    with pytest.raises(ModelInputError, match="k=7 clusters but only 6 SIDS"):
         cluster(small, "ds", "Cat", 2015, k=7)
     few = cluster(small, "ds", "Cat", 2015, k=2, min_observed=5)
     assert ("EEE", 4) in few.excluded
@@ -140,7 +140,7 @@ def test_correlate_on_the_embedded_dataset(wdi):
 
 
 def test_too_few_indicators_names_the_years_that_have_enough(wdi):
-    with pytest.raises(UnsupportedValue, match=r"ABW \(Aruba\) has values for 2 of the 46 usable Public Sector "
+    with pytest.raises(ModelInputError, match=r"ABW \(Aruba\) has values for 2 of the 46 usable Public Sector "
                                                r"indicators in 2015; at least 5 are needed. Years where it has at "
                                                r"least 5: 2005, 2006, .*, 2014\.") as err:
         correlate(wdi, "wdi", "Public Sector", "ABW", 2015)

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from shared.errors import UnsupportedValue
 from shared.http import ApiBlueprint
+from shared.local_host import FunctionAppServer
 from conftest import client_headers
 from shared.routing import app_routes, host_request, resolve
 from shared.settings import Settings, reset_settings
@@ -43,10 +44,11 @@ def _make_app():
 
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
     app.register_functions(bp)
-    return app_routes(app)
+    return app
 
 
-ROUTES = _make_app()
+APP = _make_app()
+ROUTES = app_routes(APP)
 
 
 def invoke(method, path, body=None, headers=None):
@@ -178,3 +180,60 @@ def test_wrong_allowed_method_on_known_route_is_405(call):
     reply = call("GET", "/sampleapi/test_endpoint1")
     assert reply.status == 405
     assert "POST" in reply.json()["detail"]["msg"]
+
+
+@pytest.mark.parametrize("accept,zipped", [("gzip;q=0", False), ("gzip;q=0, deflate", False), ("*;q=0", False),
+                                           ("identity", False), ("*", True), ("deflate, gzip;q=0.5", True),
+                                           ("GZIP", True), ("gzip;q=bad", False)])
+def test_gzip_honours_q_values(accept, zipped):
+    resp = invoke("GET", "/shop/big", headers={"accept-encoding": accept})
+    assert ("Content-Encoding" in resp.headers) is zipped
+    assert payload(resp) == list(range(5000))
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                          None, "application/jsonp", "text/json"])
+def test_post_body_that_is_not_json_is_415_and_never_reaches_the_handler(content_type):
+    raw = json.dumps({"scheme": "AFS", "count": 2}).encode()
+    headers = {"content-length": str(len(raw))}
+    if content_type:
+        headers["content-type"] = content_type
+    route, params = resolve(ROUTES, "POST", "/shop/order")
+    req = func.HttpRequest("POST", "http://localhost/shop/order", headers=headers, params={}, route_params=params,
+                           body=raw)
+    resp = route.handler(req)
+    assert resp.status_code == 415
+    assert payload(resp)["detail"]["type"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "Application/JSON", "application/merge-patch+json"])
+def test_json_content_types_are_accepted(content_type):
+    resp = invoke("POST", "/shop/order", {"scheme": "AFS", "count": 2}, headers={"content-type": content_type})
+    assert resp.status_code == 200 and payload(resp) == {"count": 2}
+
+
+def test_control_characters_in_a_request_cannot_forge_log_lines(caplog):
+    from shared.http import log_safe
+
+    assert log_safe("/a\r\nINFO forged\x1b[31m") == "/a\\r\\nINFO forged\\x1b[31m"
+    route, params = resolve(ROUTES, "GET", "/shop/big")
+    with caplog.at_level(logging.INFO):
+        route.handler(func.HttpRequest("PUT\r\nINFO forged", "http://localhost/shop/big", body=b""))
+        server = FunctionAppServer(APP)
+        httpx_get(server, "/shop/big%0D%0AINFO%20forged%20line")
+    messages = [r.getMessage() for r in caplog.records if r.name in ("sids.http", "sids.localhost")]
+    assert len(messages) >= 2 and any("forged" in m for m in messages)
+    assert all("\n" not in m and "\r" not in m for m in messages)
+
+
+def httpx_get(server, path):
+    import asyncio
+
+    import httpx
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server), base_url="http://test") as client:
+            return await client.get(path)
+
+    return asyncio.run(go())

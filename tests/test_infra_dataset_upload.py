@@ -22,7 +22,10 @@ def test_upload_then_the_service_loads_it(azurite, capsys):
     azurite.service().create_container("upload-test")
     assert upload_dataset.main([str(ROOT / argv[0]), *argv[1:]]) == 0
     names = sorted(b.name for b in azurite.service().get_container_client("upload-test").list_blobs())
-    assert names == ["wdi/countryMeta.csv", "wdi/datasetMeta.csv", "wdi/indicatorData.csv", "wdi/indicatorMeta.csv"]
+    assert names == ["wdi/countryMeta.csv", "wdi/datasetMeta.csv", "wdi/indicatorData.csv", "wdi/indicatorMeta.csv",
+                     "wdi/manifest.json"]
+    uploads = [line for line in capsys.readouterr().out.splitlines() if " -> " in line]
+    assert len(uploads) == 5 and uploads[-1].strip().startswith("manifest -> "), "the manifest is written last"
     blob = azurite.service().get_blob_client("upload-test", "wdi/indicatorData.csv").get_blob_properties()
     assert blob.content_settings.content_type == "text/csv"
     assert blob.size == (ROOT / "data" / "wdi" / "indicatorData.csv").stat().st_size
@@ -31,6 +34,8 @@ def test_upload_then_the_service_loads_it(azurite, capsys):
     assert store.refresh()
     status = store.status()
     assert status["status"] == "ok" and status["rows"] > 0 and status["indicators"] > 0
+    assert status["dataset_version"] == upload_dataset.make_manifest(
+        {p.name: p.read_bytes() for p in upload_dataset.dataset_files(ROOT / "data" / "wdi")})["dataset_version"]
 
     # --if-empty never overwrites a dataset that is already there.
     capsys.readouterr()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -383,6 +384,8 @@ def test_misconfigured_or_unreachable_storage_never_prints_the_secret(connection
     ("https://a.blob.core.windows.net/c?sv=2022-11-02&sig=Zm9vYmFy%3D&se=2030", "Zm9vYmFy"),
     ("BlobEndpoint=https://a;SharedAccessSignature=sv=2022&sig=s3cr3t", "s3cr3t"),
     ("accountkey=lowercase-secret;x=y", "lowercase-secret"),
+    ("https://reader:hunter2@acct.blob.core.windows.net/datasets", "hunter2"),
+    ("cannot list https://reader:p@ss:w0rd@acct.blob.core.windows.net/c/: Error", "w0rd"),
 ])
 def test_redact_hides_keys_and_signatures(text, secret):
     assert secret not in redact(text)
@@ -434,3 +437,26 @@ def test_pip_audit_requirements():
     skipped = [(d["name"], d.get("skip_reason")) for d in deps if d.get("skip_reason")]
     assert not skipped, f"not audited: {skipped}"
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_health_shows_no_url_password_and_no_server_folder_path(tmp_path):
+    """/health is anonymous: the account URL's user-info and the absolute dataset folder stay out of it."""
+    from shared.store import DatasetStore, LocalFolderSource, source_from_settings
+
+    settings = Settings(blob_account_url="https://reader:hunter2@127.0.0.1:9/devstoreaccount1",
+                        blob_connect_timeout=1, blob_read_timeout=1, blob_retries=0)
+    store = DatasetStore(source_from_settings(settings))
+    store.refresh()  # fails: nothing listens on port 9
+    status = store.status()
+    assert status["status"] == "unavailable" and status["last_error"]
+    assert "hunter2" not in json.dumps(status) and "reader:" not in json.dumps(status)
+    assert status["source"].startswith("https://***@127.0.0.1:9/devstoreaccount1/")
+
+    folder = tmp_path / "private-datasets" / "wdi-copy"
+    shutil.copytree(ROOT / "data" / "wdi", folder)
+    local = DatasetStore(LocalFolderSource(folder))
+    local.get()
+    shown = json.dumps(local.status())
+    assert local.status()["source"] == "folder wdi-copy"
+    assert str(tmp_path) not in shown and "private-datasets" not in shown
+    assert DatasetStore(LocalFolderSource(ROOT / "data" / "wdi")).status()["source"] == "folder data/wdi"

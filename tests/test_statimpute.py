@@ -7,7 +7,7 @@ import pytest
 
 from models import statimpute
 from models.statimpute import ImputeDirection, ImputeMethod, impute, interpolate, min_points
-from shared.errors import UnsupportedValue
+from models.errors import ModelInputError
 
 YEARS = list(range(2000, 2012))
 # ATG's PM2.5 exposure is observed in 12 of the 31 years, 1990..2017, with gaps inside and none after 2017.
@@ -86,7 +86,7 @@ def test_minimum_points_match_what_scipy_accepts(method):
     enough = series({y: float(i * i + 1) for i, y in enumerate(positions)})
     assert interpolate(enough, method, order=order).loc[positions[0]:positions[-1]].notna().all()
     too_few = series({y: float(i + 1) for i, y in enumerate(positions[:-1])})
-    with pytest.raises(UnsupportedValue, match=f"needs at least {needed} observed years"):
+    with pytest.raises(ModelInputError, match=f"needs at least {needed} observed years"):
         interpolate(too_few, method, order=order)
 
 
@@ -99,9 +99,9 @@ def test_documented_minimums():
 def test_ordered_methods_need_a_valid_order():
     s = series({2000: 1.0, 2004: 2.0, 2008: 5.0, 2011: 3.0})
     for method in ("spline", "polynomial"):
-        with pytest.raises(UnsupportedValue, match="order"):
+        with pytest.raises(ModelInputError, match="order"):
             interpolate(s, method)
-        with pytest.raises(UnsupportedValue, match="order"):
+        with pytest.raises(ModelInputError, match="order"):
             interpolate(s, method, order=statimpute.MAX_ORDER + 1)
 
 
@@ -128,19 +128,19 @@ def test_impute_on_the_embedded_dataset(wdi):
     (PM25, "USA", "not a Small Island Developing State"),
 ])
 def test_impute_refuses_unknown_values(wdi, target, country, message):
-    with pytest.raises(UnsupportedValue, match=message):
+    with pytest.raises(ModelInputError, match=message):
         impute(wdi, target, country, "linear")
 
 
 def test_unknown_indicator_suggests_close_codes(wdi):
-    with pytest.raises(UnsupportedValue, match="Did you mean wdi-EN.ATM.PM25.MC.M3"):
+    with pytest.raises(ModelInputError, match="Did you mean wdi-EN.ATM.PM25.MC.M3"):
         impute(wdi, "wdi-EN.ATM.PM25.MC.M2", "ATG", "linear")
 
 
 def test_country_without_data_is_refused(wdi):
     counts = {c["code"] for c in statimpute.countries_with_data(wdi, GINI)}
     without = sorted(set(statimpute.sids_codes(wdi)) - counts)[0]
-    with pytest.raises(UnsupportedValue, match=f"{without} .* has no data for {GINI}"):
+    with pytest.raises(ModelInputError, match=f"{without} .* has no data for {GINI}"):
         impute(wdi, GINI, without, "linear")
 
 

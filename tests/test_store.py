@@ -1,6 +1,9 @@
 """Dataset parsing and the per-instance store, on local folders."""
-import os
+import importlib.util
+import json
+import re
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -8,15 +11,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.dataset import DEFAULT_SIDS, DatasetFormatError, build_dataset
+from shared.dataset import DEFAULT_SIDS, MANIFEST, MAX_ABS_VALUE, DatasetFormatError, build_dataset
 from shared.errors import DatasetUnavailable
 from shared.store import DatasetStore, LocalFolderSource
 
-WDI = Path(__file__).resolve().parent.parent / "data" / "wdi"
+ROOT = Path(__file__).resolve().parent.parent
+WDI = ROOT / "data" / "wdi"
+_spec = importlib.util.spec_from_file_location("upload_dataset", ROOT / "infra" / "scripts" / "upload_dataset.py")
+upload_dataset = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("upload_dataset", upload_dataset)
+_spec.loader.exec_module(upload_dataset)
 
 
 def files_of(folder: Path) -> dict:
     return {p.name: str(p) for p in folder.iterdir() if p.is_file()}
+
+
+def write_manifest(folder: Path) -> None:
+    """What a publisher does after changing a folder's files: vouch for the new version."""
+    assert upload_dataset.main(["--manifest-only", str(folder)]) == 0
 
 
 @pytest.fixture
@@ -83,6 +96,7 @@ def test_parquet_beside_csv_is_read_instead(folder):
     frame = pd.read_csv(folder / "indicatorData.csv")
     frame.loc[0, "1990"] = 12345.0
     frame.to_parquet(folder / "indicatorData.parquet")
+    write_manifest(folder)
     store = DatasetStore(LocalFolderSource(folder))
     data = store.get()
     code, ind = frame.loc[0, "Country Code"], frame.loc[0, "Indicator Code"]
@@ -105,6 +119,7 @@ def test_reload_only_when_content_changes_and_swaps_whole_dataset(folder):
     assert store.refresh() is False  # unchanged files: no reload
     path = folder / "indicatorData.csv"
     path.write_text(path.read_text().replace("8.57979393", "9.5", 1))
+    write_manifest(folder)
     assert store.refresh() is True
     new = store.get()
     assert new is not old and new.version != old.version
@@ -118,6 +133,7 @@ def test_background_revalidation_when_due(folder):
     old = store.get()
     path = folder / "indicatorData.csv"
     path.write_text(path.read_text().replace("8.57979393", "7.25", 1))
+    write_manifest(folder)
     now[0] = 5
     assert store.get() is old  # not due yet
     now[0] = 11
@@ -128,7 +144,10 @@ def test_background_revalidation_when_due(folder):
     assert store.get().indicator_series("wdi-AG.LND.EL5M.UR.K2").at["ABW", 1990] == 7.25
 
 
-def test_corrupt_update_keeps_last_good_copy_and_reports_degraded(folder):
+@pytest.mark.parametrize("with_manifest", [True, False])
+def test_corrupt_update_keeps_last_good_copy_and_reports_degraded(folder, with_manifest):
+    if not with_manifest:
+        (folder / MANIFEST).unlink()
     store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0)
     good = store.get()
     (folder / "indicatorMeta.csv").write_text("nothing,useful\n1,2\n")
@@ -152,6 +171,7 @@ def test_missing_folder_then_recovery(folder):
 
 
 def test_no_good_copy_means_unavailable_with_the_reason(folder):
+    (folder / MANIFEST).unlink()  # a developer's folder: the file itself is checked
     (folder / "indicatorData.csv").write_text("Country Code,Indicator Code,2000\nABW,x,1\nABW,x,2\n")
     store = DatasetStore(LocalFolderSource(folder))
     with pytest.raises(DatasetUnavailable) as info:
@@ -181,3 +201,230 @@ def test_memo_computes_once_per_dataset(wdi):
     assert wdi.memo(("k", 1), lambda: calls.append(1) or 43) == 42
     assert calls == [1]
 
+
+
+# --------------------------------------------------------------------------- incomplete publishes (issue 13)
+def data_lines(folder: Path) -> list[str]:
+    return (folder / "indicatorData.csv").read_text().splitlines(keepends=True)
+
+
+def loaded_then(folder: Path, change) -> DatasetStore:
+    """A store serving folder's good copy, after change(folder) and one refresh."""
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0)
+    good = store.get()
+    change(folder)
+    assert store.refresh() is False
+    assert store.get() is good, "the good copy must keep serving"
+    assert store.status()["status"] == "degraded" and store.status()["rows"] == good.n_rows
+    return store
+
+
+@pytest.mark.parametrize("with_manifest", [True, False])
+def test_header_only_data_never_replaces_the_good_copy(folder, with_manifest):
+    if not with_manifest:
+        (folder / MANIFEST).unlink()
+    store = loaded_then(folder, lambda f: (f / "indicatorData.csv").write_text(data_lines(f)[0]))
+    assert store.status()["last_error"].startswith("indicatorData.csv: ")
+    if not with_manifest:
+        assert "no data rows" in store.status()["last_error"]
+
+
+def test_header_only_data_is_unavailable_on_a_cold_instance(folder):
+    (folder / MANIFEST).unlink()
+    (folder / "indicatorData.csv").write_text(data_lines(folder)[0])
+    store = DatasetStore(LocalFolderSource(folder))
+    with pytest.raises(DatasetUnavailable, match="indicatorData.csv: has no data rows"):
+        store.get()
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
+def test_data_cut_at_a_line_boundary_is_refused_when_a_manifest_lists_it(folder, keep):
+    def cut(f):
+        lines = data_lines(f)
+        (f / "indicatorData.csv").write_text("".join(lines[: int(len(lines) * keep)]))
+
+    store = loaded_then(folder, cut)
+    error = store.status()["last_error"]
+    assert error.startswith("indicatorData.csv: has ") and "bytes, manifest.json lists 2828203" in error
+
+
+def test_without_a_manifest_a_drastic_shrink_is_refused_until_a_manifest_vouches_for_it(folder):
+    (folder / MANIFEST).unlink()
+
+    def cut(f):
+        lines = data_lines(f)
+        (f / "indicatorData.csv").write_text("".join(lines[: len(lines) * 2 // 5]))
+
+    store = loaded_then(folder, cut)
+    error = store.status()["last_error"]
+    assert error.startswith("indicatorData.csv: the new version has") and "more than half lost" in error
+    assert store.refresh() is False  # the same refused version is not loaded at the next refresh either
+    write_manifest(folder)  # the publisher vouches: the smaller dataset is intended
+    assert store.refresh() is True
+    status = store.status()
+    assert status["status"] == "ok" and 0 < status["rows"] < 15289 * 0.5 and status["dataset_version"]
+
+
+def test_without_a_manifest_a_small_change_still_loads(folder):
+    (folder / MANIFEST).unlink()
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0)
+    store.get()
+    lines = data_lines(folder)
+    (folder / "indicatorData.csv").write_text("".join(lines[: len(lines) * 3 // 4]))
+    assert store.refresh() is True and store.status()["status"] == "ok"
+    assert store.status()["dataset_version"] is None
+
+
+def _same_size_edit(f):
+    path = f / "indicatorData.csv"
+    path.write_text(path.read_text().replace("8.57979393", "8.57979394", 1))
+
+
+def _extra_file(f):
+    import pandas as pd
+
+    pd.read_csv(f / "indicatorData.csv").to_parquet(f / "indicatorData.parquet")
+
+
+def _rows_in_manifest(f):
+    manifest = json.loads((f / MANIFEST).read_text())
+    manifest["files"]["indicatorMeta.csv"]["rows"] -= 1
+    (f / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("change, problem", [
+    (_same_size_edit, "indicatorData.csv: content differs from manifest.json (SHA-256"),
+    (lambda f: (f / "countryMeta.csv").unlink(), "countryMeta.csv: is listed in manifest.json but missing"),
+    (_extra_file, "indicatorData.parquet: is not listed in manifest.json"),
+    (lambda f: (f / "datasetMeta.csv").write_text("Dataset Code,Dataset Name\n"),
+     "datasetMeta.csv: has 26 bytes, manifest.json lists 163"),
+    (_rows_in_manifest, "indicatorMeta.csv: has 110 data rows, manifest.json lists 109"),
+    (lambda f: (f / MANIFEST).write_text("{not json"), "manifest.json: is not a format-1 manifest"),
+], ids=["content", "missing-file", "unlisted-file", "meta-emptied", "rows", "garbage-manifest"])
+def test_files_that_do_not_match_the_manifest_are_refused_naming_file_and_difference(folder, change, problem):
+    store = loaded_then(folder, change)
+    assert store.status()["last_error"].startswith(problem), store.status()["last_error"]
+
+
+def test_embedded_dataset_has_an_up_to_date_manifest_and_is_checked_against_it():
+    committed = json.loads((WDI / MANIFEST).read_text())
+    fresh = json.loads(upload_dataset.manifest_for(WDI))
+    assert committed["files"] == fresh["files"] and committed["dataset_version"] == fresh["dataset_version"]
+    store = DatasetStore(LocalFolderSource(WDI), refresh_seconds=3600)
+    store.get()
+    status = store.status()
+    assert status["status"] == "ok" and status["dataset_version"] == committed["dataset_version"]
+
+
+def test_upload_script_refuses_to_vouch_for_a_header_only_dataset(folder):
+    (folder / "indicatorData.csv").write_text(data_lines(folder)[0])
+    with pytest.raises(SystemExit, match="indicatorData.csv: has no data rows"):
+        upload_dataset.manifest_for(folder)
+
+
+# --------------------------------------------------------------------------- values the models cannot use
+HUGE = {"1e39": 1e39, "1e308": 1e308, "-2.5e20": -2.5e20, "inf": float("inf")}
+
+
+JUST_INSIDE = {"9.9e14": 9.9e14, "-9.9e14": -9.9e14, "5e14": 5e14, "1e15": 1e15}
+
+
+def with_huge_values(folder: Path, indicator: str, years=("2015", "2014"), values=HUGE) -> list[tuple[int, str, str]]:
+    """Put values' spellings into indicator's rows (first four countries that have it); returns (row, year, country)."""
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "indicatorData.csv", dtype=str, keep_default_na=False)
+    rows = list(frame.index[frame["Indicator Code"] == indicator][:4])
+    placed = []
+    for k, (row, text) in enumerate(zip(rows, values)):
+        year = years[k % len(years)]
+        frame.at[row, year] = text
+        placed.append((row, year, frame.at[row, "Country Code"]))
+    frame.to_csv(folder / "indicatorData.csv", index=False)
+    write_manifest(folder)
+    return placed
+
+
+def test_huge_and_infinite_values_load_as_missing_and_are_reported(folder):
+    indicator = "wdi-SP.URB.TOTL.IN.ZS"
+    placed = with_huge_values(folder, indicator)
+    store = DatasetStore(LocalFolderSource(folder))
+    data = store.get()
+    for _, year, country in placed:
+        assert np.isnan(data.indicator_series(indicator).at[country, int(year)])
+    assert np.nanmax(np.abs(data.values)) <= MAX_ABS_VALUE
+    warnings = store.status()["data_warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("indicatorData.csv: 4 value(s) not finite or beyond")
+    for row, year, country in placed:
+        assert f"row {row + 1} column {year} (country {country}, indicator {indicator})" in warnings[0]
+    assert store.status()["status"] == "ok"
+
+
+def test_data_holding_only_unusable_values_is_refused(folder):
+    (folder / MANIFEST).unlink()
+    path = folder / "indicatorData.csv"
+    path.write_text("Country Code,Indicator Code,2015\nFJI,wdi-SP.URB.TOTL.IN.ZS,1e300\n")
+    with pytest.raises(DatasetFormatError, match="indicatorData.csv: holds no usable value"):
+        build_dataset(files_of(folder))
+
+
+@pytest.mark.parametrize("interpolator, method, values", [
+    ("IterativeImputer", "default", HUGE), ("IterativeImputer", "legacy", HUGE), ("KNNImputer", "legacy", HUGE),
+    ("IterativeImputer", "legacy", JUST_INSIDE),  # the bound itself is safe for the most fragile method
+], ids=["iterative", "iterative-legacy", "knn-legacy", "iterative-legacy-at-bound"])
+def test_predictions_on_data_with_huge_values_are_finite(call, folder, interpolator, method, values):
+    from shared.store import set_store
+
+    target, predictor = "wdi-EG.ELC.ACCS.UR.ZS", "wdi-SP.URB.TOTL.IN.ZS"
+    with_huge_values(folder, predictor, values=values)
+    with_huge_values(folder, target, years=("2014", "2013"), values=values)
+    set_store(DatasetStore(LocalFolderSource(folder), refresh_seconds=3600))
+    try:
+        reply = call("POST", "/twolvlImp/predict", {
+            "target": target, "target_year": "2015", "interpolator": interpolator, "scheme": "MANUAL",
+            "manual_predictors": [predictor], "estimators": 10, "model": "rfr", "interval": "quantile",
+            "dataset": "wdi", "method": method})
+    finally:
+        set_store(None)
+    assert reply.status == 200, reply.body[:500]
+    body = reply.json()
+    numbers = [body["rmse"], body["rmse_deviation"], *body["prediction"]["prediction"],
+               *body["prediction"]["lower"], *body["prediction"]["upper"]]
+    assert numbers and all(isinstance(v, float) and np.isfinite(v) for v in numbers), numbers[:10]
+    if values is HUGE:
+        assert max(abs(v) for v in body["prediction"]["prediction"]) < 1e3  # a percentage, not an overflow
+
+
+# --------------------------------------------------------------------------- storage timeouts
+def test_blob_timeouts_and_retries_come_from_settings():
+    from shared.settings import Settings
+    from shared.store import source_from_settings
+
+    env = {"DATASET_BLOB_CONNECTION_STRING": "UseDevelopmentStorage=true", "DATASET_BLOB_CONNECT_TIMEOUT": "1.5",
+           "DATASET_BLOB_READ_TIMEOUT": "4", "DATASET_BLOB_RETRIES": "2"}
+    settings = Settings.from_env(env)
+    assert (settings.blob_connect_timeout, settings.blob_read_timeout, settings.blob_retries) == (1.5, 4.0, 2)
+    source = source_from_settings(settings)
+    assert source.limits == "no answer within 4 s, 3 tries"
+    config = source.container._config
+    assert config.retry_policy.total_retries == 2
+    assert Settings.from_env({}).blob_read_timeout == 3.0
+    for name, bad in (("DATASET_BLOB_READ_TIMEOUT", "0"), ("DATASET_BLOB_CONNECT_TIMEOUT", "soon")):
+        with pytest.raises(ValueError, match=name):
+            Settings.from_env({name: bad})
+
+
+def test_many_unusable_values_are_counted_and_the_first_five_named(folder):
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "indicatorData.csv", dtype=str, keep_default_na=False)
+    rows = list(frame.index[frame["Indicator Code"] == "wdi-SP.URB.TOTL.IN.ZS"][:8])
+    for k, row in enumerate(reversed(rows)):
+        frame.at[row, "2015" if k % 2 else "2016"] = "-1e20"
+    frame.loc[len(frame)] = ["FJI", "wdi-NOT.IN.META"] + ["1e99"] * (len(frame.columns) - 2)  # ignored row
+    frame.to_csv(folder / "indicatorData.csv", index=False)
+    data = build_dataset(files_of(folder))
+    [warning] = [w for w in data.warnings if "not finite" in w]
+    assert warning.startswith("indicatorData.csv: 8 value(s) not finite or beyond +-1e+15 treated as missing")
+    named = [int(n) for n in re.findall(r"row (\d+) column", warning)]
+    assert named == [r + 1 for r in rows[:5]]

@@ -5,6 +5,7 @@
     python infra/scripts/upload_dataset.py data/wdi --account-url https://<account>.blob.core.windows.net \
         --container datasets [--prefix wdi]
     python infra/scripts/upload_dataset.py data/wdi --connection-string "$AZURITE"     # emulator or keys
+    python infra/scripts/upload_dataset.py --manifest-only data/wdi                   # write data/wdi/manifest.json
 
 Signs in with DefaultAzureCredential (``az login``, ``azd auth login``, a managed identity or the CI's
 federated identity); the dataset accounts accept no shared keys. You need Storage Blob Data Contributor
@@ -13,18 +14,23 @@ on the container: the Bicep grants it to ``uploaderPrincipalId`` (azd passes you
 Every instance of the service checks the container every DATASET_REFRESH_SECONDS and reloads when a
 file's ETag changed, so an upload reaches running instances without a restart. Only the dataset
 files the service knows (shared/dataset.py: indicatorData.csv or .parquet, indicatorMeta.csv,
-datasetMeta.csv, countryMeta.csv) are uploaded. Run it with the project's environment (make setup).
+datasetMeta.csv, countryMeta.csv) are uploaded, then ``manifest.json`` last: each file's size, SHA-256
+and CSV row count. The service loads a version only when its files match its manifest, so an instance
+never serves a publish still in progress, cut short or half-written. Run it with the project's
+environment (make setup).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from shared.dataset import DATA_FILE, DATA_PARQUET, KNOWN_FILES, REQUIRED_FILES  # noqa: E402  (the service's own list)
+from shared.dataset import (DATA_FILE, DATA_PARQUET, KNOWN_FILES, MANIFEST, REQUIRED_FILES,  # noqa: E402
+                            DatasetFormatError, make_manifest)  # the service's own list and checks
 
 CONTENT_TYPES = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet"}
 
@@ -39,6 +45,23 @@ def dataset_files(folder: Path) -> list[Path]:
     if missing:
         raise SystemExit(f"{folder} is not a dataset folder: missing {', '.join(missing)}")
     return files
+
+
+def manifest_for(folder: Path, dataset_version: str | None = None) -> bytes:
+    """The manifest of folder's dataset files, as JSON; refuses data the service would refuse."""
+    files = {path.name: path.read_bytes() for path in dataset_files(folder)}
+    try:
+        manifest = make_manifest(files, dataset_version)
+    except DatasetFormatError as exc:
+        raise SystemExit(f"{folder}: not publishing a dataset the service would refuse: {exc}") from None
+    return (json.dumps(manifest, indent=2) + "\n").encode()
+
+
+def write_manifest(folder: Path, dataset_version: str | None = None) -> Path:
+    """Write folder/manifest.json (for a local folder the service reads directly)."""
+    target = folder / MANIFEST
+    target.write_bytes(manifest_for(folder, dataset_version))
+    return target
 
 
 def container_client(args):
@@ -75,11 +98,13 @@ def _retrying(action, wait_seconds: float):
             time.sleep(15)
 
 
-def upload(folder: Path, container, prefix: str = "", if_empty: bool = False, wait_seconds: float = 0) -> list[str]:
-    """Upload the dataset files of folder under prefix; returns the blob names written."""
+def upload(folder: Path, container, prefix: str = "", if_empty: bool = False, wait_seconds: float = 0,
+           dataset_version: str | None = None) -> list[str]:
+    """Upload the dataset files of folder under prefix, then their manifest; returns the blob names written."""
     from azure.storage.blob import ContentSettings
 
     files = dataset_files(folder)
+    manifest = manifest_for(folder, dataset_version)  # before uploading anything: refuses bad data early
     prefix = prefix.strip("/")
     base = f"{prefix}/" if prefix else ""
     if if_empty:
@@ -96,13 +121,19 @@ def upload(folder: Path, container, prefix: str = "", if_empty: bool = False, wa
         _retrying(lambda: container.upload_blob(name, data, overwrite=True, content_settings=settings), wait_seconds)
         print(f"  {path} -> {container.url}/{name} ({path.stat().st_size:,} bytes)")
         written.append(name)
+    # Last: until the manifest matches the files, instances keep serving the version they have.
+    name = base + MANIFEST
+    settings = ContentSettings(content_type="application/json")
+    _retrying(lambda: container.upload_blob(name, manifest, overwrite=True, content_settings=settings), wait_seconds)
+    print(f"  manifest -> {container.url}/{name}")
+    written.append(name)
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="folder holding the dataset files (e.g. data/wdi)")
-    where = parser.add_mutually_exclusive_group(required=True)
+    where = parser.add_mutually_exclusive_group()
     where.add_argument("--container-url", help="https://<account>.blob.core.windows.net/<container>")
     where.add_argument("--account-url", help="https://<account>.blob.core.windows.net (with --container)")
     where.add_argument("--connection-string", help="a storage connection string (Azurite, or an account with keys)")
@@ -111,11 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--if-empty", action="store_true", help="upload only when nothing is there yet")
     parser.add_argument("--wait-for-access", type=float, default=0, metavar="SECONDS",
                         help="keep retrying 403 answers this long (right after provisioning)")
+    parser.add_argument("--dataset-version", help="version recorded in the manifest (default: hash of the files)")
+    parser.add_argument("--manifest-only", action="store_true",
+                        help="only write FOLDER/manifest.json (a local folder the service reads directly)")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
+    if args.manifest_only:
+        print(f"wrote {write_manifest(args.folder, args.dataset_version)}")
+        return 0
+    if not (args.container_url or args.account_url or args.connection_string):
+        parser.error("one of --container-url, --account-url, --connection-string is required (or --manifest-only)")
     container = container_client(args)
-    written = upload(args.folder, container, args.prefix, args.if_empty, args.wait_for_access)
+    written = upload(args.folder, container, args.prefix, args.if_empty, args.wait_for_access, args.dataset_version)
     if written:
         print(f"uploaded {len(written)} files; instances pick them up within DATASET_REFRESH_SECONDS")
     return 0

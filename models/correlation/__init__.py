@@ -26,7 +26,6 @@ all equal.
 """
 from __future__ import annotations
 
-import difflib
 import warnings
 from dataclasses import dataclass
 from enum import Enum
@@ -35,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from shared.dataset import Dataset
-from shared.errors import UnsupportedValue
+from models.errors import ModelInputError, did_you_mean
 
 MIN_COUNTRIES_PER_INDICATOR = 3
 DEFAULT_MIN_OVERLAP = 5
@@ -51,13 +50,6 @@ class CompareWith(str, Enum):
 
 
 # ---------------------------------------------------------------------------- look-ups
-def country_name(data: Dataset, code: str) -> str:
-    return str(data.country_meta.at[code, "Country Name"])
-
-
-def _suggest(value: str, choices) -> str:
-    close = difflib.get_close_matches(value, [str(c) for c in choices], n=3, cutoff=0.6)
-    return f" Did you mean {', '.join(close)}?" if close else ""
 
 
 def resolve_dataset(data: Dataset, dataset: str) -> str:
@@ -67,7 +59,7 @@ def resolve_dataset(data: Dataset, dataset: str) -> str:
     lowered = {d.lower(): d for d in known}
     if dataset.strip().lower() in lowered:
         return lowered[dataset.strip().lower()]
-    raise UnsupportedValue(f"Unknown dataset {dataset!r}; known datasets: {', '.join(known)} (GET /datasets).",
+    raise ModelInputError(f"Unknown dataset {dataset!r}; known datasets: {', '.join(known)} (GET /datasets).",
                            field="dataset")
 
 
@@ -90,8 +82,8 @@ def resolve_category(data: Dataset, dataset: str, category: str) -> tuple[str, s
     lowered = {c.lower(): c for c in known}
     if category.strip().lower() in lowered:
         return code, lowered[category.strip().lower()]
-    raise UnsupportedValue(f"Unknown category {category!r} in dataset {code}; its categories: {', '.join(known)} "
-                           f"(GET /correlation/categories?dataset={code})." + _suggest(category, known),
+    raise ModelInputError(f"Unknown category {category!r} in dataset {code}; its categories: {', '.join(known)} "
+                           f"(GET /correlation/categories?dataset={code})." + did_you_mean(category, known),
                            field="category")
 
 
@@ -130,7 +122,7 @@ def profiles(data: Dataset, dataset: str, category: str, year: int,
     """The standardised country x indicator matrix (memoised per dataset version)."""
     dataset, category = resolve_category(data, dataset, category)
     if not data.has_year(year):
-        raise UnsupportedValue(f"No year {year} in the dataset; years run from {data.years[0]} to {data.years[-1]}.",
+        raise ModelInputError(f"No year {year} in the dataset; years run from {data.years[0]} to {data.years[-1]}.",
                                field="year")
     group = CompareWith(group)
 
@@ -152,7 +144,7 @@ def profiles(data: Dataset, dataset: str, category: str, year: int,
     found = data.memo(("correlation", "profiles", dataset, category, int(year), group.value), compute)
     if not found.indicators:
         where = "SIDS" if group is CompareWith.sids else "countries"
-        raise UnsupportedValue(
+        raise ModelInputError(
             f"No indicator of {dataset} / {category} has values for at least {MIN_COUNTRIES_PER_INDICATOR} {where} in "
             f"{year}; GET /correlation/years?dataset={dataset}&category={category} lists the years with data.",
             field="year")
@@ -178,7 +170,7 @@ def years(data: Dataset, dataset: str, category: str, group: CompareWith | str =
 def profiles_or_none(data: Dataset, dataset: str, category: str, year: int, group: CompareWith) -> Profiles | None:
     try:
         return profiles(data, dataset, category, year, group)
-    except UnsupportedValue:
+    except ModelInputError:
         return None
 
 
@@ -186,17 +178,17 @@ def countries(data: Dataset, dataset: str, category: str, year: int,
               group: CompareWith | str = CompareWith.sids) -> list[dict]:
     """Countries of the group with at least one usable indicator that year, with how many they have."""
     p = profiles(data, dataset, category, year, group)
-    return [{"code": c, "name": country_name(data, c), "indicators": int(n)}
+    return [{"code": c, "name": data.country_name(c), "indicators": int(n)}
             for c, n in zip(p.countries, p.observed()) if n > 0]
 
 
 def resolve_country(data: Dataset, country: str, group: CompareWith) -> str:
     code = country.strip().upper()
     if code not in data.countries:
-        raise UnsupportedValue(f"Unknown country code {country!r}; use an ISO 3166-1 alpha-3 code."
-                               + _suggest(code, data.countries), field="country")
+        raise ModelInputError(f"Unknown country code {country!r}; use an ISO 3166-1 alpha-3 code."
+                               + did_you_mean(code, data.countries), field="country")
     if CompareWith(group) is CompareWith.sids and code not in data.sids:
-        raise UnsupportedValue(f"{code} ({country_name(data, code)}) is not a Small Island Developing State; "
+        raise ModelInputError(f"{code} ({data.country_name(code)}) is not a Small Island Developing State; "
                                f"set compare_with to \"all\" to compare it with every country.", field="country")
     return code
 
@@ -227,7 +219,7 @@ def correlate(data: Dataset, dataset: str, category: str, country: str, year: in
     """Rank the group's other countries by correlation with ``country``'s profile."""
     group = CompareWith(group)
     if min_overlap < 3:
-        raise UnsupportedValue("min_overlap must be at least 3: a correlation over 2 points is always +1 or -1.",
+        raise ModelInputError("min_overlap must be at least 3: a correlation over 2 points is always +1 or -1.",
                                field="min_overlap")
     p = profiles(data, dataset, category, year, group)
     code = resolve_country(data, country, group)
@@ -240,8 +232,8 @@ def correlate(data: Dataset, dataset: str, category: str, country: str, year: in
                 and q.count_for(code) >= min_overlap]
         hint = (f" Years where it has at least {min_overlap}: {', '.join(map(str, good))}." if good
                 else f" It has at least {min_overlap} in no year.")
-        raise UnsupportedValue(
-            f"{code} ({country_name(data, code)}) has values for {have} of the {len(p.indicators)} usable "
+        raise ModelInputError(
+            f"{code} ({data.country_name(code)}) has values for {have} of the {len(p.indicators)} usable "
             f"{p.category} indicators in {year}; at least {min_overlap} are needed.{hint}",
             field="country", observed=have, needed=min_overlap)
     ranking, skipped = [], []
@@ -334,7 +326,7 @@ def cluster(data: Dataset, dataset: str, category: str, year: int, k: int, seed:
     excluded = [(c, int(n)) for c, n, kept in zip(p.countries, observed, keep) if not kept]
     kept_countries = [c for c, kept in zip(p.countries, keep) if kept]
     if k > len(kept_countries):
-        raise UnsupportedValue(
+        raise ModelInputError(
             f"k={k} clusters but only {len(kept_countries)} SIDS have at least {min_observed} of the "
             f"{len(p.indicators)} usable {p.category} indicators in {p.year}; "
             f"choose k <= {len(kept_countries)}, a lower min_observed, or another year.",
@@ -344,7 +336,7 @@ def cluster(data: Dataset, dataset: str, category: str, year: int, k: int, seed:
     x = x[:, columns]
     distinct = len({tuple(np.round(np.nan_to_num(row, nan=np.inf), 9)) for row in x})
     if distinct < k:
-        raise UnsupportedValue(f"k={k} clusters but the SIDS' profiles take only {distinct} distinct values in "
+        raise ModelInputError(f"k={k} clusters but the SIDS' profiles take only {distinct} distinct values in "
                                f"{p.year}; choose k <= {distinct}.", field="k")
     labels, _, iterations, converged, inertia = kmeans_missing(x, k, seed)
     return Clustering(dataset=p.dataset, category=p.category, year=p.year, k=k, countries=kept_countries,

@@ -23,7 +23,6 @@ Semantics (also in docs/adding-a-model.md's example and the endpoint description
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from enum import Enum
 
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from shared.dataset import Dataset
-from shared.errors import UnsupportedValue
+from models.errors import ModelInputError, did_you_mean
 
 
 class ImputeMethod(str, Enum):
@@ -66,7 +65,7 @@ def min_points(method: ImputeMethod | str, order: int | None = None) -> int:
     method = ImputeMethod(method)
     if method in ORDERED_METHODS:
         if order is None:
-            raise UnsupportedValue(f"method {method.value} needs an order (1 to {MAX_ORDER})")
+            raise ModelInputError(f"method {method.value} needs an order (1 to {MAX_ORDER})")
         return int(order) + 1
     return _FIXED_MIN_POINTS[method]
 
@@ -76,13 +75,6 @@ def sids_codes(data: Dataset) -> list[str]:
     return [str(c) for c in data.countries[data.sids_mask]]
 
 
-def country_name(data: Dataset, code: str) -> str:
-    return str(data.country_meta.at[code, "Country Name"])
-
-
-def _suggest(value: str, choices, limit: int = 3) -> str:
-    close = difflib.get_close_matches(value, [str(c) for c in choices], n=limit, cutoff=0.6)
-    return f" Did you mean {', '.join(close)}?" if close else ""
 
 
 def resolve_target(data: Dataset, target: str) -> str:
@@ -93,18 +85,18 @@ def resolve_target(data: Dataset, target: str) -> str:
     lowered = {str(c).lower(): str(c) for c in data.indicators}
     if target.lower() in lowered:
         return lowered[target.lower()]
-    raise UnsupportedValue(f"Unknown indicator {target!r}; GET /statimpute/targets lists the indicators."
-                           + _suggest(target, data.indicators), field="target")
+    raise ModelInputError(f"Unknown indicator {target!r}; GET /statimpute/targets lists the indicators."
+                           + did_you_mean(target, data.indicators), field="target")
 
 
 def resolve_sids_country(data: Dataset, country: str) -> str:
     code = country.strip().upper()
     if code not in data.countries:
-        raise UnsupportedValue(f"Unknown country code {country!r}; use an ISO 3166-1 alpha-3 code of a SIDS "
-                               f"(GET /statimpute/countries?target=... lists them)." + _suggest(code, sids_codes(data)),
+        raise ModelInputError(f"Unknown country code {country!r}; use an ISO 3166-1 alpha-3 code of a SIDS "
+                               f"(GET /statimpute/countries?target=... lists them)." + did_you_mean(code, sids_codes(data)),
                                field="country")
     if code not in data.sids:
-        raise UnsupportedValue(f"{code} ({country_name(data, code)}) is not a Small Island Developing State; "
+        raise ModelInputError(f"{code} ({data.country_name(code)}) is not a Small Island Developing State; "
                                f"this model serves the {len(sids_codes(data))} SIDS in the dataset.", field="country")
     return code
 
@@ -136,7 +128,7 @@ def targets(data: Dataset, dataset: str | None = None) -> list[dict]:
         return found
     if dataset not in data.dataset_meta.index:
         known = ", ".join(str(d) for d in data.dataset_meta.index)
-        raise UnsupportedValue(f"Unknown dataset {dataset!r}; known datasets: {known} (GET /datasets).",
+        raise ModelInputError(f"Unknown dataset {dataset!r}; known datasets: {known} (GET /datasets).",
                                field="dataset")
     return [t for t in found if t["dataset"] == dataset]
 
@@ -153,7 +145,7 @@ def countries_with_data(data: Dataset, target: str) -> list[dict]:
             observed = row.notna().to_numpy()
             if not observed.any():
                 continue
-            out.append({"code": str(country), "name": country_name(data, country), "observed": int(observed.sum()),
+            out.append({"code": str(country), "name": data.country_name(country), "observed": int(observed.sum()),
                         "missing": int((~observed).sum()), "first_year": int(years[observed][0]),
                         "last_year": int(years[observed][-1])})
         return out
@@ -175,19 +167,19 @@ def interpolate(series: pd.Series, method: ImputeMethod | str, direction: Impute
                 order: int | None = None) -> pd.Series:
     """Fill the missing values of ``series`` (indexed by year) as described in the module docstring.
 
-    Raises :class:`UnsupportedValue` when the series has fewer observed years than the method needs.
+    Raises :class:`ModelInputError` when the series has fewer observed years than the method needs.
     """
     method, direction = ImputeMethod(method), ImputeDirection(direction)
     series = pd.Series(series, dtype="float64").sort_index()
     if method in ORDERED_METHODS:
         if order is None or not 1 <= int(order) <= MAX_ORDER:
-            raise UnsupportedValue(f"method {method.value} needs an order between 1 and {MAX_ORDER}", field="order")
+            raise ModelInputError(f"method {method.value} needs an order between 1 and {MAX_ORDER}", field="order")
     needed = min_points(method, order)
     observed = series.notna()
     n = int(observed.sum())
     if n < needed:
         what = f"{method.value} interpolation" + (f" of order {order}" if method in ORDERED_METHODS else "")
-        raise UnsupportedValue(f"{what} needs at least {needed} observed years; the series has {n}.",
+        raise ModelInputError(f"{what} needs at least {needed} observed years; the series has {n}.",
                                needed=needed, observed=n, method=method.value)
     if n == len(series):
         return series.copy()
@@ -206,7 +198,7 @@ def interpolate(series: pd.Series, method: ImputeMethod | str, direction: Impute
         try:
             filled = series.interpolate(method=pandas_method, limit_area="inside", **kwargs)
         except ValueError as exc:          # scipy refuses a degenerate configuration
-            raise UnsupportedValue(f"{method.value} interpolation is not possible on this series: {exc}") from None
+            raise ModelInputError(f"{method.value} interpolation is not possible on this series: {exc}") from None
     first, last = observed.idxmax(), observed[::-1].idxmax()
     if direction in (ImputeDirection.forward, ImputeDirection.both):
         filled[filled.index > last] = series[last]
@@ -224,7 +216,7 @@ def impute(data: Dataset, target: str, country: str, method: ImputeMethod | str,
     iso = resolve_sids_country(data, country)
     series = data.indicator_series(code).loc[iso]
     if series.notna().sum() == 0:
-        raise UnsupportedValue(f"{iso} ({country_name(data, iso)}) has no data for {code}; "
+        raise ModelInputError(f"{iso} ({data.country_name(iso)}) has no data for {code}; "
                                f"GET /statimpute/countries?target={code} lists the SIDS that do.",
                                field="country")
     method = ImputeMethod(method)
@@ -232,7 +224,7 @@ def impute(data: Dataset, target: str, country: str, method: ImputeMethod | str,
         needed, n = min_points(method, order), int(series.notna().sum())
         if n < needed:
             what = f"{method.value} interpolation" + (f" of order {order}" if method in ORDERED_METHODS else "")
-            raise UnsupportedValue(f"{what} needs at least {needed} observed years; {iso} has {n} for {code} "
+            raise ModelInputError(f"{what} needs at least {needed} observed years; {iso} has {n} for {code} "
                                    f"(GET /statimpute/countries?target={code} shows each SIDS' count).",
                                    needed=needed, observed=n, method=method.value)
     filled = interpolate(series, method, direction, order)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from models.errors import ModelInputError
 from shared.dataset import Dataset
 
 TARGET_MISSING_MAX = 0.80     # a target is missing for fewer than 80% of the countries that year
@@ -25,13 +26,8 @@ INTERVALS = ("quantile", "bootstrap")
 METHODS = ("default", "legacy")
 
 
-class ImputationError(ValueError):
+class ImputationError(ModelInputError):
     """A request the data cannot serve; ``msg`` says what is allowed instead."""
-
-    def __init__(self, msg: str, **context):
-        super().__init__(msg)
-        self.msg = msg
-        self.context = context
 
 
 @dataclass(frozen=True)
