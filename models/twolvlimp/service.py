@@ -349,7 +349,8 @@ def _fitting_options(ds: Dataset, r: ResolvedRequest, load: Workload, seconds: f
             change["interpolator"], w = "SimpleImputer", dataclasses.replace(w, imputer="SimpleImputer")
         trees = most_trees(w) if _durations.estimate(w) > seconds else w.trees
         if trees >= 1:
-            change["estimators"] = trees
+            if trees < w.trees:
+                change["estimators"] = trees
             options.append({"change": change, "estimate_seconds": estimate(dataclasses.replace(w, trees=trees))})
     return options
 
