@@ -338,6 +338,9 @@ def predict(req: TrainRequest) -> func.HttpResponse:
     ds = _dataset()
     budget = Budget.for_request(get_settings().request_time_budget_seconds)
     outcome = service.predict_response(ds, req.to_model(), budget=budget)
+    # The body is built as bytes by the model package (and cached as such): check it against the documented
+    # schema before it leaves, so that a null or missing field is a logged 500, never a 200 a client trusts.
+    ModelResponse.model_validate_json(outcome.body)
     return func.HttpResponse(body=outcome.body, status_code=200, mimetype="application/json", charset="utf-8",
                              headers={"x-cache": "hit" if outcome.cached else "miss",
                                       "x-compute-seconds": f"{outcome.seconds:.4f}"})

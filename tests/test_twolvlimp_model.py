@@ -337,3 +337,17 @@ def test_concurrent_predictions_are_bounded_by_compute_slots(wdi, monkeypatch):
     finally:
         reset_settings(None)
     assert peak[0] == 1
+
+
+def test_the_pinned_scikit_learn_uses_the_direct_tree_builder():
+    """The fast path must not fall back silently on the version requirements.txt pins."""
+    import re
+
+    import sklearn
+
+    from conftest import ROOT
+    from models.twolvlimp import trees
+
+    pinned = re.search(r"^scikit-learn==(\S+)", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert sklearn.__version__ == pinned
+    assert trees.DIRECT_BUILDER, f"scikit-learn {pinned}: the direct tree builder fell back to the public path"
