@@ -186,20 +186,20 @@ class NearestFeatureIterativeImputer(TransformerMixin, BaseEstimator):
         p = X.shape[1]
         self.log_ = np.zeros(p, dtype=bool)
         self.shift_ = np.zeros(p)
-        if self.shape == "none":
+        if self.shape == "none" or p == 0:
             return
-        for j in range(p):
-            v = X[~missing[:, j], j]
-            if v.size < 3 or v.min() < 0:
-                continue
-            sd = v.std()
-            if sd <= 0:
-                continue
-            skew = float(np.mean(((v - v.mean()) / sd) ** 3))
-            if skew > 1.0:
-                pos = v[v > 0]
-                self.log_[j] = True
-                self.shift_[j] = 0.0 if v.min() > 0 else (pos.min() if pos.size else 1.0)
+        count = (~missing).sum(axis=0)
+        V = np.where(missing, 0.0, X)
+        mean = V.sum(axis=0) / np.maximum(count, 1)
+        D = np.where(missing, 0.0, X - mean)
+        sd = np.sqrt((D * D).sum(axis=0) / np.maximum(count, 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            skew = (D ** 3).sum(axis=0) / np.maximum(count, 1) / sd ** 3
+        low = np.where(missing, np.inf, X).min(axis=0)
+        self.log_ = (count >= 3) & (low >= 0) & (sd > 0) & (skew > 1.0)
+        smallest_positive = np.where(missing | (X <= 0), np.inf, X).min(axis=0)
+        self.shift_ = np.where(low > 0, 0.0, np.where(np.isfinite(smallest_positive), smallest_positive, 1.0))
+        self.shift_ = np.where(self.log_, self.shift_, 0.0)
 
     def fit_transform(self, X, y=None):
         with one_blas_thread():
