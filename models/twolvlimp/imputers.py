@@ -106,9 +106,11 @@ class NearestFeatureIterativeImputer(TransformerMixin, BaseEstimator):
     by generalised cross-validation) on its ``n_nearest_features`` nearest columns, the ones most
     correlated with it on the rows where both are observed (weighted by how many of its observed
     rows they share). Gaps start at the column mean; then, in rounds, the columns are re-fitted
-    in order of increasing missingness on the current values of their neighbours, until no
-    imputed value moves by more than ``tol`` standard deviations of its column, or ``max_iter``
-    rounds. Imputed values stay within the range the column takes where observed.
+    in order of increasing missingness on the current values of their neighbours, until the
+    imputed values move by less than ``tol`` standard deviations of their columns (root mean
+    square over the imputed cells), or ``max_iter`` rounds. Skewed non-negative columns are
+    modelled in logs (``shape="log"``; ``"none"`` keeps every column as it is). Imputed values
+    stay within the range the column takes where observed; observed values are returned as given.
 
     Work: at most (columns with gaps) x ``max_iter`` regressions on at most ``n_nearest_features``
     inputs each, plus one pass of pairwise correlations; memory a few copies of the matrix.
