@@ -113,3 +113,30 @@ def test_legacy_keeps_the_old_services_iterative_imputer():
 def test_every_imputer_fills_every_gap(name):
     _, Xm, _ = gappy(seed=7)
     assert not np.isnan(impute(name, Xm)).any()
+
+
+def test_blas_threads_are_restored_after_concurrent_imputations():
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    _, Xm, _ = gappy(seed=8)
+    impute("IterativeImputer", Xm)   # a first imputation on this (main) thread, as a test or warm-up would
+    before = [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+    inside = []
+    results = [None] * 4
+
+    def work(k):
+        with imputers.one_blas_thread():
+            inside.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+            results[k] = impute("IterativeImputer", Xm)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(n == 1 for seen in inside for n in seen), inside
+    assert [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"] == before
+    for out in results[1:]:
+        np.testing.assert_array_equal(out, results[0])   # the same numbers whatever ran beside them
