@@ -18,6 +18,13 @@ What it measures (each in a fresh subprocess, so one figure cannot warm another)
   from Parquet, the AFS request on it, and the peak resident memory of that whole
   instance process (``getrusage`` ``ru_maxrss``, the process and any children).
 
+* **IterativeImputer, first of its kind**: the AFS request with the iterative base imputer in a
+  fresh instance (nothing memoised: the base imputation is paid), on ``data/wdi``, on the SIDS
+  platform's real data (``../shared/data/sids-platform``, skipped with a note when absent) and on
+  the synthetic data; beside it, in the same run, the same request with ``method: "legacy"`` (the
+  old service's method and its scikit-learn ``IterativeImputer`` with extra trees) where that
+  finishes in reasonable time (``data/wdi``; the platform data only with ``--legacy-on-platform``).
+
 It prints a markdown table and writes the figures, the machine and the load average
 as JSON. Timings are wall-clock seconds on this machine; they vary with what else runs.
 """
@@ -65,6 +72,15 @@ REQUESTS = {
 }
 # On the synthetic data the target is chosen by rule in the worker (see choose_synthetic_target).
 SYNTHETIC_REQUEST = dict(BASE_REQUEST, scheme="AFS", estimators=100, model="rfr", number_predictor=10)
+
+# IterativeImputer, first request of its kind (fresh instance), on each dataset below.
+SIDS_PLATFORM = ROOT.parent / "shared" / "data" / "sids-platform"
+ITERATIVE_REQUEST = dict(BASE_REQUEST, interpolator="IterativeImputer", scheme="AFS", estimators=100, model="rfr",
+                         number_predictor=10)
+ITERATIVE_TARGET = {"iterative_wdi": 2.0, "iterative_sids_platform": 5.0, "iterative_synthetic": 10.0}
+# Measured before the scalable iterative imputer (default method, scikit-learn's IterativeImputer with
+# 10-tree extra trees), this 2-core machine, 2026-12-01: shown when the legacy run is not made.
+ITERATIVE_BEFORE = {"iterative_sids_platform": (87.0, "this request before the change, measured 2026-12-01")}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -341,7 +357,60 @@ def worker_requests(args: dict) -> dict:
     return result
 
 
-WORKERS = {"load": worker_load, "requests": worker_requests}
+def worker_first(args: dict) -> dict:
+    """A fresh instance: /estimate, then one /predict of a request nothing has been memoised for."""
+    app, import_error = import_app(Path(args["path"]))
+    result: dict[str, Any] = {"app_import_error": import_error}
+    from shared.store import get_store
+
+    data = get_store().get()
+    if app is None:
+        result["error"] = f"the app could not be imported: {import_error}"
+        return result
+    client = Client(app)
+    body = dict(args["body"])
+    if body.get("target") is None:
+        try:
+            chosen = choose_synthetic_target(data)
+        except LookupError as exc:
+            result["error"] = str(exc)
+            return result
+        result["target"] = chosen
+        body.update(target=chosen["target"], dataset=chosen["dataset"])
+    result["request"] = body
+    status, raw, _ = client.call("POST", f"{PREFIX}/estimate", body)
+    value = json.loads(raw) if status == 200 else None
+    result["estimate_cold"] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    cpu = time.process_time()
+    status, raw, elapsed = client.call("POST", f"{PREFIX}/predict", body)
+    result["cpu_seconds"] = round(time.process_time() - cpu, 3)
+    if status != 200:
+        result["error"] = f"HTTP {status}: {raw[:300].decode(errors='replace')}"
+        return result
+    answer = json.loads(raw)
+    result["seconds"] = round(elapsed, 4)
+    result["actual_cold"] = result["seconds"]
+    result["compute_phases"] = answer.get("compute_phases")
+    if result["estimate_cold"]:
+        ratio = elapsed / result["estimate_cold"]
+        result["estimate_cold_ratio"] = round(ratio, 3)
+        result["estimate_worst_factor"] = round(max(ratio, 1 / ratio), 3)
+        result["estimate_within_2x"] = max(ratio, 1 / ratio) <= 2.0
+    result["response"] = {k: answer.get(k) for k in ("rmse", "rmse_deviation", "model_feature_names")}
+    result["peak_rss"] = peak_rss_bytes()
+    return result
+
+
+def measure_first(path: Path, body: dict, legacy: bool, timeout: float) -> dict:
+    """The request first of its kind, and (``legacy``) the old method's run of it, each in a fresh process."""
+    out = run_worker("first", {"path": str(path), "body": body}, timeout)
+    if legacy and "error" not in out:
+        old = run_worker("first", {"path": str(path), "body": dict(out["request"], method="legacy")}, timeout)
+        out["legacy"] = {k: old.get(k) for k in ("seconds", "cpu_seconds", "compute_phases", "error", "peak_rss")}
+    return out
+
+
+WORKERS = {"load": worker_load, "requests": worker_requests, "first": worker_first}
 
 
 def run_worker(kind: str, args: dict, timeout: float) -> dict:
@@ -489,6 +558,16 @@ def run(options: argparse.Namespace) -> dict:
             "path": str(EMBEDDED), "requests": names, "bodies": {n: REQUESTS[n][1] for n in names},
             "runs": runs, "warmup": warmup, "budget_seconds": options.request_budget}, timeout)
 
+    # (b2) IterativeImputer first of its kind: the embedded data and the SIDS platform's real data
+    if not options.no_model and not options.skip_iterative:
+        report["iterative_wdi"] = measure_first(EMBEDDED, dict(ITERATIVE_REQUEST, target=WDI_TARGET, dataset="wdi"),
+                                                not options.no_legacy_reference, timeout)
+        if SIDS_PLATFORM.is_dir():
+            report["iterative_sids_platform"] = measure_first(SIDS_PLATFORM, dict(ITERATIVE_REQUEST, target=None),
+                                                              options.legacy_on_platform, timeout)
+        else:
+            report["iterative_sids_platform"] = {"error": f"skipped: {SIDS_PLATFORM} not found"}
+
     # (c) platform scale: synthetic dataset
     if not options.skip_synthetic:
         years = (options.synthetic_years[0], options.synthetic_years[1])
@@ -504,6 +583,9 @@ def run(options: argparse.Namespace) -> dict:
             report["synthetic_requests"] = run_worker("requests", {
                 "path": str(folder), "requests": ["synthetic_afs"], "bodies": {"synthetic_afs": SYNTHETIC_REQUEST},
                 "runs": max(1, min(runs, 3)), "warmup": warmup, "budget_seconds": options.request_budget}, timeout)
+            if not options.skip_iterative:
+                report["iterative_synthetic"] = measure_first(Path(folder), dict(ITERATIVE_REQUEST, target=None),
+                                                              False, timeout)
     report["load_average_after"] = load_average()
     report["seconds_total"] = round(time.perf_counter() - started, 1)
     report["rows"] = rows(report)
@@ -519,6 +601,26 @@ def _ok(value: float | None, target: float | None, below: bool = False) -> bool 
 def _estimate_fields(r: dict) -> dict:
     keys = ("estimate_cold", "actual_cold", "estimate_learned", "estimate_worst_factor", "estimate_within_2x")
     return {k: r.get(k) for k in keys}
+
+
+def add_iterative(add, report: dict, key: str, where: str) -> None:
+    """The IterativeImputer first-of-its-kind row: old = the legacy run beside it, else the figure before."""
+    r = report[key]
+    legacy = r.get("legacy") or {}
+    old, note = legacy.get("seconds"), r.get("error")
+    if old is None and key in ITERATIVE_BEFORE:
+        old, before = ITERATIVE_BEFORE[key]
+        note = note or f"old: {before}, not side by side"
+    elif old is not None:
+        note = note or "old: method legacy (the old service's method and imputer), same run"
+    phases = r.get("compute_phases") or {}
+    peak = (r.get("peak_rss") or {}).get("total")
+    add(key, f"IterativeImputer, AFS, 10 predictors, 100 trees, rfr, first of its kind, on {where}", r.get("seconds"),
+        "s", ITERATIVE_TARGET[key], old, note=note, estimate_cold=r.get("estimate_cold"),
+        actual_cold=r.get("actual_cold"), estimate_worst_factor=r.get("estimate_worst_factor"),
+        estimate_within_2x=r.get("estimate_within_2x"), prepare_seconds=phases.get("prepare"),
+        cpu_seconds=r.get("cpu_seconds"), peak_rss_mib=round(peak / MB, 1) if peak else None,
+        target_code=(r.get("request") or {}).get("target"))
 
 
 def rows(report: dict) -> list[dict]:
@@ -547,6 +649,9 @@ def rows(report: dict) -> list[dict]:
         add(name, label, r.get("seconds"), "s", TARGET[name], OLD[name], note=r.get("error") or r.get("note"),
             **_estimate_fields(r), cache_hit_seconds=r.get("cache_hit_seconds"),
             cache_hit_same_bytes=r.get("cache_hit_same_bytes"))
+    for key, where in (("iterative_wdi", "data/wdi"), ("iterative_sids_platform", "SIDS platform data (real)")):
+        if key in report:
+            add_iterative(add, report, key, where)
     if "synthetic" in report:
         s = report["synthetic"].get("summary", {})
         size = f"{s.get('indicators')} ind. x {s.get('countries')} countries"
@@ -573,6 +678,8 @@ def rows(report: dict) -> list[dict]:
             add("synthetic_peak_rss", f"peak memory of the whole instance process ({what})",
                 round(peak / MB, 1) if peak else None, "MiB", round(TARGET["peak_rss_bytes"] / MB, 1), below=True,
                 note=sr.get("error"))
+        if "iterative_synthetic" in report:
+            add_iterative(add, report, "iterative_synthetic", f"synthetic ({size})")
         elif csv_peak:
             add("synthetic_load_csv_peak_rss", "peak memory of a cold instance loading the synthetic CSV",
                 round(csv_peak / MB, 1), "MiB", round(TARGET["peak_rss_bytes"] / MB, 1), below=True)
@@ -598,6 +705,9 @@ def markdown(report: dict) -> str:
         value = f"{_fmt(r['value'])} {unit}" if r["value"] is not None else f"not measured ({r['note'] or '?'})"
         if r.get("ready_seconds") is not None:
             value += f" (ready {r['ready_seconds']:.1f} s after process start)"
+        if r.get("cpu_seconds") is not None:
+            value += f" (CPU {r['cpu_seconds']:.2f} s" + (f", peak {r['peak_rss_mib']:.0f} MiB)" if r.get("peak_rss_mib")
+                                                         else ")")
         target = ("< " if unit == "MiB" else "<= ") + f"{_fmt(r['target'], 2)} {unit}" if r["target"] else "-"
         if r["meets_target"] is not None:
             target += " ok" if r["meets_target"] else " MISSED"
@@ -638,6 +748,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"which embedded-data requests to run (comma-separated from {','.join(REQUESTS)})")
     parser.add_argument("--no-model", action="store_true", help="loader figures only (no twolvlImp requests)")
     parser.add_argument("--skip-synthetic", action="store_true", help="no platform-scale figures")
+    parser.add_argument("--skip-iterative", action="store_true",
+                        help="no IterativeImputer first-of-its-kind figures (wdi, SIDS platform data, synthetic)")
+    parser.add_argument("--no-legacy-reference", action="store_true",
+                        help="do not run the old method beside the IterativeImputer request on data/wdi")
+    parser.add_argument("--legacy-on-platform", action="store_true",
+                        help="also run the old method on the SIDS platform data (minutes)")
     parser.add_argument("--synthetic-dir", type=Path, help="where the synthetic dataset is kept (generated if absent)")
     parser.add_argument("--synthetic-indicators", type=int, help="default 3000 (quick: 150)")
     parser.add_argument("--synthetic-countries", type=int, help="default 250 (quick: 50)")

@@ -86,7 +86,8 @@ def masked(ds: Dataset, j: int, yi: int, rows: np.ndarray, scenario: str, tag: s
                    sids=ds.sids, version=tag, source=ds.source)
 
 
-def evaluate_case(ds: Dataset, code: str, year: int, method: str, folds: int = 5, estimators: int = 100) -> dict:
+def evaluate_case(ds: Dataset, code: str, year: int, method: str, folds: int = 5, estimators: int = 100,
+                  interpolator: str = "KNNImputer", intervals: tuple[str, ...] = INTERVALS) -> dict:
     j = ds.indicators.get_loc(code)
     yi = ds.years.index(year)
     column = ds.year_matrix(year)[:, j]
@@ -96,13 +97,13 @@ def evaluate_case(ds: Dataset, code: str, year: int, method: str, folds: int = 5
     parts = np.array_split(order, folds)
     out = {"case": code, "year": year, "n": int(known.size)}
     for scenario in SCENARIOS:
-        truth, preds = [], {iv: {"p": [], "lo": [], "hi": []} for iv in INTERVALS}
+        truth, preds = [], {iv: {"p": [], "lo": [], "hi": []} for iv in intervals}
         seconds = 0.0
         for f, rows in enumerate(parts):
             data = masked(ds, j, yi, rows, scenario, f"eval-{code}-{year}-{scenario}-{f}")
             truth.extend(column[rows])
-            for iv in INTERVALS:
-                req = ImputationRequest(target=code, target_year=str(year), interpolator="KNNImputer", scheme="AFS",
+            for iv in intervals:
+                req = ImputationRequest(target=code, target_year=str(year), interpolator=interpolator, scheme="AFS",
                                         estimators=estimators, model="rfr", interval=iv, number_predictor=10,
                                         method=method)
                 started = time.perf_counter()
@@ -117,7 +118,7 @@ def evaluate_case(ds: Dataset, code: str, year: int, method: str, folds: int = 5
                     preds[iv]["hi"].append(body["prediction"]["upper"][i])
         truth = np.asarray(truth)
         res = {"seconds": seconds}
-        for iv in INTERVALS:
+        for iv in intervals:
             p, lo, hi = (np.asarray(preds[iv][k]) for k in ("p", "lo", "hi"))
             res[iv] = {"nrmse": float(np.sqrt(np.mean((p - truth) ** 2)) / sd),
                        "coverage": float(np.mean((truth >= lo) & (truth <= hi))),
@@ -131,21 +132,20 @@ def table(results: list[dict], scenario: str) -> str:
              "",
              "| case | year | n | quantile | bootstrap | old (a) |",
              "|---|---|---|---|---|---|"]
-    fmt = lambda d: f"{d['nrmse']:.3f} / {d['coverage']:.2f} / {d['width']:.2f}"
+    fmt = lambda d: "-" if d is None else f"{d['nrmse']:.3f} / {d['coverage']:.2f} / {d['width']:.2f}"
     for r in results:
         old = OLD[r["case"]]
         lines.append(f"| {r['case'].removeprefix('wdi-')} | {r['year']} | {r['n']} | {fmt(r[scenario]['quantile'])} | "
-                     f"{fmt(r[scenario]['bootstrap'])} | {old[0]:.3f} / {old[1]:.2f} / {old[2]:.2f} |")
-    mean = {iv: {k: float(np.mean([r[scenario][iv][k] for r in results])) for k in ("nrmse", "coverage", "width")}
-            for iv in INTERVALS}
-    lines.append(f"| **mean** | | | **{fmt(mean['quantile'])}** | **{fmt(mean['bootstrap'])}** | "
+                     f"{fmt(r[scenario].get('bootstrap'))} | {old[0]:.3f} / {old[1]:.2f} / {old[2]:.2f} |")
+    mean = summary(results)[scenario]
+    lines.append(f"| **mean** | | | **{fmt(mean['quantile'])}** | **{fmt(mean.get('bootstrap'))}** | "
                  f"**{OLD_MEAN[0]:.3f} / {OLD_MEAN[1]:.2f} / {OLD_MEAN[2]:.2f}** |")
     return "\n".join(lines)
 
 
 def summary(results: list[dict]) -> dict:
     return {s: {iv: {k: float(np.mean([r[s][iv][k] for r in results])) for k in ("nrmse", "coverage", "width")}
-                for iv in INTERVALS} for s in SCENARIOS}
+                for iv in INTERVALS if iv in results[0][s]} for s in SCENARIOS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,9 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", choices=("default", "legacy"), default="default")
     parser.add_argument("--case", action="append", help="only this target code (repeatable)")
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--interpolator", default="KNNImputer", choices=("KNNImputer", "IterativeImputer", "SimpleImputer"),
+                        help="base imputer of the requests (the reference protocol uses KNNImputer)")
+    parser.add_argument("--quick", action="store_true",
+                        help="quantile intervals only, scenario figures as usual (half the requests); not for --check")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 unless the targets hold (NRMSE (a) <= 0.4315, (b) < 0.863, coverage 0.85..0.97)")
     args = parser.parse_args(argv)
+    if args.check and args.quick:
+        parser.error("--check needs both interval methods: run without --quick")
 
     reset_state(cache_size=0)  # every masked copy is a new data version anyway
     ds = load(args.data)
@@ -164,21 +170,24 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     started = time.perf_counter()
     for code, year in cases:
-        res = evaluate_case(ds, code, year, args.method)
+        res = evaluate_case(ds, code, year, args.method, interpolator=args.interpolator,
+                            intervals=("quantile",) if args.quick else INTERVALS)
         results.append(res)
         print(f"{code} {year}: " + "; ".join(
             f"{s} " + ", ".join(f"{iv} {res[s][iv]['nrmse']:.3f}/{res[s][iv]['coverage']:.2f}/{res[s][iv]['width']:.2f}"
-                                for iv in INTERVALS) for s in SCENARIOS) + f" ({res['gap']['seconds'] + res['never']['seconds']:.1f} s)",
+                                for iv in INTERVALS if iv in res[s]) for s in SCENARIOS) + f" ({res['gap']['seconds'] + res['never']['seconds']:.1f} s)",
               flush=True)
     print()
-    print(f"Method: {args.method}; {len(results)} cases, 5 folds, {time.perf_counter() - started:.0f} s")
+    print(f"Method: {args.method}, base imputer {args.interpolator}{', quick (quantile only)' if args.quick else ''}; "
+          f"{len(results)} cases, 5 folds, {time.perf_counter() - started:.0f} s")
     for s in SCENARIOS:
         print()
         print(table(results, s))
     overall = summary(results)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"method": args.method, "cases": results, "mean": overall}, indent=2))
+        args.json.write_text(json.dumps({"method": args.method, "interpolator": args.interpolator, "quick": args.quick,
+                                         "cases": results, "mean": overall}, indent=2))
     if args.check:
         ok = overall["gap"]["quantile"]["nrmse"] <= OLD_MEAN[0] / 2 and overall["never"]["quantile"]["nrmse"] < OLD_MEAN[0]
         ok &= all(0.85 <= overall[s][iv]["coverage"] <= 0.97 for s in SCENARIOS for iv in INTERVALS)

@@ -77,7 +77,8 @@ _COST = {
     "gbr": 3.5e-8,         # per boosting stage x row x log2(row) x feature, for each depth and fold
     "rfe": 2.6e-8,         # per RFE tree x row x log2(row) x feature considered, summed over rounds
     "knn": 1.4e-8,         # per country^2 x candidate
-    "iterative": 1.2e-4,   # per country x candidate x iteration
+    "iterative": 1.3e-4,   # per candidate x round (5 rounds at most): one ridge fit on its nearest features
+    "iterative_pairs": 2.5e-10,  # per country x candidate^2: ranking the nearest features
     "legacy_fit": 0.015,   # scikit-learn overhead per GridSearchCV fit
 }
 
@@ -118,7 +119,8 @@ def prior_prepare_seconds(w: Workload) -> float:
     if w.imputation_cold:
         total += 0.015
         if w.imputer == "IterativeImputer":
-            total += _COST["iterative"] * w.n_countries * w.n_candidates * 10
+            total += _COST["iterative"] * w.n_candidates * 5
+            total += _COST["iterative_pairs"] * w.n_countries * w.n_candidates ** 2
         elif w.imputer == "KNNImputer":
             total += _COST["knn"] * w.n_countries ** 2 * w.n_candidates
     if w.selection_cold and w.scheme == "AFS":
