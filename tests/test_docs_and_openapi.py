@@ -92,7 +92,9 @@ def test_swagger_ui_renders_offline_in_headless_chromium(live_server):
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", live_server + "/docs"],
             capture_output=True, text=True, timeout=120).stdout
-    rendered = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom))
+    rendered = set(re.findall(r'class="opblock-summary-path(?:__deprecated)?" data-path="([^"]+)"', dom))
     spec_paths = set(httpx.get(live_server + "/openapi.json").json()["paths"])
     assert rendered == spec_paths
     assert "/sampleapi/test_endpoint1" in rendered
+    deprecated = set(re.findall(r'class="opblock-summary-path__deprecated" data-path="([^"]+)"', dom))
+    assert deprecated == {"/imputation/predict", "/imputation/target_sample_size", "/imputation/predictor_sample_size"}
