@@ -2,6 +2,10 @@
 
 The method itself lives in :mod:`models.twolvlimp`; this module only validates requests,
 calls it and maps its errors to HTTP answers (422 with a message saying what is allowed).
+
+Only the look-ups (:mod:`models.twolvlimp.data`: numpy, no scikit-learn) are imported with this
+module. The method (:mod:`models.twolvlimp.service` and the scikit-learn code behind it) is
+imported by the first /estimate or /predict, so that an instance's start does not pay for it.
 """
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.twolvlimp import data as lookups
-from models.twolvlimp import service
 from models.twolvlimp.data import ImputationError, ImputationRequest
 from shared.http import ApiBlueprint
 from shared.store import get_dataset
@@ -321,6 +324,8 @@ def predictor_sample_size() -> int:
 def estimate(req: EstimateRequest) -> float:
     """Expected seconds for /predict with this request on this instance (learned from its measured durations).
     Answers any state of the form: what is not chosen yet is estimated from typical choices."""
+    from models.twolvlimp import service  # scikit-learn: imported on first use, not at start
+
     ds = _dataset()
     return service.estimate_seconds(ds, lookups.complete_for_estimate(ds, req.to_model()))
 
@@ -328,6 +333,8 @@ def estimate(req: EstimateRequest) -> float:
 @blueprint.post("predict", body=TrainRequest, response=ModelResponse, main=True, aliases=("imputation/predict",))
 def predict(req: TrainRequest) -> func.HttpResponse:
     """Impute the target's missing SIDS values for the year: predictions, 90% intervals, importances, correlations."""
+    from models.twolvlimp import service  # scikit-learn: imported on first use, not at start
+
     ds = _dataset()
     outcome = service.predict_response(ds, req.to_model())
     return func.HttpResponse(body=outcome.body, status_code=200, mimetype="application/json", charset="utf-8",
