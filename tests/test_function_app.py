@@ -56,3 +56,50 @@ def test_host_json_serves_routes_without_api_prefix():
     host = json.loads((ROOT / "host.json").read_text())
     assert host["extensions"]["http"]["routePrefix"] == ""
     assert host["extensionBundle"]["version"].startswith("[4.")
+
+
+IMPORT_AND_LIST_MODULES = """
+import json, sys
+import function_app
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy"))))
+"""
+
+
+def test_importing_the_app_does_not_import_scikit_learn():
+    """An instance's start does not pay for the models' fitting code: sklearn (and scipy) load on first use."""
+    env = {"PATH": "/usr/bin:/bin", "DATASET_PATH": str(ROOT / "data" / "wdi")}
+    result = subprocess.run([sys.executable, "-c", IMPORT_AND_LIST_MODULES], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+PRELOAD_WITHOUT_PUBLISH = """
+import json, sys
+import azure.functions as func
+from blueprints import {module}
+from shared.store import get_store
+from shared.warmup import preload_dataset
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+app.register_functions({module}.blueprint)
+thread = preload_dataset(app)        # shared.routing.publish(app) is never called
+if thread is not None:
+    thread.join(60)
+print(json.dumps({{"started": thread is not None, "status": get_store().status()["status"]}}))
+"""
+
+
+def preload(module: str) -> dict:
+    env = {"PATH": "/usr/bin:/bin", "DATASET_PATH": str(ROOT / "data" / "wdi")}
+    result = subprocess.run([sys.executable, "-c", PRELOAD_WITHOUT_PUBLISH.format(module=module)], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_preload_reads_the_app_it_is_given_not_the_call_order():
+    # issue 11: preloading was silently skipped when publish(app) had not been called first
+    assert preload("statimpute") == {"started": True, "status": "ok"}
+    # an app whose models read no data loads none
+    assert preload("sampleapi") == {"started": False, "status": "unavailable"}
