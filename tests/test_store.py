@@ -103,6 +103,50 @@ def test_parquet_beside_csv_is_read_instead(folder):
     assert data.indicator_series(ind).at[code, 1990] == 12345.0
 
 
+def _typed_parquet(frame, path) -> None:
+    """frame as Parquet with the year columns in other types than float64, and a stored index."""
+    import pandas as pd
+
+    typed = frame.copy()
+    typed.index = typed.index + 100                                   # written as __index_level_0__
+    typed["1990"] = typed["1990"].round().astype("Int64")            # integers with nulls
+    typed["1991"] = typed["1991"].map(lambda v: "" if pd.isna(v) else repr(v))  # numbers as text
+    typed["1992"] = None                                              # a column of nulls only
+    typed = typed.rename(columns={"1993": " 1993 "})                  # a name with spaces
+    typed.to_parquet(path)
+
+
+def test_parquet_columns_of_any_type_load_as_the_csv_does(folder):
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "indicatorData.csv")
+    frame["1990"] = frame["1990"].round()
+    frame["1992"] = np.nan
+    frame.to_csv(folder / "indicatorData.csv", index=False)
+    from_csv = build_dataset(files_of(folder))
+    _typed_parquet(frame, folder / "indicatorData.parquet")
+    from_parquet = build_dataset(files_of(folder))
+    assert list(from_parquet.years) == list(from_csv.years)
+    assert (from_parquet.countries == from_csv.countries).all()
+    assert (from_parquet.indicators == from_csv.indicators).all()
+    assert np.array_equal(from_parquet.values, from_csv.values, equal_nan=True)
+
+
+def test_parquet_text_that_is_no_number_names_file_row_and_codes(folder):
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "indicatorData.csv")
+    _typed_parquet(frame, folder / "indicatorData.parquet")
+    typed = pd.read_parquet(folder / "indicatorData.parquet")
+    typed.iloc[5, typed.columns.get_loc("1991")] = "n/a?"
+    typed.to_parquet(folder / "indicatorData.parquet")
+    with pytest.raises(DatasetFormatError) as caught:
+        build_dataset(files_of(folder))
+    assert caught.value.file == "indicatorData.parquet"
+    country, indicator = frame.loc[5, "Country Code"], frame.loc[5, "Indicator Code"]
+    assert f"unparseable number 'n/a?' in column 1991 (country {country}, indicator {indicator})" in str(caught.value)
+
+
 def test_store_loads_once_and_reports_ok(folder):
     store = DatasetStore(LocalFolderSource(folder), refresh_seconds=3600)
     first = store.get()
