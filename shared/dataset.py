@@ -131,7 +131,7 @@ def _read_csv(file: str, content: bytes | str) -> pd.DataFrame:
     source = io.BytesIO(content) if isinstance(content, (bytes, bytearray)) else content
     try:
         if file == DATA_FILE:
-            return pd.read_csv(source, engine="pyarrow")
+            return pd.read_csv(source, engine="pyarrow", dtype_backend="pyarrow")
         return pd.read_csv(source, dtype=str, keep_default_na=False)
     except Exception as exc:  # pyarrow/pandas parse errors have many types
         raise DatasetFormatError(file, f"cannot be parsed as CSV ({type(exc).__name__}: {str(exc)[:200]})") from None
@@ -226,6 +226,9 @@ def _check_numbers(file: str, table: _DataTable, years: list[str]) -> dict[str, 
         series = table.column(col)
         if pd.api.types.is_numeric_dtype(series.dtype):
             continue
+        if isinstance(series.dtype, pd.ArrowDtype):
+            # Arrow-backed text: to_numeric would turn "eight" into NaN, which Arrow does not count as missing.
+            series = series.astype(object)
         numeric = pd.to_numeric(series, errors="coerce")
         bad = series[numeric.isna() & series.notna() & (series.astype(str).str.strip() != "")]
         if len(bad):
