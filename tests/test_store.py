@@ -350,6 +350,20 @@ def test_files_that_do_not_match_the_manifest_are_refused_naming_file_and_differ
     assert store.status()["last_error"].startswith(problem), store.status()["last_error"]
 
 
+def test_csv_beside_its_parquet_copy_is_not_read_but_a_change_to_it_is_noticed(folder):
+    import pandas as pd
+
+    pd.read_csv(folder / "indicatorData.csv").to_parquet(folder / "indicatorData.parquet")
+    write_manifest(folder)
+
+    def cut_csv(f):  # the CSV changes, its Parquet copy does not: the publish is inconsistent
+        lines = data_lines(f)
+        (f / "indicatorData.csv").write_text("".join(lines[: len(lines) // 2]))
+
+    store = loaded_then(folder, cut_csv)
+    assert store.status()["last_error"].startswith("indicatorData.csv: has "), store.status()["last_error"]
+
+
 def test_embedded_dataset_has_an_up_to_date_manifest_and_is_checked_against_it():
     committed = json.loads((WDI / MANIFEST).read_text())
     fresh = json.loads(upload_dataset.manifest_for(WDI))
