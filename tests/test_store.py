@@ -364,6 +364,27 @@ def test_csv_beside_its_parquet_copy_is_not_read_but_a_change_to_it_is_noticed(f
     assert store.status()["last_error"].startswith("indicatorData.csv: has "), store.status()["last_error"]
 
 
+def test_manifest_only_with_parquet_writes_the_columnar_copy_that_then_loads_as_the_csv(folder):
+    from_csv = build_dataset(files_of(folder))
+    assert upload_dataset.main(["--manifest-only", "--parquet", str(folder)]) == 0
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert sorted(manifest["files"]) == ["countryMeta.csv", "datasetMeta.csv", "indicatorData.csv",
+                                         "indicatorData.parquet", "indicatorMeta.csv"]
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=3600)
+    data = store.get()
+    assert store.status()["status"] == "ok" and store.status()["dataset_version"] == manifest["dataset_version"]
+    assert np.array_equal(data.values, from_csv.values, equal_nan=True)
+    assert data.countries.equals(from_csv.countries) and data.indicators.equals(from_csv.indicators)
+
+
+def test_columnar_copy_refuses_a_bad_csv_naming_the_csv(folder):
+    path = folder / "indicatorData.csv"
+    path.write_text(path.read_text().replace("8.57979393", "eight", 1))
+    with pytest.raises(SystemExit, match="indicatorData.csv: unparseable number 'eight'"):
+        upload_dataset.publish_files(folder, parquet=True)
+    assert not (folder / "indicatorData.parquet").exists()
+
+
 def test_embedded_dataset_has_an_up_to_date_manifest_and_is_checked_against_it():
     committed = json.loads((WDI / MANIFEST).read_text())
     fresh = json.loads(upload_dataset.manifest_for(WDI))
