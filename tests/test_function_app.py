@@ -58,20 +58,38 @@ def test_host_json_serves_routes_without_api_prefix():
     assert host["extensionBundle"]["version"].startswith("[4.")
 
 
-IMPORT_AND_LIST_MODULES = """
+START_AND_LIST_MODULES = """
 import json, sys
 import function_app
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy"))))
+from shared.routing import app_routes, dispatch
+
+def fitting_code():
+    return sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy"))
+
+after_import = fitting_code()
+routes = app_routes(function_app.app)
+statuses = [dispatch(routes, "GET", path, query)[0].status for path, query in
+            (("/health", ""), ("/twolvlImp/target_years", ""), ("/twolvlImp/datasets", "target_year=2015"))]
+after_lookups = fitting_code()
+body = json.dumps({"interpolator": "KNNImputer", "scheme": "AFS", "estimators": 10, "model": "rfr",
+                   "interval": "quantile"}).encode()
+estimate = dispatch(routes, "POST", "/twolvlImp/estimate", "",
+                    {"content-type": "application/json", "content-length": str(len(body))}, body)[0].status
+print(json.dumps({"after_import": after_import, "statuses": statuses, "after_lookups": after_lookups,
+                  "estimate": estimate, "after_estimate": "sklearn" in fitting_code()}))
 """
 
 
-def test_importing_the_app_does_not_import_scikit_learn():
+def test_starting_the_app_and_answering_health_and_lookups_do_not_import_scikit_learn():
     """An instance's start does not pay for the models' fitting code: sklearn (and scipy) load on first use."""
     env = {"PATH": "/usr/bin:/bin", "DATASET_PATH": str(ROOT / "data" / "wdi")}
-    result = subprocess.run([sys.executable, "-c", IMPORT_AND_LIST_MODULES], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-c", START_AND_LIST_MODULES], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["after_import"] == [] and seen["after_lookups"] == []
+    assert seen["statuses"] == [200, 200, 200]
+    assert seen["estimate"] == 200 and seen["after_estimate"] is True  # ...imported when a request needs it
 
 
 PRELOAD_WITHOUT_PUBLISH = """
