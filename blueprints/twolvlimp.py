@@ -5,7 +5,8 @@ calls it and maps its errors to HTTP answers (422 with a message saying what is 
 
 Only the look-ups (:mod:`models.twolvlimp.data`: numpy, no scikit-learn) are imported with this
 module. The method (:mod:`models.twolvlimp.service` and the scikit-learn code behind it) is
-imported by the first /estimate or /predict, so that an instance's start does not pay for it.
+imported by the first /estimate or /predict, or before that in the background once the dataset
+is loaded (``MODEL_CODE``, shared/warmup.py), so that an instance's start does not pay for it.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ blueprint = ApiBlueprint(
                  "calibrated 90% prediction intervals, feature importances and correlations. See docs/twolvlimp.md."))
 
 PREFIX = "/twolvlImp"
+# Imported by /estimate and /predict on first use; shared/warmup.py imports it after the dataset load.
+MODEL_CODE = ("models.twolvlimp.service",)
 
 
 class Interpolator(str, Enum):

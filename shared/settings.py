@@ -70,6 +70,7 @@ class Settings:
     gzip_min_bytes: int = 4096
     result_cache_size: int = 256
     max_concurrent_predictions: int = 0  # 0: one per CPU core
+    warm_model_code: bool = True         # import the models' code in the background once the dataset is loaded
 
     @property
     def uses_blob(self) -> bool:
@@ -98,6 +99,7 @@ class Settings:
             gzip_min_bytes=_int(env, "GZIP_MIN_BYTES", 4096),
             result_cache_size=_int(env, "RESULT_CACHE_SIZE", 256),
             max_concurrent_predictions=_int(env, "MAX_CONCURRENT_PREDICTIONS", 0),
+            warm_model_code=(env.get("WARM_MODEL_CODE") or "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
 
