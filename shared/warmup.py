@@ -10,9 +10,12 @@ it is the one piece of work an import of ``function_app`` starts. One background
 
 Neither step delays start-up: the import of ``function_app`` imports no scikit-learn, and
 ``/health`` and the look-ups do not need it, so an instance is ready as soon as its dataset is
-(issue 12). Step 2 runs after that, while the dashboard's user fills in the form, so the first
-``/estimate`` or ``/predict`` does not pay the import either; a request that needs the code
-before it is imported imports it itself (Python's import lock makes the two wait for one import).
+(issue 12). Step 2 starts ``MODEL_CODE_DELAY_SECONDS`` after the load, so that the requests that
+waited for the data are answered first (an import holds the interpreter for long stretches: started
+at once, it delayed the first ``/health`` at platform size by about half a second), and runs while
+the dashboard's user fills in the form, so the first ``/estimate`` or ``/predict`` does not pay the
+import either. A request that needs the code before it is imported imports it itself (Python's
+import lock makes the two wait for one import). A process that exits during the delay skips step 2.
 
 What the app needs is read from the app passed in, not from module state, so it does not depend
 on what else was called first (issue 11: the preload read the routes
@@ -39,6 +42,9 @@ from shared.store import get_store
 
 log = logging.getLogger("sids.warmup")
 
+MODEL_CODE_DELAY_SECONDS = 1.0   # from the end of the dataset load to the import of the model code
+_exiting = threading.Event()
+
 
 def model_code(blueprints: list[ApiBlueprint]) -> list[str]:
     """The modules the blueprints' modules list as ``MODEL_CODE`` (imported by their requests on first use)."""
@@ -53,6 +59,8 @@ def model_code(blueprints: list[ApiBlueprint]) -> list[str]:
 def _run(load: bool, code: list[str]) -> None:
     if load:
         get_store().refresh()
+    if code and _exiting.wait(MODEL_CODE_DELAY_SECONDS):
+        return  # the process is exiting: nothing to warm up for
     for module in code:
         started = time.perf_counter()
         try:
@@ -73,6 +81,11 @@ def warm_up(app: func.FunctionApp) -> threading.Thread | None:
     thread = threading.Thread(target=_run, args=(load, code), name="instance-warm-up", daemon=True)
     thread.start()
     # A process that exits while the load is still inside pyarrow can hang in interpreter shutdown:
-    # let the warm-up finish first (about a second on the embedded dataset).
-    atexit.register(thread.join, 30)
+    # let a load (or an import) in progress finish first; one not yet started is skipped.
+    atexit.register(_finish, thread)
     return thread
+
+
+def _finish(thread: threading.Thread) -> None:
+    _exiting.set()
+    thread.join(30)
