@@ -166,7 +166,8 @@ def _read_parquet(content: bytes | str) -> _DataTable:
     try:
         handle = pq.ParquetFile(source)
         schema = handle.schema_arrow
-        raw = {str(name).strip(): name for name in schema.names if not str(name).startswith("__index_level_")}
+        names = [name for name in schema.names if not str(name).startswith("__index_level_")]
+        raw = {str(name).strip(): name for name in names}  # two names equal once stripped fail in _year_columns
         codes = [raw[c] for c in REQUIRED_COLUMNS[DATA_FILE] if c in raw]
         frame = handle.read(columns=codes).to_pandas() if codes else pd.DataFrame(
             index=pd.RangeIndex(handle.metadata.num_rows))
@@ -188,7 +189,7 @@ def _read_parquet(content: bytes | str) -> _DataTable:
         return values.to_pandas()
 
     numeric = frozenset(c for c, name in raw.items() if is_number(schema.field(name).type))
-    return _DataTable(frame, list(raw), column, numeric)
+    return _DataTable(frame, [str(name).strip() for name in names], column, numeric)
 
 
 def _require_columns(file: str, frame: pd.DataFrame) -> None:

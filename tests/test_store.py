@@ -147,6 +147,16 @@ def test_parquet_text_that_is_no_number_names_file_row_and_codes(folder):
     assert f"unparseable number 'n/a?' in column 1991 (country {country}, indicator {indicator})" in str(caught.value)
 
 
+def test_parquet_with_a_year_column_twice_is_refused(folder):
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "indicatorData.csv")
+    frame[" 1990"] = frame["1990"]
+    frame.to_parquet(folder / "indicatorData.parquet")
+    with pytest.raises(DatasetFormatError, match="year column 1990 appears more than once"):
+        build_dataset(files_of(folder))
+
+
 def test_store_loads_once_and_reports_ok(folder):
     store = DatasetStore(LocalFolderSource(folder), refresh_seconds=3600)
     first = store.get()
