@@ -2,6 +2,12 @@
 
 One FunctionApp; one Blueprint per model from ``blueprints/`` (or only the model named
 by SERVICE_MODEL), plus the platform endpoints every instance serves.
+
+Importing this module does one thing besides registering functions: ``warm_up(app)`` starts
+a background thread that loads the dataset (when a registered model reads it), so the load
+overlaps the worker's indexing, and then imports the models' code (scikit-learn), which this
+import does not: an instance is ready once its dataset is (shared/warmup.py;
+tests/test_function_app.py checks that importing this module does not import sklearn).
 """
 import azure.functions as func
 
@@ -10,7 +16,7 @@ from shared.logs import configure_logging
 from shared.platform import platform
 from shared.routing import publish
 from shared.settings import get_settings
-from shared.warmup import preload_dataset
+from shared.warmup import warm_up
 
 configure_logging()
 
@@ -19,5 +25,5 @@ for blueprint in model_blueprints(get_settings().service_model):
     app.register_functions(blueprint)
 app.register_functions(platform)
 
-publish(app)
-preload_dataset()
+publish(app)              # the routes the platform endpoints describe (/openapi.json, /params)
+warm_up(app)              # background thread: loads the dataset, then imports the models' code

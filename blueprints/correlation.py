@@ -18,6 +18,9 @@ blueprint = ApiBlueprint(
                  "correlation of their profiles over the indicators both have, `cluster` groups the SIDS with a "
                  "seeded k-means that fills missing values from the cluster centroids."))
 
+# Imported by /correlation/cluster on first use; shared/warmup.py imports it after the dataset load.
+MODEL_CODE = ("sklearn.cluster",)
+
 DatasetField = Annotated[str, Lookup("/datasets")]
 CategoryField = Annotated[str, Lookup("/correlation/categories", inputs=("dataset",))]
 YearField = Annotated[int, Lookup("/correlation/years", inputs=("dataset", "category"))]

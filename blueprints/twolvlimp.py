@@ -2,6 +2,11 @@
 
 The method itself lives in :mod:`models.twolvlimp`; this module only validates requests,
 calls it and maps its errors to HTTP answers (422 with a message saying what is allowed).
+
+Only the look-ups (:mod:`models.twolvlimp.data`: numpy, no scikit-learn) are imported with this
+module. The method (:mod:`models.twolvlimp.service` and the scikit-learn code behind it) is
+imported by the first /estimate or /predict, or before that in the background once the dataset
+is loaded (``MODEL_CODE``, shared/warmup.py), so that an instance's start does not pay for it.
 """
 from __future__ import annotations
 
@@ -12,7 +17,6 @@ import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.twolvlimp import data as lookups
-from models.twolvlimp import service
 from models.twolvlimp.data import ImputationError, ImputationRequest
 from shared.capacity import Budget
 from shared.http import ApiBlueprint
@@ -27,6 +31,8 @@ blueprint = ApiBlueprint(
                  "calibrated 90% prediction intervals, feature importances and correlations. See docs/twolvlimp.md."))
 
 PREFIX = "/twolvlImp"
+# Imported by /estimate and /predict on first use; shared/warmup.py imports it after the dataset load.
+MODEL_CODE = ("models.twolvlimp.service",)
 
 
 class Interpolator(str, Enum):
@@ -323,6 +329,8 @@ def predictor_sample_size() -> int:
 def estimate(req: EstimateRequest) -> float:
     """Expected seconds for /predict with this request on this instance (learned from its measured durations).
     Answers any state of the form: what is not chosen yet is estimated from typical choices."""
+    from models.twolvlimp import service  # scikit-learn: imported on first use, not at start
+
     ds = _dataset()
     return service.estimate_seconds(ds, lookups.complete_for_estimate(ds, req.to_model()))
 
@@ -335,6 +343,8 @@ def predict(req: TrainRequest) -> func.HttpResponse:
     Bounded by the instance's capacity: 503 with Retry-After when its queue of predictions is full;
     422 (over_time_budget) up front when the request is expected to take longer than the time budget
     (the message names changes that fit); 504 when a computation overruns the budget and is stopped."""
+    from models.twolvlimp import service  # scikit-learn: imported on first use, not at start
+
     ds = _dataset()
     budget = Budget.for_request(get_settings().request_time_budget_seconds)
     outcome = service.predict_response(ds, req.to_model(), budget=budget)

@@ -16,7 +16,12 @@ What it measures (each in a fresh subprocess, so one figure cannot warm another)
 * **platform scale**: a synthetic dataset of platform size (``make_synthetic.py``:
   3,000 indicators x 250 countries x 2000-2020) loaded on a cold instance from CSV and
   from Parquet, the AFS request on it, and the peak resident memory of that whole
-  instance process (``getrusage`` ``ru_maxrss``, the process and any children).
+  instance process (``getrusage`` ``ru_maxrss``, the process and any children);
+* **start of an instance** (issue 12): seconds from starting the local host's process
+  (``python -m shared.local_host``, as ``make run``) to ``/health`` answering ok, on
+  ``data/wdi``, the platform's real data (``../shared/data/sids-platform``, when present) and
+  the synthetic data from CSV and from Parquet; median of several new processes, the
+  datasets taken in turn.
 
 * **IterativeImputer, first of its kind**: the AFS request with the iterative base imputer in a
   fresh instance (nothing memoised: the base imputation is paid), on ``data/wdi``, on the SIDS
@@ -53,6 +58,9 @@ MB = 1024 * 1024
 
 # The old service's figures on this kind of machine (../shared/reference/original-figures.md).
 OLD = {"simple": 0.35, "afs": 3.38, "all": 13.0, "synthetic_afs": 43.5}
+# Issue 12: process start to /health ok, on the embedded data and at platform size (seconds).
+START_TARGET = {"embedded": 1.0, "platform": 2.0}
+PLATFORM_DATA = ROOT.parent / "shared" / "data" / "sids-platform"   # the platform's real data, when present
 # What issue 3 asks for (seconds, bytes).
 TARGET = {"simple": 0.1, "afs": 1.0, "all": 3.0, "synthetic_afs": 5.0, "synthetic_load": 5.0,
           "embedded_load": 1.0, "peak_rss_bytes": 1.2e9}
@@ -195,6 +203,59 @@ def worker_load(args: dict) -> dict:
         else "indicatorData.csv",
         "peak_rss": peak_rss_bytes(), "rss_after_load": current_rss_bytes(),
     }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0) -> dict:
+    """One new instance: seconds from starting the local host's process to ``/health`` answering ok.
+
+    ``python -m shared.local_host`` (as ``make run``) is started on a free port with
+    ``DATASET_PATH=dataset``; ``/health`` is polled (every 10 ms while nothing listens) until
+    it answers 200 with ``status: ok``; then the process is stopped. ``project`` is the
+    folder whose code runs (another checkout, to compare two versions side by side).
+    """
+    import urllib.error
+    import urllib.request
+
+    port = _free_port()
+    env = dict(os.environ, DATASET_PATH=str(dataset), PYTHONHASHSEED="0")
+    url = f"http://127.0.0.1:{port}/health"
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "shared.local_host", "--port", str(port),
+                                 "--log-level", "warning"], cwd=project, env=env, stdout=log, stderr=log)
+        try:
+            while True:
+                elapsed = time.perf_counter() - started
+                if proc.poll() is not None or elapsed > timeout:
+                    log.seek(0)
+                    why = "exited" if proc.poll() is not None else f"no ok /health in {timeout:.0f} s"
+                    return {"error": f"{why}: {log.read().decode(errors='replace')[-400:]}"}
+                try:
+                    with urllib.request.urlopen(url, timeout=timeout) as answer:
+                        health = json.loads(answer.read())
+                except (urllib.error.URLError, ConnectionError, OSError):
+                    time.sleep(0.01)
+                    continue
+                if health.get("status") == "ok":
+                    ready = time.perf_counter() - started
+                    return {"seconds": ready, "load_seconds": health.get("load_seconds"),
+                            "indicators": health.get("indicators"), "countries": health.get("countries")}
+                time.sleep(0.01)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def choose_synthetic_target(data, year: int = 2015) -> dict:
@@ -569,6 +630,7 @@ def run(options: argparse.Namespace) -> dict:
             report["iterative_sids_platform"] = {"error": f"skipped: {SIDS_PLATFORM} not found"}
 
     # (c) platform scale: synthetic dataset
+    folder = None
     if not options.skip_synthetic:
         years = (options.synthetic_years[0], options.synthetic_years[1])
         folder = options.synthetic_dir or (ROOT / "bench-results" / (
@@ -586,6 +648,8 @@ def run(options: argparse.Namespace) -> dict:
             if not options.skip_iterative:
                 report["iterative_synthetic"] = measure_first(Path(folder), dict(ITERATIVE_REQUEST, target=None),
                                                               False, timeout)
+    if not options.no_start:
+        report["start"] = measure_starts(options, folder if "synthetic" in report else None)
     report["load_average_after"] = load_average()
     report["seconds_total"] = round(time.perf_counter() - started, 1)
     report["rows"] = rows(report)
@@ -683,6 +747,58 @@ def rows(report: dict) -> list[dict]:
         elif csv_peak:
             add("synthetic_load_csv_peak_rss", "peak memory of a cold instance loading the synthetic CSV",
                 round(csv_peak / MB, 1), "MiB", round(TARGET["peak_rss_bytes"] / MB, 1), below=True)
+    out.extend(start_rows(report))
+    return out
+
+
+def measure_starts(options: argparse.Namespace, synthetic: Path | None) -> dict:
+    """Issue 12's start of an instance: process start to /health ok (start_to_health), on each dataset.
+
+    The runs alternate between the datasets (one start of each, then the next round), so that
+    a change in the machine's load falls on all of them alike.
+    """
+    datasets = {"embedded": EMBEDDED}
+    if PLATFORM_DATA.is_dir():
+        datasets["platform_real"] = PLATFORM_DATA
+    if synthetic is not None:
+        datasets["synthetic_csv"] = Path(synthetic) / "csv-only"
+        datasets["synthetic_parquet"] = Path(synthetic)
+    runs: dict[str, list[dict]] = {name: [] for name in datasets}
+    for _ in range(options.start_repeats):
+        for name, path in datasets.items():
+            runs[name].append(start_to_health(path, ROOT, options.worker_timeout))
+    out = {}
+    for name, answers in runs.items():
+        good = [a for a in answers if "error" not in a]
+        out[name] = {"dataset": str(datasets[name]), "failed_runs": len(answers) - len(good)}
+        if good:
+            out[name].update(seconds=_median([a["seconds"] for a in good]),
+                             runs_seconds=[round(a["seconds"], 3) for a in good],
+                             load_seconds=_median([a["load_seconds"] for a in good if a.get("load_seconds")]),
+                             shape=[good[-1]["countries"], good[-1]["indicators"]])
+        else:
+            out[name]["error"] = answers[-1]["error"]
+    return out
+
+
+def start_rows(report: dict) -> list[dict]:
+    """The start-of-an-instance rows of the table (one per dataset measured)."""
+    labels = {"embedded": ("start of an instance to /health ok: data/wdi", START_TARGET["embedded"]),
+              "platform_real": ("start of an instance to /health ok: sids-platform (real data)",
+                                START_TARGET["platform"]),
+              "synthetic_csv": ("start of an instance to /health ok: synthetic data, CSV",
+                                START_TARGET["platform"]),
+              "synthetic_parquet": ("start of an instance to /health ok: synthetic data, Parquet",
+                                    START_TARGET["platform"])}
+    out = []
+    for name, r in report.get("start", {}).items():
+        label, target = labels[name]
+        if r.get("shape"):
+            label += f" ({r['shape'][1]} ind. x {r['shape'][0]} countries)"
+        value = r.get("seconds")
+        out.append({"id": f"start_{name}", "label": label, "value": value, "unit": "s", "target": target,
+                    "old": None, "speedup_vs_old": None, "meets_target": _ok(value, target), "note": r.get("error"),
+                    "load_seconds": r.get("load_seconds")})
     return out
 
 
@@ -708,6 +824,8 @@ def markdown(report: dict) -> str:
         if r.get("cpu_seconds") is not None:
             value += f" (CPU {r['cpu_seconds']:.2f} s" + (f", peak {r['peak_rss_mib']:.0f} MiB)" if r.get("peak_rss_mib")
                                                          else ")")
+        if r.get("load_seconds") is not None:
+            value += f" (dataset load {r['load_seconds']:.2f} s of it)"
         target = ("< " if unit == "MiB" else "<= ") + f"{_fmt(r['target'], 2)} {unit}" if r["target"] else "-"
         if r["meets_target"] is not None:
             target += " ok" if r["meets_target"] else " MISSED"
@@ -761,6 +879,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
     parser.add_argument("--request-budget", type=float, default=120.0,
                         help="seconds one request's runs may take before the rest are skipped")
+    parser.add_argument("--no-start", action="store_true", help="no start-of-an-instance figures")
+    parser.add_argument("--start-repeats", type=int, help="new instances started per dataset (default 5; quick: 1)")
     parser.add_argument("--from-json", type=Path, help="only print the table of an earlier run's JSON")
     parser.add_argument("--worker-timeout", type=float, default=420.0, help="seconds before a worker is stopped")
     options = parser.parse_args(argv)
@@ -768,6 +888,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     options.runs = options.runs if options.runs is not None else (1 if quick else 5)
     options.warmup = options.warmup if options.warmup is not None else 1
     options.load_repeats = options.load_repeats if options.load_repeats is not None else (1 if quick else 3)
+    options.start_repeats = options.start_repeats if options.start_repeats is not None else (1 if quick else 5)
     options.synthetic_indicators = options.synthetic_indicators or (150 if quick else 3000)
     options.synthetic_countries = options.synthetic_countries or (50 if quick else 250)
     first, _, last = options.synthetic_years.partition("-")

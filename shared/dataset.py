@@ -131,18 +131,65 @@ def _read_csv(file: str, content: bytes | str) -> pd.DataFrame:
     source = io.BytesIO(content) if isinstance(content, (bytes, bytearray)) else content
     try:
         if file == DATA_FILE:
-            return pd.read_csv(source, engine="pyarrow")
+            return pd.read_csv(source, engine="pyarrow", dtype_backend="pyarrow")
         return pd.read_csv(source, dtype=str, keep_default_na=False)
     except Exception as exc:  # pyarrow/pandas parse errors have many types
         raise DatasetFormatError(file, f"cannot be parsed as CSV ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
-def _read_parquet(content: bytes | str) -> pd.DataFrame:
-    source = io.BytesIO(content) if isinstance(content, (bytes, bytearray)) else content
+@dataclass
+class _DataTable:
+    """The data file: its code columns as a frame, and the other columns read one at a time.
+
+    From Parquet only the two code columns are read up front; each year column is read when the
+    values array is filled, so the whole table is never held twice (as Arrow and as pandas).
+    """
+
+    frame: pd.DataFrame                  # Country Code, Indicator Code (whichever are present); RangeIndex
+    columns: list[str]                   # every column name, stripped
+    column: Callable[[str], pd.Series]   # one column by stripped name, aligned with frame
+    numeric: frozenset[str]              # columns whose type is numeric (no text to check)
+
+
+def _frame_table(frame: pd.DataFrame) -> _DataTable:
+    frame = frame.reset_index(drop=True)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    numeric = frozenset(c for c, dtype in zip(frame.columns, frame.dtypes) if pd.api.types.is_numeric_dtype(dtype))
+    return _DataTable(frame, list(frame.columns), frame.__getitem__, numeric)
+
+
+def _read_parquet(content: bytes | str) -> _DataTable:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = pa.BufferReader(content) if isinstance(content, (bytes, bytearray)) else content
     try:
-        return pd.read_parquet(source)
+        handle = pq.ParquetFile(source)
+        schema = handle.schema_arrow
+        names = [name for name in schema.names if not str(name).startswith("__index_level_")]
+        raw = {str(name).strip(): name for name in names}  # two names equal once stripped fail in _year_columns
+        codes = [raw[c] for c in REQUIRED_COLUMNS[DATA_FILE] if c in raw]
+        frame = handle.read(columns=codes).to_pandas() if codes else pd.DataFrame(
+            index=pd.RangeIndex(handle.metadata.num_rows))
     except Exception as exc:
         raise DatasetFormatError(DATA_PARQUET, f"cannot be read as Parquet ({type(exc).__name__})") from None
+    frame = frame.reset_index(drop=True)  # aligned with the columns read later (a stored index is not data)
+    frame.columns = [str(c).strip() for c in frame.columns]
+
+    def is_number(t) -> bool:
+        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t)
+
+    def column(name: str) -> pd.Series:
+        try:
+            values = handle.read(columns=[raw[name]]).column(0)
+        except Exception as exc:
+            raise DatasetFormatError(DATA_PARQUET, f"cannot read column {name} ({type(exc).__name__})") from None
+        if is_number(values.type) and not pa.types.is_decimal(values.type):
+            return pd.Series(values.to_numpy(), copy=False)  # float64 (or int without nulls); nulls are NaN
+        return values.to_pandas()
+
+    numeric = frozenset(c for c, name in raw.items() if is_number(schema.field(name).type))
+    return _DataTable(frame, [str(name).strip() for name in names], column, numeric)
 
 
 def _require_columns(file: str, frame: pd.DataFrame) -> None:
@@ -158,25 +205,31 @@ def _check_unique(file: str, frame: pd.DataFrame, keys: list[str]) -> None:
         raise DatasetFormatError(file, f"{len(dupes)} rows share a key ({' + '.join(keys)}), e.g. {example}")
 
 
-def _year_columns(frame: pd.DataFrame) -> list[str]:
-    years = [c for c in frame.columns if str(c).strip().isdigit() and len(str(c).strip()) == 4]
+def _year_columns(columns: list[str]) -> list[str]:
+    years = [c for c in columns if str(c).strip().isdigit() and len(str(c).strip()) == 4]
     if not years:
         raise DatasetFormatError(DATA_FILE, "no year columns (four-digit column names such as 2015)")
     # The CSV reader renames a repeated header "2015" to "2015.1"; stripping can also make two equal.
     repeated = sorted({c for c in years if years.count(c) > 1}
-                      | {str(c).split(".")[0] for c in frame.columns if re.fullmatch(r"\d{4}\.\d+", str(c))})
+                      | {str(c).split(".")[0] for c in columns if re.fullmatch(r"\d{4}\.\d+", str(c))})
     if repeated:
         raise DatasetFormatError(DATA_FILE, f"year column {repeated[0]} appears more than once")
     return sorted(years, key=int)  # the values array is indexed by year in ascending order
 
 
-def _check_numbers(file: str, frame: pd.DataFrame, years: list[str]) -> dict[str, pd.Series]:
+def _check_numbers(file: str, table: _DataTable, years: list[str]) -> dict[str, pd.Series]:
     """Check that the year columns hold numbers; the numeric versions of the columns that were read as text."""
     converted = {}
+    frame = table.frame
     for col in years:
-        series = frame[col]
+        if col in table.numeric:
+            continue
+        series = table.column(col)
         if pd.api.types.is_numeric_dtype(series.dtype):
             continue
+        if isinstance(series.dtype, pd.ArrowDtype):
+            # Arrow-backed text: to_numeric would turn "eight" into NaN, which Arrow does not count as missing.
+            series = series.astype(object)
         numeric = pd.to_numeric(series, errors="coerce")
         bad = series[numeric.isna() & series.notna() & (series.astype(str).str.strip() != "")]
         if len(bad):
@@ -257,10 +310,12 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
     warnings: list[str] = []
 
     data_name = DATA_PARQUET if DATA_PARQUET in files else DATA_FILE
-    data = _read_parquet(files[DATA_PARQUET]) if data_name == DATA_PARQUET else _read_csv(DATA_FILE, files[DATA_FILE])
+    if data_name == DATA_PARQUET:
+        table = _read_parquet(files[DATA_PARQUET])
+    else:
+        table = _frame_table(_read_csv(DATA_FILE, files[DATA_FILE]))
+    data = table.frame
     _check_rows(data_name, data, expected_rows)
-    data = data.reset_index(drop=True)
-    data.columns = [str(c).strip() for c in data.columns]
     _require_columns(DATA_FILE, data)
     data["Country Code"] = data["Country Code"].astype(str).str.strip()
     data["Indicator Code"] = data["Indicator Code"].astype(str).str.strip()
@@ -268,8 +323,8 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
     c_codes, c_uniques = _codes(data_name, data["Country Code"])
     i_codes, i_uniques = _codes(data_name, data["Indicator Code"])
     _check_unique_pairs(data_name, data, c_codes, len(i_uniques), i_codes)
-    year_cols = _year_columns(data)
-    converted = _check_numbers(data_name, data, year_cols)
+    year_cols = _year_columns(table.columns)
+    converted = _check_numbers(data_name, table, year_cols)
 
     meta = _read_csv(INDICATOR_META, files[INDICATOR_META])
     _check_rows(INDICATOR_META, meta, expected_rows)
@@ -306,13 +361,13 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
     ii = indicators.get_indexer(i_uniques)[i_codes]
     unusable, first_unusable = 0, []  # the first rows of each column are enough to name the first overall
     for k, col in enumerate(year_cols):
-        column = converted.get(col, data[col])
+        column = converted[col] if col in converted else table.column(col)
         cube[k, ci, ii], rows = _year_values(column, keep)
         unusable += len(rows)
         first_unusable.extend((int(r), col, float(column.iloc[r])) for r in rows[:SHOWN_UNUSABLE])
     if unusable:
         warnings.append(_unusable_warning(data_name, data, unusable, first_unusable))
-    del data, converted
+    del data, converted, table
     if np.isnan(cube).all():
         raise DatasetFormatError(data_name, "holds no usable value")
 
@@ -338,6 +393,28 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
         version=version, source=source, load_seconds=time.perf_counter() - started, warnings=tuple(warnings),
     )
 
+
+
+def columnar_copy(files: Mapping[str, bytes | str]) -> bytes:
+    """``indicatorData.parquet`` for a dataset's ``indicatorData.csv``: the same table, which loads faster.
+
+    Written once per data version by the upload script, so that no instance parses the CSV
+    (README, Performance: start of an instance from each). Checked before it is returned: the
+    dataset loaded from the copy must be the one loaded from the CSV, else DatasetFormatError.
+    The CSV is checked first, so its errors name the CSV.
+    """
+    csv_only = {name: content for name, content in files.items() if name != DATA_PARQUET}
+    from_csv = build_dataset(csv_only)
+    buffer = io.BytesIO()
+    _read_csv(DATA_FILE, files[DATA_FILE]).to_parquet(buffer, index=False)
+    copy = buffer.getvalue()
+    from_copy = build_dataset({**csv_only, DATA_PARQUET: copy})
+    same = (from_copy.years == from_csv.years and from_copy.countries.equals(from_csv.countries)
+            and from_copy.indicators.equals(from_csv.indicators)
+            and np.array_equal(from_copy.values, from_csv.values, equal_nan=True))
+    if not same:
+        raise DatasetFormatError(DATA_PARQUET, f"the Parquet copy of {DATA_FILE} does not load to the same data")
+    return copy
 
 
 # --------------------------------------------------------------------------- manifest

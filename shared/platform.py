@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from shared.errors import DatasetUnavailable, MethodNotAllowed, NotFound
 from shared.http import FALLBACK_FUNCTION_NAME, ApiBlueprint, json_response
 from shared.openapi import ModelParams, model_params, openapi_document
-from shared.routing import published_routes
+from shared.routing import Route, published_routes
 from shared.settings import get_settings
 from shared.store import get_store
 
@@ -64,17 +64,18 @@ class DatasetInfo(BaseModel):
     indicators: int
 
 
-def registered_models() -> list[ApiBlueprint]:
+def registered_models(routes: list[Route] | None = None) -> list[ApiBlueprint]:
+    """The model blueprints among ``routes`` (default: the published app's)."""
     seen: dict[str, ApiBlueprint] = {}
-    for route in published_routes():
+    for route in published_routes() if routes is None else routes:
         for spec in route.api.specs if route.api else ():
             if spec.blueprint is not None and spec.blueprint.is_model:
                 seen.setdefault(spec.blueprint.name, spec.blueprint)
     return sorted(seen.values(), key=lambda b: b.name)
 
 
-def uses_dataset() -> bool:
-    return any(bp.uses_dataset for bp in registered_models())
+def uses_dataset(routes: list[Route] | None = None) -> bool:
+    return any(bp.uses_dataset for bp in registered_models(routes))
 
 
 def service_info() -> ServiceInfo:

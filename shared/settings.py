@@ -146,6 +146,7 @@ class Settings:
     request_time_budget_seconds: float = 200.0
     max_buffered_body_bytes: int = 32 * 1024 * 1024
     threadpool_threads: int = 1000
+    warm_model_code: bool = True         # import the models' code in the background once the dataset is loaded
 
     @property
     def uses_blob(self) -> bool:
@@ -179,6 +180,7 @@ class Settings:
             max_buffered_body_bytes=_int(env, "MAX_BUFFERED_BODY_BYTES", 32 * 1024 * 1024),
             # The Functions host's own variable: sync handlers run on a pool of this many threads.
             threadpool_threads=max(1, _int(env, "PYTHON_THREADPOOL_THREAD_COUNT", 1000)),
+            warm_model_code=(env.get("WARM_MODEL_CODE") or "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
 

@@ -51,8 +51,17 @@ def test_quick_run_writes_well_formed_json(quick_run):
         assert report[key]["seconds"] > 0 and report[key]["shape"][0] == 7
         assert report[key]["peak_rss_bytes"] > 10 * 1024 * 1024
     ids = [r["id"] for r in report["rows"]]
-    assert ids == ["embedded_load", "simple", "synthetic_load_csv", "synthetic_load_parquet", "synthetic_afs",
-                   "synthetic_load_csv_peak_rss", "synthetic_peak_rss"]
+    starts = [i for i in ids if i.startswith("start_")]
+    assert [i for i in ids if i not in starts] == ["embedded_load", "simple", "synthetic_load_csv",
+                                                   "synthetic_load_parquet", "synthetic_afs",
+                                                   "synthetic_load_csv_peak_rss", "synthetic_peak_rss"]
+    # start of an instance: each dataset (the platform's real data only where this machine has it)
+    assert {"start_embedded", "start_synthetic_csv", "start_synthetic_parquet"} <= set(starts)
+    assert set(starts) <= {"start_embedded", "start_platform_real", "start_synthetic_csv", "start_synthetic_parquet"}
+    for key in ("embedded", "synthetic_csv", "synthetic_parquet"):
+        start = report["start"][key]
+        assert start["failed_runs"] == 0 and start["seconds"] > start["load_seconds"] > 0, start
+    assert report["start"]["synthetic_parquet"]["shape"] == report["start"]["synthetic_csv"]["shape"]
     for row in report["rows"]:
         assert row["value"] is not None or row["note"], row  # a figure, or why there is none
     # the printed table is the markdown file's
@@ -187,3 +196,17 @@ def test_run_to_run_comparison_ignores_only_timing_fields():
                     "meta": {"loaded_at": "x", "n": 3}}).encode()
     assert benchmark._volatile_free(a) == benchmark._volatile_free(b)
     assert benchmark._volatile_free(a) != benchmark._volatile_free(c)
+
+
+def test_start_rows_from_a_report():
+    report = {"start": {
+        "embedded": {"seconds": 0.9, "load_seconds": 0.1, "shape": [217, 110], "failed_runs": 0},
+        "synthetic_csv": {"seconds": 2.4, "load_seconds": 1.1, "shape": [250, 3000], "failed_runs": 0},
+        "synthetic_parquet": {"error": "exited: boom", "failed_runs": 5}}}
+    by_id = {r["id"]: r for r in benchmark.start_rows(report)}
+    assert list(by_id) == ["start_embedded", "start_synthetic_csv", "start_synthetic_parquet"]
+    assert by_id["start_embedded"]["meets_target"] is True and by_id["start_embedded"]["target"] == 1.0
+    assert by_id["start_synthetic_csv"]["meets_target"] is False and by_id["start_synthetic_csv"]["target"] == 2.0
+    assert "3000 ind. x 250 countries" in by_id["start_synthetic_csv"]["label"]
+    assert by_id["start_synthetic_parquet"]["value"] is None and by_id["start_synthetic_parquet"]["note"] == "exited: boom"
+    assert benchmark.start_rows({}) == []

@@ -56,3 +56,77 @@ def test_host_json_serves_routes_without_api_prefix():
     host = json.loads((ROOT / "host.json").read_text())
     assert host["extensions"]["http"]["routePrefix"] == ""
     assert host["extensionBundle"]["version"].startswith("[4.")
+
+
+START_AND_LIST_MODULES = """
+import json, sys
+import function_app
+from shared.routing import app_routes, dispatch
+
+def fitting_code():
+    return sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy"))
+
+after_import = fitting_code()
+routes = app_routes(function_app.app)
+statuses = [dispatch(routes, "GET", path, query)[0].status for path, query in
+            (("/health", ""), ("/twolvlImp/target_years", ""), ("/twolvlImp/datasets", "target_year=2015"))]
+after_lookups = fitting_code()
+body = json.dumps({"interpolator": "KNNImputer", "scheme": "AFS", "estimators": 10, "model": "rfr",
+                   "interval": "quantile"}).encode()
+estimate = dispatch(routes, "POST", "/twolvlImp/estimate", "",
+                    {"content-type": "application/json", "content-length": str(len(body))}, body)[0].status
+print(json.dumps({"after_import": after_import, "statuses": statuses, "after_lookups": after_lookups,
+                  "estimate": estimate, "after_estimate": "sklearn" in fitting_code()}))
+"""
+
+
+def test_starting_the_app_and_answering_health_and_lookups_do_not_import_scikit_learn():
+    """An instance's start does not pay for the models' fitting code: sklearn (and scipy) load on first use.
+
+    The background warm-up, which imports it once the dataset is loaded, is off here, so that what
+    the start itself and each request import is seen (the warm-up is tested below)."""
+    env = {"PATH": "/usr/bin:/bin", "DATASET_PATH": str(ROOT / "data" / "wdi"), "WARM_MODEL_CODE": "0"}
+    result = subprocess.run([sys.executable, "-c", START_AND_LIST_MODULES], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["after_import"] == [] and seen["after_lookups"] == []
+    assert seen["statuses"] == [200, 200, 200]
+    assert seen["estimate"] == 200 and seen["after_estimate"] is True  # ...imported when a request needs it
+
+
+WARM_UP_WITHOUT_PUBLISH = """
+import json, sys
+import azure.functions as func
+from blueprints import {module}
+from shared.store import get_store
+from shared.warmup import warm_up
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+app.register_functions({module}.blueprint)
+thread = warm_up(app)                # shared.routing.publish(app) is never called
+if thread is not None:
+    thread.join(120)
+print(json.dumps({{"started": thread is not None, "status": get_store().status()["status"],
+                   "sklearn": "sklearn" in sys.modules}}))
+"""
+
+
+def warm(module: str, **env_extra) -> dict:
+    env = {"PATH": "/usr/bin:/bin", "DATASET_PATH": str(ROOT / "data" / "wdi"), **env_extra}
+    result = subprocess.run([sys.executable, "-c", WARM_UP_WITHOUT_PUBLISH.format(module=module)], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_warm_up_reads_the_app_it_is_given_not_the_call_order():
+    # issue 11: preloading was silently skipped when publish(app) had not been called first
+    assert warm("statimpute") == {"started": True, "status": "ok", "sklearn": False}
+    # an app whose models read no data and import nothing later has nothing to warm up
+    assert warm("sampleapi") == {"started": False, "status": "unavailable", "sklearn": False}
+
+
+def test_warm_up_imports_the_model_code_after_the_load_unless_turned_off():
+    assert warm("twolvlimp") == {"started": True, "status": "ok", "sklearn": True}
+    assert warm("twolvlimp", WARM_MODEL_CODE="0") == {"started": True, "status": "ok", "sklearn": False}

@@ -22,10 +22,11 @@ def test_upload_then_the_service_loads_it(azurite, capsys):
     azurite.service().create_container("upload-test")
     assert upload_dataset.main([str(ROOT / argv[0]), *argv[1:]]) == 0
     names = sorted(b.name for b in azurite.service().get_container_client("upload-test").list_blobs())
-    assert names == ["wdi/countryMeta.csv", "wdi/datasetMeta.csv", "wdi/indicatorData.csv", "wdi/indicatorMeta.csv",
-                     "wdi/manifest.json"]
+    assert names == ["wdi/countryMeta.csv", "wdi/datasetMeta.csv", "wdi/indicatorData.csv",
+                     "wdi/indicatorData.parquet", "wdi/indicatorMeta.csv", "wdi/manifest.json"]
     uploads = [line for line in capsys.readouterr().out.splitlines() if " -> " in line]
-    assert len(uploads) == 5 and uploads[-1].strip().startswith("manifest -> "), "the manifest is written last"
+    assert len(uploads) == 6 and uploads[-1].strip().startswith("manifest -> "), "the manifest is written last"
+    assert not (ROOT / "data" / "wdi" / "indicatorData.parquet").exists(), "the copy is uploaded, not written"
     blob = azurite.service().get_blob_client("upload-test", "wdi/indicatorData.csv").get_blob_properties()
     assert blob.content_settings.content_type == "text/csv"
     assert blob.size == (ROOT / "data" / "wdi" / "indicatorData.csv").stat().st_size
@@ -35,12 +36,20 @@ def test_upload_then_the_service_loads_it(azurite, capsys):
     status = store.status()
     assert status["status"] == "ok" and status["rows"] > 0 and status["indicators"] > 0
     assert status["dataset_version"] == upload_dataset.make_manifest(
-        {p.name: p.read_bytes() for p in upload_dataset.dataset_files(ROOT / "data" / "wdi")})["dataset_version"]
+        upload_dataset.publish_files(ROOT / "data" / "wdi"))["dataset_version"]
 
     # --if-empty never overwrites a dataset that is already there.
     capsys.readouterr()
     assert upload_dataset.main([str(ROOT / argv[0]), *argv[1:], "--if-empty"]) == 0
     assert "nothing uploaded" in capsys.readouterr().out
+
+
+def test_no_parquet_uploads_the_folder_as_it_is(azurite):
+    azurite.service().create_container("upload-plain")
+    argv = ["--connection-string", azurite.connection_string, "--container", "upload-plain", "--no-parquet"]
+    assert upload_dataset.main([str(ROOT / "data" / "wdi"), *argv]) == 0
+    names = sorted(b.name for b in azurite.service().get_container_client("upload-plain").list_blobs())
+    assert names == ["countryMeta.csv", "datasetMeta.csv", "indicatorData.csv", "indicatorMeta.csv", "manifest.json"]
 
 
 def test_refuses_a_folder_that_is_not_a_dataset(tmp_path):

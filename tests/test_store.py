@@ -103,6 +103,60 @@ def test_parquet_beside_csv_is_read_instead(folder):
     assert data.indicator_series(ind).at[code, 1990] == 12345.0
 
 
+def _typed_parquet(frame, path) -> None:
+    """frame as Parquet with the year columns in other types than float64, and a stored index."""
+    import pandas as pd
+
+    typed = frame.copy()
+    typed.index = typed.index + 100                                   # written as __index_level_0__
+    typed["1990"] = typed["1990"].round().astype("Int64")            # integers with nulls
+    typed["1991"] = typed["1991"].map(lambda v: "" if pd.isna(v) else repr(v))  # numbers as text
+    typed["1992"] = None                                              # a column of nulls only
+    typed = typed.rename(columns={"1993": " 1993 "})                  # a name with spaces
+    typed.to_parquet(path)
+
+
+def test_parquet_columns_of_any_type_load_as_the_csv_does(folder):
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "indicatorData.csv")
+    frame["1990"] = frame["1990"].round()
+    frame["1992"] = np.nan
+    frame.to_csv(folder / "indicatorData.csv", index=False)
+    from_csv = build_dataset(files_of(folder))
+    _typed_parquet(frame, folder / "indicatorData.parquet")
+    from_parquet = build_dataset(files_of(folder))
+    assert list(from_parquet.years) == list(from_csv.years)
+    assert (from_parquet.countries == from_csv.countries).all()
+    assert (from_parquet.indicators == from_csv.indicators).all()
+    assert np.array_equal(from_parquet.values, from_csv.values, equal_nan=True)
+
+
+def test_parquet_text_that_is_no_number_names_file_row_and_codes(folder):
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "indicatorData.csv")
+    _typed_parquet(frame, folder / "indicatorData.parquet")
+    typed = pd.read_parquet(folder / "indicatorData.parquet")
+    typed.iloc[5, typed.columns.get_loc("1991")] = "n/a?"
+    typed.to_parquet(folder / "indicatorData.parquet")
+    with pytest.raises(DatasetFormatError) as caught:
+        build_dataset(files_of(folder))
+    assert caught.value.file == "indicatorData.parquet"
+    country, indicator = frame.loc[5, "Country Code"], frame.loc[5, "Indicator Code"]
+    assert f"unparseable number 'n/a?' in column 1991 (country {country}, indicator {indicator})" in str(caught.value)
+
+
+def test_parquet_with_a_year_column_twice_is_refused(folder):
+    import pandas as pd
+
+    frame = pd.read_csv(folder / "indicatorData.csv")
+    frame[" 1990"] = frame["1990"]
+    frame.to_parquet(folder / "indicatorData.parquet")
+    with pytest.raises(DatasetFormatError, match="year column 1990 appears more than once"):
+        build_dataset(files_of(folder))
+
+
 def test_store_loads_once_and_reports_ok(folder):
     store = DatasetStore(LocalFolderSource(folder), refresh_seconds=3600)
     first = store.get()
@@ -304,6 +358,41 @@ def _rows_in_manifest(f):
 def test_files_that_do_not_match_the_manifest_are_refused_naming_file_and_difference(folder, change, problem):
     store = loaded_then(folder, change)
     assert store.status()["last_error"].startswith(problem), store.status()["last_error"]
+
+
+def test_csv_beside_its_parquet_copy_is_not_read_but_a_change_to_it_is_noticed(folder):
+    import pandas as pd
+
+    pd.read_csv(folder / "indicatorData.csv").to_parquet(folder / "indicatorData.parquet")
+    write_manifest(folder)
+
+    def cut_csv(f):  # the CSV changes, its Parquet copy does not: the publish is inconsistent
+        lines = data_lines(f)
+        (f / "indicatorData.csv").write_text("".join(lines[: len(lines) // 2]))
+
+    store = loaded_then(folder, cut_csv)
+    assert store.status()["last_error"].startswith("indicatorData.csv: has "), store.status()["last_error"]
+
+
+def test_manifest_only_with_parquet_writes_the_columnar_copy_that_then_loads_as_the_csv(folder):
+    from_csv = build_dataset(files_of(folder))
+    assert upload_dataset.main(["--manifest-only", "--parquet", str(folder)]) == 0
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert sorted(manifest["files"]) == ["countryMeta.csv", "datasetMeta.csv", "indicatorData.csv",
+                                         "indicatorData.parquet", "indicatorMeta.csv"]
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=3600)
+    data = store.get()
+    assert store.status()["status"] == "ok" and store.status()["dataset_version"] == manifest["dataset_version"]
+    assert np.array_equal(data.values, from_csv.values, equal_nan=True)
+    assert data.countries.equals(from_csv.countries) and data.indicators.equals(from_csv.indicators)
+
+
+def test_columnar_copy_refuses_a_bad_csv_naming_the_csv(folder):
+    path = folder / "indicatorData.csv"
+    path.write_text(path.read_text().replace("8.57979393", "eight", 1))
+    with pytest.raises(SystemExit, match="indicatorData.csv: unparseable number 'eight'"):
+        upload_dataset.publish_files(folder, parquet=True)
+    assert not (folder / "indicatorData.parquet").exists()
 
 
 def test_embedded_dataset_has_an_up_to_date_manifest_and_is_checked_against_it():

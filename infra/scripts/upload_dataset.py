@@ -15,7 +15,11 @@ Every instance of the service checks the container every DATASET_REFRESH_SECONDS
 file's ETag changed, so an upload reaches running instances without a restart. Only the dataset
 files the service knows (shared/dataset.py: indicatorData.csv or .parquet, indicatorMeta.csv,
 datasetMeta.csv, countryMeta.csv) are uploaded, then ``manifest.json`` last: each file's size, SHA-256
-and CSV row count. The service loads a version only when its files match its manifest, so an instance
+and CSV row count. With an ``indicatorData.csv``, its columnar copy ``indicatorData.parquet`` is written
+from it and uploaded too (``--no-parquet``: not), once per data version: instances read the copy, which
+loads faster at platform size (README, Performance). A Parquet file already in the folder is replaced by
+the copy of the CSV, so the two always hold the same table. ``--manifest-only --parquet`` writes the copy into
+the folder as well. The service loads a version only when its files match its manifest, so an instance
 never serves a publish still in progress, cut short or half-written. Run it with the project's
 environment (make setup).
 """
@@ -30,7 +34,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from shared.dataset import (DATA_FILE, DATA_PARQUET, KNOWN_FILES, MANIFEST, REQUIRED_FILES,  # noqa: E402
-                            DatasetFormatError, make_manifest)  # the service's own list and checks
+                            DatasetFormatError, columnar_copy, make_manifest)  # the service's own list and checks
 
 CONTENT_TYPES = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet"}
 
@@ -47,9 +51,19 @@ def dataset_files(folder: Path) -> list[Path]:
     return files
 
 
-def manifest_for(folder: Path, dataset_version: str | None = None) -> bytes:
-    """The manifest of folder's dataset files, as JSON; refuses data the service would refuse."""
+def publish_files(folder: Path, parquet: bool = True) -> dict[str, bytes]:
+    """The files to publish: folder's dataset files and, with ``parquet``, the columnar copy of its CSV."""
     files = {path.name: path.read_bytes() for path in dataset_files(folder)}
+    if parquet and DATA_FILE in files:
+        try:
+            files[DATA_PARQUET] = columnar_copy(files)
+        except DatasetFormatError as exc:
+            raise SystemExit(f"{folder}: not publishing a dataset the service would refuse: {exc}") from None
+    return files
+
+
+def manifest_of(files: dict[str, bytes], folder: Path, dataset_version: str | None = None) -> bytes:
+    """The manifest of the files, as JSON; refuses data the service would refuse."""
     try:
         manifest = make_manifest(files, dataset_version)
     except DatasetFormatError as exc:
@@ -57,10 +71,19 @@ def manifest_for(folder: Path, dataset_version: str | None = None) -> bytes:
     return (json.dumps(manifest, indent=2) + "\n").encode()
 
 
-def write_manifest(folder: Path, dataset_version: str | None = None) -> Path:
-    """Write folder/manifest.json (for a local folder the service reads directly)."""
+def manifest_for(folder: Path, dataset_version: str | None = None) -> bytes:
+    """The manifest of folder's dataset files as they are, as JSON; refuses data the service would refuse."""
+    return manifest_of(publish_files(folder, parquet=False), folder, dataset_version)
+
+
+def write_manifest(folder: Path, dataset_version: str | None = None, parquet: bool = False) -> Path:
+    """Write folder/manifest.json (for a local folder the service reads directly); with ``parquet``, first
+    folder/indicatorData.parquet, the columnar copy of its CSV."""
+    files = publish_files(folder, parquet)
+    if DATA_PARQUET in files:
+        (folder / DATA_PARQUET).write_bytes(files[DATA_PARQUET])
     target = folder / MANIFEST
-    target.write_bytes(manifest_for(folder, dataset_version))
+    target.write_bytes(manifest_of(files, folder, dataset_version))
     return target
 
 
@@ -99,12 +122,13 @@ def _retrying(action, wait_seconds: float):
 
 
 def upload(folder: Path, container, prefix: str = "", if_empty: bool = False, wait_seconds: float = 0,
-           dataset_version: str | None = None) -> list[str]:
-    """Upload the dataset files of folder under prefix, then their manifest; returns the blob names written."""
+           dataset_version: str | None = None, parquet: bool = True) -> list[str]:
+    """Upload the dataset files of folder (and, with ``parquet``, the columnar copy of its CSV) under prefix,
+    then their manifest; returns the blob names written."""
     from azure.storage.blob import ContentSettings
 
-    files = dataset_files(folder)
-    manifest = manifest_for(folder, dataset_version)  # before uploading anything: refuses bad data early
+    files = publish_files(folder, parquet)
+    manifest = manifest_of(files, folder, dataset_version)  # before uploading anything: refuses bad data early
     prefix = prefix.strip("/")
     base = f"{prefix}/" if prefix else ""
     if if_empty:
@@ -114,12 +138,12 @@ def upload(folder: Path, container, prefix: str = "", if_empty: bool = False, wa
             return []
     written = []
     # Metadata first, the indicator data last: the data file's new ETag is what most often starts a reload.
-    for path in sorted(files, key=lambda p: p.name in (DATA_FILE, DATA_PARQUET)):
-        name = base + path.name
-        settings = ContentSettings(content_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
-        data = path.read_bytes()  # bytes, not a stream: a retried upload starts from the beginning
+    for file in sorted(files, key=lambda n: (n in (DATA_FILE, DATA_PARQUET), n)):
+        name = base + file
+        settings = ContentSettings(content_type=CONTENT_TYPES.get(Path(file).suffix, "application/octet-stream"))
+        data = files[file]  # bytes, not a stream: a retried upload starts from the beginning
         _retrying(lambda: container.upload_blob(name, data, overwrite=True, content_settings=settings), wait_seconds)
-        print(f"  {path} -> {container.url}/{name} ({path.stat().st_size:,} bytes)")
+        print(f"  {folder / file} -> {container.url}/{name} ({len(data):,} bytes)")
         written.append(name)
     # Last: until the manifest matches the files, instances keep serving the version they have.
     name = base + MANIFEST
@@ -145,16 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset-version", help="version recorded in the manifest (default: hash of the files)")
     parser.add_argument("--manifest-only", action="store_true",
                         help="only write FOLDER/manifest.json (a local folder the service reads directly)")
+    parser.add_argument("--parquet", action=argparse.BooleanOptionalAction, default=None,
+                        help="publish indicatorData.parquet, the columnar copy of indicatorData.csv "
+                             "(default: yes for an upload; with --manifest-only, only when given)")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
     if args.manifest_only:
-        print(f"wrote {write_manifest(args.folder, args.dataset_version)}")
+        print(f"wrote {write_manifest(args.folder, args.dataset_version, parquet=bool(args.parquet))}")
         return 0
     if not (args.container_url or args.account_url or args.connection_string):
         parser.error("one of --container-url, --account-url, --connection-string is required (or --manifest-only)")
     container = container_client(args)
-    written = upload(args.folder, container, args.prefix, args.if_empty, args.wait_for_access, args.dataset_version)
+    written = upload(args.folder, container, args.prefix, args.if_empty, args.wait_for_access, args.dataset_version,
+                     parquet=args.parquet is not False)
     if written:
         print(f"uploaded {len(written)} files; instances pick them up within DATASET_REFRESH_SECONDS")
     return 0

@@ -13,15 +13,34 @@ Public entry points (what blueprints/twolvlimp.py and scripts/eval_twolvlimp.py 
 * the estimators: :class:`DepthForest`, :class:`BoostedTrees`, :class:`GeometricRFE`,
   :class:`ScaledKNNImputer`, and :func:`fit_and_predict` (the second level).
 """
-from models.twolvlimp.data import ImputationError, ImputationRequest, resolve
-from models.twolvlimp.engine import fit_and_predict
-from models.twolvlimp.imputers import ScaledKNNImputer, make_base_imputer
-from models.twolvlimp.selection import GeometricRFE, pca_select
-from models.twolvlimp.service import estimate_seconds, predict_response, reset_state, result_cache
-from models.twolvlimp.trees import BoostedTrees, DepthForest
+from __future__ import annotations
 
-__all__ = [
-    "BoostedTrees", "DepthForest", "GeometricRFE", "ImputationError", "ImputationRequest", "ScaledKNNImputer",
-    "estimate_seconds", "fit_and_predict", "make_base_imputer", "pca_select", "predict_response", "reset_state",
-    "resolve", "result_cache",
-]
+import importlib
+
+# Where each public name lives. They are imported on first use (PEP 562), not with the package:
+# importing ``models.twolvlimp.data`` (the look-ups, which an instance's start needs) must not pull
+# in scikit-learn, which only fitting needs (a second of every instance's start otherwise).
+_EXPORTS = {
+    "ImputationError": "data", "ImputationRequest": "data", "resolve": "data",
+    "fit_and_predict": "engine",
+    "ScaledKNNImputer": "imputers", "make_base_imputer": "imputers",
+    "GeometricRFE": "selection", "pca_select": "selection",
+    "estimate_seconds": "service", "predict_response": "service", "reset_state": "service",
+    "result_cache": "service",
+    "BoostedTrees": "trees", "DepthForest": "trees",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
