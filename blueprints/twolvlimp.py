@@ -7,22 +7,30 @@ Only the look-ups (:mod:`models.twolvlimp.data`: numpy, no scikit-learn) are imp
 module. The method (:mod:`models.twolvlimp.service` and the scikit-learn code behind it) is
 imported by the first /estimate or /predict, or before that in the background once the dataset
 is loaded (``MODEL_CODE``, shared/warmup.py), so that an instance's start does not pay for it.
+
+What the model keeps between requests (result cache, compute slots, fit pool, learned durations)
+is one :class:`~models.twolvlimp.service.TwoLevelRuntime`, sized here from the settings
+(:func:`build_runtime`) and reached through :func:`runtime`; the model code reads no settings.
 """
 from __future__ import annotations
 
+import threading
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.twolvlimp import data as lookups
 from models.twolvlimp.data import ImputationError, ImputationRequest
-from shared.capacity import Budget
+from shared.capacity import Budget, favour_light_requests
 from shared.http import ApiBlueprint
-from shared.settings import get_settings
+from shared.settings import Settings, available_cpus, get_settings
 from shared.store import get_dataset
 from shared.validation import ApiModel, Lookup, RequiredIf
+
+if TYPE_CHECKING:
+    from models.twolvlimp.service import TwoLevelRuntime
 
 blueprint = ApiBlueprint(
     "twolvlImp", label="Two-level imputation", prefix="twolvlImp",
@@ -33,6 +41,42 @@ blueprint = ApiBlueprint(
 PREFIX = "/twolvlImp"
 # Imported by /estimate and /predict on first use; shared/warmup.py imports it after the dataset load.
 MODEL_CODE = ("models.twolvlimp.service",)
+
+
+def build_runtime(settings: Settings) -> TwoLevelRuntime:
+    """A twolvlImp runtime sized by ``settings`` and by the CPUs this process may use (its cgroup
+    limit, not the machine's cores): as many computations at once as usable CPUs unless
+    MAX_CONCURRENT_PREDICTIONS says otherwise, one fit thread per usable CPU."""
+    from models.twolvlimp.service import TwoLevelRuntime  # scikit-learn: imported on first use, not at start
+
+    cpus = available_cpus()
+    favour_light_requests()  # fits may now run beside light requests
+    return TwoLevelRuntime(cache_size=settings.result_cache_size,
+                           concurrency=settings.max_concurrent_predictions or cpus,
+                           queue_length=settings.max_queued_predictions, fit_workers=cpus)
+
+
+_runtime: TwoLevelRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> TwoLevelRuntime:
+    """This instance's twolvlImp runtime (result cache, compute slots, fit pool, learned durations):
+    built from the settings by the first /estimate or /predict, then kept for the process."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = build_runtime(get_settings())
+        return _runtime
+
+
+def use_runtime(new: TwoLevelRuntime | None) -> TwoLevelRuntime | None:
+    """Serve /estimate and /predict with ``new`` from now on (None: build one from the settings on
+    next use); returns the runtime it replaces. For tests, which build their own."""
+    global _runtime
+    with _runtime_lock:
+        old, _runtime = _runtime, new
+        return old
 
 
 class Interpolator(str, Enum):
@@ -329,10 +373,8 @@ def predictor_sample_size() -> int:
 def estimate(req: EstimateRequest) -> float:
     """Expected seconds for /predict with this request on this instance (learned from its measured durations).
     Answers any state of the form: what is not chosen yet is estimated from typical choices."""
-    from models.twolvlimp import service  # scikit-learn: imported on first use, not at start
-
     ds = _dataset()
-    return service.estimate_seconds(ds, lookups.complete_for_estimate(ds, req.to_model()))
+    return runtime().estimate_seconds(ds, lookups.complete_for_estimate(ds, req.to_model()))
 
 
 @blueprint.post("predict", body=TrainRequest, response=ModelResponse, main=True, aliases=("imputation/predict",),
@@ -343,11 +385,9 @@ def predict(req: TrainRequest) -> func.HttpResponse:
     Bounded by the instance's capacity: 503 with Retry-After when its queue of predictions is full;
     422 (over_time_budget) up front when the request is expected to take longer than the time budget
     (the message names changes that fit); 504 when a computation overruns the budget and is stopped."""
-    from models.twolvlimp import service  # scikit-learn: imported on first use, not at start
-
     ds = _dataset()
     budget = Budget.for_request(get_settings().request_time_budget_seconds)
-    outcome = service.predict_response(ds, req.to_model(), budget=budget)
+    outcome = runtime().predict_response(ds, req.to_model(), budget=budget)
     # The body is built as bytes by the model package (and cached as such): check it against the documented
     # schema before it leaves, so that a null or missing field is a logged 500, never a 200 a client trusts.
     ModelResponse.model_validate_json(outcome.body)

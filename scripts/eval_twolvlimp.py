@@ -12,7 +12,7 @@ Protocol (the one of shared/reference/original-figures.md):
   (``CASE_YEARS``; the script checks that the rule yields exactly these targets).
 * The SIDS with a known value are permuted with ``numpy.random.RandomState(0)`` and cut into 5
   folds. For each fold the cells are blanked in a copy of the dataset (a new data version) and
-  ``models.twolvlimp.service.predict_response`` -- the function /twolvlImp/predict calls -- is
+  ``TwoLevelRuntime.predict_response`` (models.twolvlimp.service) -- what /twolvlImp/predict calls -- is
   asked for the imputation (AFS, 10 predictors, 100 trees, rfr, KNNImputer), once per interval method.
 * Scenarios: (a) ``gap``: only the target year's value is hidden; (b) ``never``: every year of
   the target is hidden for those countries (they never reported it).
@@ -33,8 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.twolvlimp.data import ImputationRequest  # noqa: E402
-from models.twolvlimp.service import predict_response, reset_state  # noqa: E402
+from models.twolvlimp.service import TwoLevelRuntime  # noqa: E402
 from shared.dataset import Dataset, build_dataset  # noqa: E402
+from shared.settings import available_cpus  # noqa: E402
+
+# The evaluation's own runtime, with no result cache: every masked copy is a new data version anyway.
+RUNTIME = TwoLevelRuntime(cache_size=0, concurrency=1, queue_length=0, fit_workers=available_cpus())
 
 CASE_YEARS = {
     "wdi-AG.LND.EL5M.UR.K2": 2010, "wdi-EN.ATM.PM25.MC.M3": 2010, "wdi-GC.XPN.TOTL.GD.ZS": 2015,
@@ -107,7 +111,7 @@ def evaluate_case(ds: Dataset, code: str, year: int, method: str, folds: int = 5
                                         estimators=estimators, model="rfr", interval=iv, number_predictor=10,
                                         method=method)
                 started = time.perf_counter()
-                outcome = predict_response(data, req)
+                outcome = RUNTIME.predict_response(data, req)
                 seconds += time.perf_counter() - started
                 body = json.loads(outcome.body)
                 at = {c: i for i, c in enumerate(body["prediction"]["Country Code"])}
@@ -164,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.check and args.quick:
         parser.error("--check needs both interval methods: run without --quick")
 
-    reset_state(cache_size=0)  # every masked copy is a new data version anyway
     ds = load(args.data)
     cases = [c for c in pick_cases(ds) if not args.case or c[0] in args.case or c[0].removeprefix("wdi-") in args.case]
     results = []

@@ -68,23 +68,63 @@ def test_available_cpus_uses_the_affinity_and_survives_missing_or_garbled_files(
 
 def test_compute_slots_and_fit_pool_are_sized_from_usable_cpus_not_the_machine(monkeypatch):
     import shared.settings
-    from models.twolvlimp import engine, service
+    from blueprints import twolvlimp
 
-    monkeypatch.setattr(shared.settings, "available_cpus", lambda *a, **k: 1)
-    monkeypatch.setattr(engine, "available_cpus", lambda *a, **k: 1, raising=False)
+    monkeypatch.setattr(twolvlimp, "available_cpus", lambda *a, **k: 1)
     monkeypatch.setattr(shared.settings.os, "cpu_count", lambda: 64)
-    reset_settings(Settings())
-    service.reset_state()
-    old_pool = engine._pool
-    engine._pool = None
+    runtime = twolvlimp.build_runtime(Settings())
     try:
-        assert service.compute_slots().slots == 1
-        assert engine.pool()._max_workers == 1
+        assert runtime.slots.slots == 1
+        assert runtime.fit_pool._max_workers == 1
     finally:
-        engine.pool().shutdown(wait=False)
-        engine._pool = old_pool
+        runtime.close()
+    runtime = twolvlimp.build_runtime(Settings(max_concurrent_predictions=3, max_queued_predictions=5,
+                                               result_cache_size=7))
+    try:
+        assert (runtime.slots.slots, runtime.slots.max_queued, runtime.cache.size) == (3, 5, 7)
+    finally:
+        runtime.close()
+
+
+def test_the_blueprint_serves_with_one_runtime_built_from_the_settings(call):
+    from blueprints import twolvlimp
+
+    old = twolvlimp.use_runtime(None)
+    reset_settings(Settings(result_cache_size=3, max_queued_predictions=2))
+    try:
+        assert call("POST", "/twolvlImp/estimate", SIMPLE).status == 200
+        built = twolvlimp.runtime()
+        assert (built.cache.size, built.slots.max_queued) == (3, 2)
+        assert call("POST", "/twolvlImp/predict", SIMPLE).headers["x-cache"] == "miss"
+        assert twolvlimp.runtime() is built  # the same one, which now holds the answer:
+        assert call("POST", "/twolvlImp/predict", SIMPLE).headers["x-cache"] == "hit"
+        assert built.durations.measurements == 1
+    finally:
         reset_settings(None)
-        service.reset_state()
+        replaced = twolvlimp.use_runtime(old)
+        if replaced is not None:
+            replaced.close()
+
+
+def test_fits_run_on_the_runtime_pool(wdi, monkeypatch):
+    from models.twolvlimp import engine
+    from models.twolvlimp.data import ImputationRequest
+    from models.twolvlimp.service import TwoLevelRuntime
+
+    threads, real = set(), engine._forest_fold
+
+    def recorded(*args):
+        threads.add(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(engine, "_forest_fold", recorded)
+    runtime = TwoLevelRuntime(cache_size=0, concurrency=1, queue_length=0, fit_workers=2)
+    try:
+        runtime.predict_response(wdi, ImputationRequest(**SIMPLE))
+    finally:
+        runtime.close()
+    assert threads and all(name.startswith("twolvlimp-fit") for name in threads), threads
+    assert engine.pool() is not runtime.fit_pool  # outside the runtime's computation, fits run on the caller
 
 
 # ---------------------------------------------------------------------------------- budgets
@@ -196,15 +236,24 @@ SIMPLE = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2015", "interpolato
 
 @pytest.fixture
 def with_settings():
-    from models.twolvlimp import service
+    """with_settings(**values): serve with these settings and a runtime built from them (no result
+    cache), which the test gets back; the previous ones are restored afterwards."""
+    from blueprints import twolvlimp
+
+    built, old = [], twolvlimp.use_runtime(None)
 
     def apply(**values):
-        reset_settings(Settings(**values))
-        service.reset_state(cache_size=0)
+        settings = Settings(**{"result_cache_size": 0, **values})
+        reset_settings(settings)
+        built.append(twolvlimp.build_runtime(settings))
+        twolvlimp.use_runtime(built[-1])
+        return built[-1]
 
     yield apply
     reset_settings(None)
-    service.reset_state()
+    twolvlimp.use_runtime(old)
+    for runtime in built:
+        runtime.close()
 
 
 @pytest.fixture
@@ -226,11 +275,9 @@ def fold_fits(monkeypatch):
 
 
 def test_predict_answers_503_with_retry_after_when_the_queue_is_full(call, with_settings):
-    from models.twolvlimp import service
-
-    with_settings(max_concurrent_predictions=1, max_queued_predictions=0)
+    runtime = with_settings(max_concurrent_predictions=1, max_queued_predictions=0)
     release, entered = threading.Event(), threading.Event()
-    holder = _hold(service.compute_slots(), release, entered)  # one heavy prediction computing
+    holder = _hold(runtime.slots, release, entered)  # one heavy prediction computing
     try:
         reply = call("POST", "/twolvlImp/predict", SIMPLE)
         look_up = call("GET", "/twolvlImp/target_years")
@@ -268,9 +315,9 @@ def test_predict_refuses_up_front_what_the_cost_model_says_overruns_the_budget(c
 
 
 def test_predict_stops_at_a_checkpoint_when_the_budget_runs_out(call, with_settings, monkeypatch, fold_fits):
-    from models.twolvlimp import engine, service
+    from models.twolvlimp import service
 
-    with_settings(request_time_budget_seconds=0.3)
+    runtime = with_settings(request_time_budget_seconds=0.3)
     # The cost model can be wrong (a busy machine): the budget is also enforced during the work.
     monkeypatch.setattr(service.DurationModel, "estimate", lambda self, w: 0.0)
     reply = call("POST", "/twolvlImp/predict", HEAVY)
@@ -279,20 +326,19 @@ def test_predict_stops_at_a_checkpoint_when_the_budget_runs_out(call, with_setti
     assert detail["type"] == "time_budget_exceeded" and "0.3 s" in detail["msg"] and "stopped" in detail["msg"]
     assert fold_fits[0] < 15  # rfr, etr and gbr: 15 fold fits when the work runs to the end
     time.sleep(0.5)
-    assert engine.pool()._work_queue.qsize() == 0  # no fit of the stopped request is left queued
+    assert runtime.fit_pool._work_queue.qsize() == 0  # no fit of the stopped request is left queued
 
 
 def test_cancelled_request_stops_its_fits(wdi, with_settings, fold_fits):
-    from models.twolvlimp import service
     from models.twolvlimp.data import ImputationRequest
 
-    with_settings()
-    service.predict_response(wdi, ImputationRequest(**{**HEAVY, "estimators": 20}))  # prepare phase memoised
+    runtime = with_settings()
+    runtime.predict_response(wdi, ImputationRequest(**{**HEAVY, "estimators": 20}))  # prepare phase memoised
     fold_fits[0] = 0
     gone = threading.Event()
     threading.Timer(0.2, gone.set).start()
     with pytest.raises(RequestCancelled):
-        service.predict_response(wdi, ImputationRequest(**HEAVY), Budget(60, gone))
+        runtime.predict_response(wdi, ImputationRequest(**HEAVY), Budget(60, gone))
     assert fold_fits[0] < 15
 
 
@@ -300,17 +346,17 @@ def test_work_that_no_longer_fits_after_queueing_is_refused_before_it_starts(wdi
     from models.twolvlimp import service
     from models.twolvlimp.data import ImputationRequest
 
-    with_settings(max_concurrent_predictions=1, max_queued_predictions=4)
+    runtime = with_settings(max_concurrent_predictions=1, max_queued_predictions=4)
     monkeypatch.setattr(service.DurationModel, "estimate", lambda self, w: 0.5)  # fits a 0.8 s budget...
     monkeypatch.setattr(service, "compute", lambda ds, r: pytest.fail("work that cannot fit must not start"))
-    gate = service.compute_slots()
+    gate = runtime.slots
     gate._mean_hold = 0.01  # the queue looks short when the request arrives
     release, entered = threading.Event(), threading.Event()
     holder = _hold(gate, release, entered)
     threading.Timer(0.5, release.set).start()  # ... but the slot frees only after 0.5 s
     try:
         with pytest.raises(Overloaded) as info:
-            service.predict_response(wdi, ImputationRequest(**SIMPLE), Budget(0.8))
+            runtime.predict_response(wdi, ImputationRequest(**SIMPLE), Budget(0.8))
     finally:
         release.set()
         holder.join(5)
@@ -354,14 +400,13 @@ def test_local_host_pool_is_sized_like_the_functions_host():
 
 
 def test_legacy_method_checks_the_budget_between_its_steps(wdi, with_settings):
-    from models.twolvlimp import service
     from models.twolvlimp.data import ImputationRequest
 
-    with_settings()
+    runtime = with_settings()
     gone = threading.Event()
     timer = threading.Timer(0.2, gone.set)
     timer.start()
     legacy = {**HEAVY, "method": "legacy", "estimators": 50, "model": "rfr"}
     with pytest.raises(RequestCancelled) as info:
-        service.predict_response(wdi, ImputationRequest(**legacy), Budget(60, gone))
+        runtime.predict_response(wdi, ImputationRequest(**legacy), Budget(60, gone))
     assert "legacy" in info.value.msg

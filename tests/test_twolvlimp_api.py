@@ -172,8 +172,8 @@ def test_a_body_outside_the_response_schema_is_never_sent_as_a_200(call, monkeyp
 
     real = call("POST", "/twolvlImp/predict", DASHBOARD).json()
     broken = dict(real, rmse=None, prediction=dict(real["prediction"], prediction=[None] * len(real["prediction"]["lower"])))
-    monkeypatch.setattr(service, "predict_response",
-                        lambda ds, req, **kwargs: service.PredictOutcome(body=json.dumps(broken).encode(), cached=False, seconds=0.1))
+    monkeypatch.setattr(service.TwoLevelRuntime, "predict_response",
+                        lambda self, ds, req, **kwargs: service.PredictOutcome(body=json.dumps(broken).encode(), cached=False, seconds=0.1))
     reply = call("POST", "/twolvlImp/predict", DASHBOARD)
     assert reply.status == 500
     assert reply.json()["detail"]["type"] == "internal_error" and "null" not in reply.body.decode()

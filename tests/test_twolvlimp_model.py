@@ -27,11 +27,25 @@ SIMPLE = dict(target=TARGET, target_year="2015", interpolator="KNNImputer", sche
 _VERSIONS = itertools.count()
 
 
-@pytest.fixture(autouse=True)
-def fresh_state():
-    service.reset_state(cache_size=16)
-    yield
-    service.reset_state()
+@pytest.fixture
+def new_runtime():
+    """new_runtime(cache_size=16, concurrency=2): a runtime of the test's own (result cache, compute
+    slots, fit pool, durations), closed after the test."""
+    built = []
+
+    def make(cache_size: int = 16, concurrency: int = 2) -> service.TwoLevelRuntime:
+        built.append(service.TwoLevelRuntime(cache_size=cache_size, concurrency=concurrency, queue_length=64,
+                                             fit_workers=2))
+        return built[-1]
+
+    yield make
+    for runtime in built:
+        runtime.close()
+
+
+@pytest.fixture
+def runtime(new_runtime):
+    return new_runtime()
 
 
 def variant(ds: Dataset, values=None, sids=None, version=None) -> Dataset:
@@ -42,8 +56,8 @@ def variant(ds: Dataset, values=None, sids=None, version=None) -> Dataset:
                    version=version or f"variant-{next(_VERSIONS)}")
 
 
-def predict(ds, **kw) -> dict:
-    return json.loads(service.predict_response(ds, ImputationRequest(**{**SIMPLE, **kw})).body)
+def predict(runtime, ds, **kw) -> dict:
+    return json.loads(runtime.predict_response(ds, ImputationRequest(**{**SIMPLE, **kw})).body)
 
 
 def without_timing(body: dict) -> dict:
@@ -135,9 +149,9 @@ def test_selection_finds_the_informative_features():
 
 
 # ------------------------------------------------------------------------ defects of the old one
-def test_bootstrap_and_quantile_intervals_really_differ(wdi):
-    q = predict(wdi, interval="quantile", model="rfr", estimators=30)
-    b = predict(wdi, interval="bootstrap", model="rfr", estimators=30)
+def test_bootstrap_and_quantile_intervals_really_differ(wdi, runtime):
+    q = predict(runtime, wdi, interval="quantile", model="rfr", estimators=30)
+    b = predict(runtime, wdi, interval="bootstrap", model="rfr", estimators=30)
     assert q["prediction"]["prediction"] == b["prediction"]["prediction"]
     assert q["prediction"]["lower"] != b["prediction"]["lower"]
     assert q["interval"]["method"] == "quantile" and b["interval"]["method"] == "bootstrap"
@@ -147,8 +161,8 @@ def test_bootstrap_and_quantile_intervals_really_differ(wdi):
     assert below_q[0] != pytest.approx(below_q[1])   # adaptive band
     assert below_b[0] == pytest.approx(below_b[1])   # residual band, same offsets for every country
     # the same holds for the legacy method, where the old service ignored `bootstrap`
-    lq = predict(wdi, interval="quantile", method="legacy", estimators=5)
-    lb = predict(wdi, interval="bootstrap", method="legacy", estimators=5)
+    lq = predict(runtime, wdi, interval="quantile", method="legacy", estimators=5)
+    lb = predict(runtime, wdi, interval="bootstrap", method="legacy", estimators=5)
     assert lq["prediction"]["lower"] != lb["prediction"]["lower"]
 
 
@@ -170,11 +184,11 @@ def test_each_error_carries_its_own_values(wdi):
     assert "wdi-NOT.B" in messages[1] and "wdi-NOT.A" not in messages[1]
 
 
-def test_same_request_same_numbers(wdi):
-    a = predict(wdi, scheme="AFS", number_predictor=5, manual_predictors=None, estimators=20)
-    service.reset_state(cache_size=0)
-    # a new data version with the same values: nothing memoised, selection runs again
-    b = predict(variant(wdi, version="copy"), scheme="AFS", number_predictor=5, manual_predictors=None, estimators=20)
+def test_same_request_same_numbers(wdi, runtime, new_runtime):
+    a = predict(runtime, wdi, scheme="AFS", number_predictor=5, manual_predictors=None, estimators=20)
+    # a new data version with the same values, on a new runtime: nothing memoised or cached, selection runs again
+    other = new_runtime(cache_size=0)
+    b = predict(other, variant(wdi, version="copy"), scheme="AFS", number_predictor=5, manual_predictors=None, estimators=20)
     assert without_timing(a) | {"data_version": None} == without_timing(b) | {"data_version": None}
 
 
@@ -186,13 +200,13 @@ def test_no_missing_sids_is_a_clear_error(wdi):
         resolve(variant(wdi, sids=[]), ImputationRequest(**SIMPLE))
 
 
-def test_sids_absent_from_data_or_without_a_row(wdi):
+def test_sids_absent_from_data_or_without_a_row(wdi, runtime):
     values = wdi.values.copy()
     j = wdi.indicators.get_loc(TARGET)
     kir = wdi.countries.get_loc("KIR")
     values[:, kir, j] = np.nan          # KIR has no row at all for the target
     ds = variant(wdi, values=values, sids=set(wdi.sids) | {"ZZZ"})  # ZZZ: a SIDS with no data
-    body = predict(ds)
+    body = predict(runtime, ds)
     assert "KIR" in body["prediction"]["Country Code"]
     assert body["not_predicted"] == [{"Country Code": "ZZZ", "reason": "no data at all for this country in the dataset"}]
     roles = {m["role"]: m["countries"] for m in body["submodels"]}
@@ -200,8 +214,8 @@ def test_sids_absent_from_data_or_without_a_row(wdi):
 
 
 # ---------------------------------------------------------------------------------- the response
-def test_response_layouts_and_no_nan(wdi):
-    raw = service.predict_response(wdi, ImputationRequest(**SIMPLE)).body
+def test_response_layouts_and_no_nan(wdi, runtime):
+    raw = runtime.predict_response(wdi, ImputationRequest(**SIMPLE)).body
     body = json.loads(raw, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     pred = body["prediction"]
     assert pred["Country Code"] == ["DMA", "GRD"]
@@ -221,8 +235,8 @@ def test_response_layouts_and_no_nan(wdi):
     assert body["interval"]["level"] == 0.9 and body["predictors"][0]["name"] == "Population density"
 
 
-def test_legacy_method_is_the_old_one(wdi):
-    body = predict(wdi, method="legacy", estimators=5)
+def test_legacy_method_is_the_old_one(wdi, runtime):
+    body = predict(runtime, wdi, method="legacy", estimators=5)
     assert body["method"] == "legacy"
     assert body["submodels"][0]["role"] == "legacy"
     assert "legacy" in body["interval"]["calibration"]
@@ -230,7 +244,7 @@ def test_legacy_method_is_the_old_one(wdi):
 
 
 # -------------------------------------------------------------------------- cache and estimates
-def test_result_cache_same_bytes_and_one_computation_for_concurrent_requests(wdi, monkeypatch):
+def test_result_cache_same_bytes_and_one_computation_for_concurrent_requests(wdi, runtime, monkeypatch):
     calls = []
     real = service.compute
 
@@ -241,14 +255,14 @@ def test_result_cache_same_bytes_and_one_computation_for_concurrent_requests(wdi
     monkeypatch.setattr(service, "compute", counting)
     req = ImputationRequest(**SIMPLE)
     outs = []
-    threads = [threading.Thread(target=lambda: outs.append(service.predict_response(wdi, req))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: outs.append(runtime.predict_response(wdi, req))) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(calls) == 1
     assert len({o.body for o in outs}) == 1 and sum(not o.cached for o in outs) == 1
-    again = service.predict_response(wdi, req)
+    again = runtime.predict_response(wdi, req)
     assert again.cached and again.body == outs[0].body
 
 
@@ -259,30 +273,30 @@ def test_cache_is_bounded():
     assert len(cache) == 2 and cache.get("a") is None and cache.get("c") == "c"
 
 
-def test_estimate_learns_from_measured_durations(wdi):
+def test_estimate_learns_from_measured_durations(wdi, runtime):
     req = ImputationRequest(**{**SIMPLE, "estimators": 50})
-    prior = service.estimate_seconds(wdi, req)
+    prior = runtime.estimate_seconds(wdi, req)
     assert 0 < prior < 10
-    service.predict_response(wdi, req)
-    assert service.estimate_seconds(wdi, req) == 0.002  # now answered from the cache
+    runtime.predict_response(wdi, req)
+    assert runtime.estimate_seconds(wdi, req) == 0.002  # now answered from the cache
     for _ in range(2):
-        service.result_cache().clear()
-        estimate = service.estimate_seconds(wdi, req)
-        actual = service.predict_response(wdi, req).seconds
-        assert service.durations().measurements >= 1
+        runtime.cache.clear()
+        estimate = runtime.estimate_seconds(wdi, req)
+        actual = runtime.predict_response(wdi, req).seconds
+        assert runtime.durations.measurements >= 1
     # within 2x on a quiet machine; 3x here so that a busy CI machine does not make the test flaky
     assert 1 / 3 <= estimate / actual <= 3.0
 
 
-def test_concurrent_different_requests_give_the_sequential_answers(wdi):
+def test_concurrent_different_requests_give_the_sequential_answers(wdi, runtime, new_runtime):
     requests = [ImputationRequest(**{**SIMPLE, "estimators": 5 + i, "interval": iv})
                 for i in range(3) for iv in ("quantile", "bootstrap")]
-    sequential = [without_timing(json.loads(service.predict_response(wdi, r).body)) for r in requests]
-    service.reset_state(cache_size=0)
+    sequential = [without_timing(json.loads(runtime.predict_response(wdi, r).body)) for r in requests]
+    concurrent = new_runtime(cache_size=0)
     out = [None] * len(requests)
 
     def run(i):
-        out[i] = without_timing(json.loads(service.predict_response(wdi, requests[i]).body))
+        out[i] = without_timing(json.loads(concurrent.predict_response(wdi, requests[i]).body))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
     for t in threads:
@@ -300,7 +314,6 @@ def test_masked_holdout_on_one_case_through_the_eval_script(wdi):
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "scripts"))
     import eval_twolvlimp
 
-    service.reset_state(cache_size=0)
     res = eval_twolvlimp.evaluate_case(wdi, "wdi-SP.URB.GROW", 2015, "default", estimators=20)
     assert res["gap"]["quantile"]["nrmse"] < 0.2       # old method: 0.913; 100 trees: 0.092
     assert res["never"]["quantile"]["nrmse"] < 0.9     # 100 trees: 0.834
@@ -309,9 +322,7 @@ def test_masked_holdout_on_one_case_through_the_eval_script(wdi):
             assert 0.8 <= res[scenario][interval]["coverage"] <= 1.0
 
 
-def test_concurrent_predictions_are_bounded_by_compute_slots(wdi, monkeypatch):
-    from shared.settings import Settings, reset_settings
-
+def test_concurrent_predictions_are_bounded_by_compute_slots(wdi, new_runtime, monkeypatch):
     running, peak, lock = [0], [0], threading.Lock()
 
     def slow_compute(ds, r):
@@ -325,17 +336,13 @@ def test_concurrent_predictions_are_bounded_by_compute_slots(wdi, monkeypatch):
         return {"ok": True}, {"prepare": 0.0, "model": 0.05}
 
     monkeypatch.setattr(service, "compute", slow_compute)
-    reset_settings(Settings(max_concurrent_predictions=1))
-    try:
-        service.reset_state(cache_size=16)
-        requests = [ImputationRequest(**{**SIMPLE, "estimators": n}) for n in range(10, 16)]
-        threads = [threading.Thread(target=service.predict_response, args=(wdi, req)) for req in requests]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        reset_settings(None)
+    runtime = new_runtime(concurrency=1)
+    requests = [ImputationRequest(**{**SIMPLE, "estimators": n}) for n in range(10, 16)]
+    threads = [threading.Thread(target=runtime.predict_response, args=(wdi, req)) for req in requests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     assert peak[0] == 1
 
 

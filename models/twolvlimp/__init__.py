@@ -6,8 +6,9 @@ value is missing, with calibrated 90% intervals. See docs/twolvlimp.md.
 
 Public entry points (what blueprints/twolvlimp.py and scripts/eval_twolvlimp.py call):
 
-* :func:`predict_response` -- the /predict answer (JSON bytes, per-instance result cache);
-* :func:`estimate_seconds` -- the /estimate answer;
+* :class:`TwoLevelRuntime` -- what an instance keeps between requests (result cache, compute
+  slots, fit pool, learned durations); its ``predict_response`` is the /predict answer (JSON
+  bytes) and its ``estimate_seconds`` the /estimate answer;
 * :mod:`models.twolvlimp.data` -- look-ups (target years, datasets, targets, predictors...) and
   request checking (:class:`ImputationRequest`, :class:`ImputationError`);
 * the estimators: :class:`DepthForest`, :class:`BoostedTrees`, :class:`GeometricRFE`,
@@ -25,8 +26,7 @@ _EXPORTS = {
     "fit_and_predict": "engine",
     "ScaledKNNImputer": "imputers", "make_base_imputer": "imputers",
     "GeometricRFE": "selection", "pca_select": "selection",
-    "estimate_seconds": "service", "predict_response": "service", "reset_state": "service",
-    "result_cache": "service",
+    "TwoLevelRuntime": "service",
     "BoostedTrees": "trees", "DepthForest": "trees",
 }
 

@@ -9,10 +9,11 @@ reported RMSE *and* calibrate the intervals, with no further fit.
 """
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from sklearn.model_selection import KFold
@@ -20,7 +21,6 @@ from sklearn.model_selection import KFold
 from models.twolvlimp.intervals import bootstrap_interval, quantile_interval
 from models.twolvlimp.trees import BoostedTrees, DepthForest
 from shared.capacity import current_check
-from shared.settings import available_cpus
 
 FOREST_DEPTHS = (5, 10, 20, 100, None)
 BOOSTING_DEPTHS = (3, 5, 10, 20, None)
@@ -30,18 +30,44 @@ KINDS = ("rfr", "etr", "gbr")
 SHRINK_GRID = tuple(i / 10 for i in range(11))
 ESTIMATOR_NAMES = {"rfr": "RandomForestRegressor", "etr": "ExtraTreesRegressor", "gbr": "GradientBoostingRegressor"}
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+def fit_pool(workers: int) -> ThreadPoolExecutor:
+    """A pool for the fold fits, with ``workers`` threads: one per CPU this process may use (its
+    cgroup limit, not the machine's cores; the caller knows it). Tree building releases the GIL,
+    and more threads than CPUs only contend. Threads start on first use."""
+    return ThreadPoolExecutor(max_workers=max(1, int(workers)), thread_name_prefix="twolvlimp-fit")
 
 
-def pool() -> ThreadPoolExecutor:
-    """One worker thread per CPU this process may use (its cgroup limit, not the machine's cores):
-    tree building releases the GIL, and more threads than CPUs only contend."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=available_cpus(), thread_name_prefix="twolvlimp-fit")
-        return _pool
+class _OnThisThread(Executor):
+    """Runs each job at once on the calling thread (fits outside a runtime: tests, notebooks)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+_ON_THIS_THREAD = _OnThisThread()
+_active_pool: ContextVar[Executor | None] = ContextVar("twolvlimp_fit_pool", default=None)
+
+
+@contextmanager
+def fits_on(executor: Executor) -> Iterator[Executor]:
+    """Run the fits of the computation in this block (on this thread) on ``executor``: the runtime
+    that computes a request hands its pool down this way, past the method's code."""
+    token = _active_pool.set(executor)
+    try:
+        yield executor
+    finally:
+        _active_pool.reset(token)
+
+
+def pool() -> Executor:
+    """Where this computation's fits run: the pool given by :func:`fits_on` (the runtime's, see
+    :class:`models.twolvlimp.service.TwoLevelRuntime`), else the calling thread, one fit after another."""
+    return _active_pool.get() or _ON_THIS_THREAD
 
 
 def _checked(check: Callable[[str], None], stage: str, fn, *args):

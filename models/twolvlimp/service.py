@@ -1,8 +1,10 @@
 """What the HTTP layer calls: predict (with the per-instance result cache) and estimate (learned durations).
 
-``predict_response`` is the one code path of /twolvlImp/predict; the evaluation script calls
-it too. Its answer is the response body as bytes: a repeated identical request on the same
-data version is served from the cache with exactly the same bytes.
+:class:`TwoLevelRuntime` holds what an instance keeps between requests (result cache, compute
+slots, fit pool, learned durations); the blueprint builds one from the settings, a test or the
+evaluation script builds its own. Its ``predict_response`` is the one code path of
+/twolvlImp/predict. Its answer is the response body as bytes: a repeated identical request on
+the same data version is served from the cache with exactly the same bytes.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from models.twolvlimp.data import ImputationRequest, ResolvedRequest, resolve
 from models.twolvlimp.legacy import run_legacy
 from models.twolvlimp.memo import LruCache, work_memo_has
 from models.twolvlimp.method import imputation_key, run_default, selection_key
+from models.twolvlimp.engine import fit_pool, fits_on
 from models.twolvlimp.result import to_response
-from shared.capacity import Budget, ComputeGate, favour_light_requests
+from shared.capacity import Budget, ComputeGate
 from shared.dataset import Dataset
 from shared.errors import Overloaded, OverTimeBudget
 
@@ -211,54 +214,6 @@ class PredictOutcome:
     seconds: float
 
 
-_cache: ResultCache | None = None
-_durations = DurationModel()
-_state_lock = threading.Lock()
-_compute_slots: ComputeGate | None = None
-
-
-def compute_slots() -> ComputeGate:
-    """Bounds how many imputations compute at once on this instance, and how many may wait.
-
-    More fits than usable CPUs only slow each other down (and starve the light requests of the
-    interpreter); extra requests wait here, in a bounded queue, without holding any CPU. Beyond
-    MAX_QUEUED_PREDICTIONS waiting, a request is refused at once (Overloaded: 503, Retry-After).
-    """
-    global _compute_slots
-    with _state_lock:
-        if _compute_slots is None:
-            from shared.settings import available_cpus, get_settings
-
-            settings = get_settings()
-            favour_light_requests()  # fits may now run beside light requests
-            _compute_slots = ComputeGate(settings.max_concurrent_predictions or available_cpus(),
-                                         settings.max_queued_predictions)
-        return _compute_slots
-
-
-def result_cache() -> ResultCache:
-    global _cache
-    with _state_lock:
-        if _cache is None:
-            from shared.settings import get_settings
-
-            _cache = ResultCache(get_settings().result_cache_size)
-        return _cache
-
-
-def durations() -> DurationModel:
-    return _durations
-
-
-def reset_state(cache_size: int | None = None) -> None:
-    """Forget cached results and learned durations (tests)."""
-    global _cache, _durations, _compute_slots
-    with _state_lock:
-        _cache = None if cache_size is None else ResultCache(cache_size)
-        _durations = DurationModel()
-        _compute_slots = None
-
-
 def compute(ds: Dataset, r: ResolvedRequest) -> tuple[dict, dict]:
     """Run the imputation and build the response body (a JSON-safe dict); also its phase timings."""
     started = time.perf_counter()
@@ -272,53 +227,105 @@ def compute(ds: Dataset, r: ResolvedRequest) -> tuple[dict, dict]:
     return body, timings
 
 
-def predict_response(ds: Dataset, req: ImputationRequest, budget: Budget | None = None) -> PredictOutcome:
-    """The /predict answer as JSON bytes, from the cache when this data version already answered it.
+class TwoLevelRuntime:
+    """Everything twolvlImp keeps between requests on one instance, in one object.
 
-    With a ``budget`` (the request's deadline and cancellation flag), work the cost model expects
-    to overrun it is refused before it starts (OverTimeBudget, naming what would fit), the wait
-    for a compute slot ends when the budget does (Overloaded), and the computation checks it
-    between fits (TimeBudgetExceeded, RequestCancelled). Cached answers are never refused.
+    * ``cache``: the result cache (response bodies keyed by data version and request);
+    * ``slots``: how many imputations compute at once, and how many may wait (:class:`ComputeGate`).
+      More fits than usable CPUs only slow each other down (and starve the light requests of the
+      interpreter); extra requests wait there, in a bounded queue, without holding any CPU. Beyond
+      ``queue_length`` waiting, a request is refused at once (Overloaded: 503, Retry-After);
+    * ``fit_pool``: the threads the fold fits run on (one per usable CPU);
+    * ``durations``: what /estimate and the time budget learn from measured computations.
+
+    Built from sizes, not from settings: the blueprint builds the instance's one runtime from the
+    settings (``blueprints.twolvlimp.runtime()``); a test or a script builds its own.
     """
-    started = time.perf_counter()
-    r = resolve(ds, req)
-    key = _cache_key(ds, r)
 
-    def run() -> bytes:
-        load = workload(ds, r)
-        if budget is not None and budget.seconds is not None:
-            check_fits_budget(ds, r, load, budget.seconds)
-        gate = compute_slots()
-        with gate.slot(budget), (budget.active() if budget is not None else nullcontext()):
-            if budget is not None:
-                budget.check("start")
-                expected = _durations.estimate(load)
-                if budget.waited_for_slot(expected):
-                    raise Overloaded(f"This instance is busy: after {budget.elapsed():.0f} s in the queue, the "
-                                     f"{expected:.0f} s this request is expected to take no longer fit in its time "
-                                     f"budget of {budget.seconds:g} s, so it was not started. Retry later.",
-                                     retry_after=gate.retry_after())
-            body, timings = compute(ds, r)
-        raw = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
-        _durations.record(load, timings.get("prepare", 0.0), timings["model"] + 0.0)
-        return raw
+    def __init__(self, *, cache_size: int, concurrency: int, queue_length: int, fit_workers: int):
+        self.cache = ResultCache(cache_size)
+        self.slots = ComputeGate(concurrency, queue_length)
+        self.fit_pool = fit_pool(fit_workers)
+        self.durations = DurationModel()
 
-    raw, cached = result_cache().get_or_compute(key, run)
-    return PredictOutcome(body=raw, cached=cached, seconds=time.perf_counter() - started)
+    def close(self) -> None:
+        """Let the fit threads end (fits already queued still run)."""
+        self.fit_pool.shutdown(wait=False)
+
+    def predict_response(self, ds: Dataset, req: ImputationRequest, budget: Budget | None = None) -> PredictOutcome:
+        """The /predict answer as JSON bytes, from the cache when this data version already answered it.
+
+        With a ``budget`` (the request's deadline and cancellation flag), work the cost model expects
+        to overrun it is refused before it starts (OverTimeBudget, naming what would fit), the wait
+        for a compute slot ends when the budget does (Overloaded), and the computation checks it
+        between fits (TimeBudgetExceeded, RequestCancelled). Cached answers are never refused.
+        """
+        started = time.perf_counter()
+        r = resolve(ds, req)
+        key = _cache_key(ds, r)
+
+        def run() -> bytes:
+            load = workload(ds, r)
+            if budget is not None and budget.seconds is not None:
+                self.check_fits_budget(ds, r, load, budget.seconds)
+            gate = self.slots
+            with gate.slot(budget), (budget.active() if budget is not None else nullcontext()):
+                if budget is not None:
+                    budget.check("start")
+                    expected = self.durations.estimate(load)
+                    if budget.waited_for_slot(expected):
+                        raise Overloaded(f"This instance is busy: after {budget.elapsed():.0f} s in the queue, the "
+                                         f"{expected:.0f} s this request is expected to take no longer fit in its time "
+                                         f"budget of {budget.seconds:g} s, so it was not started. Retry later.",
+                                         retry_after=gate.retry_after())
+                with fits_on(self.fit_pool):
+                    body, timings = compute(ds, r)
+            raw = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+            self.durations.record(load, timings.get("prepare", 0.0), timings["model"] + 0.0)
+            return raw
+
+        raw, cached = self.cache.get_or_compute(key, run)
+        return PredictOutcome(body=raw, cached=cached, seconds=time.perf_counter() - started)
+
+    def estimate_seconds(self, ds: Dataset, req: ImputationRequest) -> float:
+        """Expected seconds for /predict with this request on this instance now."""
+        r = resolve(ds, req)
+        if self.cache.contains(_cache_key(ds, r)):
+            return 0.002
+        return float(round(self.durations.estimate(workload(ds, r)), 4))
+
+    def check_fits_budget(self, ds: Dataset, r: ResolvedRequest, load: Workload, seconds: float) -> None:
+        """Refuse up front a request the cost model expects to take longer than ``seconds``."""
+        estimate = self.durations.estimate(load)
+        if estimate <= seconds:
+            return
+        options = _fitting_options(self.durations, ds, r, load, seconds)
+        listed = "; ".join(" with ".join(f"{k}={v!r}" for k, v in o["change"].items()) for o in options)
+        if len(options) > 1:
+            advice = f"Any one of these changes is expected to fit: {listed}."
+        elif options:
+            advice = f"This change is expected to fit: {listed}."
+        else:
+            advice = "Nothing simpler is expected to fit on this instance: try scheme 'MANUAL' with a few predictors."
+        raise OverTimeBudget(
+            f"This request is expected to take about {estimate:.0f} s on this instance, more than the time budget of "
+            f"{seconds:g} s per request, so it was not started. {advice}",
+            estimate_seconds=round(estimate, 1), budget_seconds=seconds, options=options)
 
 
-def _fitting_options(ds: Dataset, r: ResolvedRequest, load: Workload, seconds: float) -> list[dict]:
-    """Changes to the request after which the cost model expects it to fit in ``seconds``: each single
-    change that is enough, or else one combination of them."""
+def _fitting_options(durations: DurationModel, ds: Dataset, r: ResolvedRequest, load: Workload,
+                    seconds: float) -> list[dict]:
+    """Changes to the request after which the cost model (``durations``) expects it to fit in ``seconds``:
+    each single change that is enough, or else one combination of them."""
 
     def estimate(w: Workload) -> float:
-        return round(_durations.estimate(w), 1)
+        return round(durations.estimate(w), 1)
 
     def most_trees(w: Workload) -> int:  # the cost grows with the trees: the most that fit, 0 if none
         lo, hi = 0, w.trees
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if _durations.estimate(dataclasses.replace(w, trees=mid)) <= seconds else (lo, mid - 1)
+            lo, hi = (mid, hi) if durations.estimate(dataclasses.replace(w, trees=mid)) <= seconds else (lo, mid - 1)
         return lo
 
     steps: list[tuple[dict, Callable[[Workload], Workload]]] = []
@@ -335,7 +342,7 @@ def _fitting_options(ds: Dataset, r: ResolvedRequest, load: Workload, seconds: f
     options = []
     for change, apply in steps:
         w = apply(load)
-        if _durations.estimate(w) <= seconds:
+        if durations.estimate(w) <= seconds:
             options.append({"change": change, "estimate_seconds": estimate(w)})
     if (trees := most_trees(load)) >= 1:
         options.append({"change": {"estimators": trees},
@@ -349,7 +356,7 @@ def _fitting_options(ds: Dataset, r: ResolvedRequest, load: Workload, seconds: f
             w = apply(w)
         if "interpolator" in change:
             change["interpolator"], w = "SimpleImputer", dataclasses.replace(w, imputer="SimpleImputer")
-        trees = most_trees(w) if _durations.estimate(w) > seconds else w.trees
+        trees = most_trees(w) if durations.estimate(w) > seconds else w.trees
         if trees >= 1:
             if trees < w.trees:
                 change["estimators"] = trees
@@ -357,33 +364,6 @@ def _fitting_options(ds: Dataset, r: ResolvedRequest, load: Workload, seconds: f
     return options
 
 
-def check_fits_budget(ds: Dataset, r: ResolvedRequest, load: Workload, seconds: float) -> None:
-    """Refuse up front a request the cost model expects to take longer than ``seconds``."""
-    estimate = _durations.estimate(load)
-    if estimate <= seconds:
-        return
-    options = _fitting_options(ds, r, load, seconds)
-    listed = "; ".join(" with ".join(f"{k}={v!r}" for k, v in o["change"].items()) for o in options)
-    if len(options) > 1:
-        advice = f"Any one of these changes is expected to fit: {listed}."
-    elif options:
-        advice = f"This change is expected to fit: {listed}."
-    else:
-        advice = "Nothing simpler is expected to fit on this instance: try scheme 'MANUAL' with a few predictors."
-    raise OverTimeBudget(
-        f"This request is expected to take about {estimate:.0f} s on this instance, more than the time budget of "
-        f"{seconds:g} s per request, so it was not started. {advice}",
-        estimate_seconds=round(estimate, 1), budget_seconds=seconds, options=options)
-
-
 def _cache_key(ds: Dataset, r: ResolvedRequest) -> tuple:
     # A dataset without a version tag (built in code) is only ever equal to itself.
     return (ds.version or f"unversioned-{id(ds)}", r.key())
-
-
-def estimate_seconds(ds: Dataset, req: ImputationRequest) -> float:
-    """Expected seconds for /predict with this request on this instance now."""
-    r = resolve(ds, req)
-    if result_cache().contains(_cache_key(ds, r)):
-        return 0.002
-    return float(round(_durations.estimate(workload(ds, r)), 4))
