@@ -159,22 +159,22 @@ class CacheBypass:
     """Makes each timed run compute its result instead of reading the per-instance result cache.
 
     The twolvlImp service keeps a per-instance LRU of response bodies keyed by data version
-    and request (``models.twolvlimp.service.result_cache()``). Before each timed run the
-    benchmark empties it with its ``clear()`` (which keeps the learned durations that
-    ``/estimate`` uses, unlike ``reset_state``). ``method`` says which way was used.
+    and request (the ``cache`` of the blueprint's runtime, ``blueprints.twolvlimp.runtime()``).
+    Before each timed run the benchmark empties it with its ``clear()`` (which keeps the learned
+    durations that ``/estimate`` uses). ``method`` says which way was used.
     """
 
     def __init__(self):
         self.method = "none (no result cache found)"
         self._clear = None
         try:
-            from models.twolvlimp import service
-        except Exception:
+            from blueprints import twolvlimp
+        except Exception:  # a half-written blueprint must not stop the other figures
             return
-        getter = getattr(service, "result_cache", None)
-        if callable(getter) and callable(getattr(getter(), "clear", None)):
-            self._clear = lambda: getter().clear()
-            self.method = "models.twolvlimp.service.result_cache().clear() before each timed run"
+        runtime = getattr(twolvlimp, "runtime", None)
+        if callable(runtime):
+            self._clear = lambda: runtime().cache.clear()
+            self.method = "blueprints.twolvlimp.runtime().cache.clear() before each timed run"
 
     def __call__(self) -> None:
         if self._clear is not None:

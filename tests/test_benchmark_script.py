@@ -210,3 +210,16 @@ def test_start_rows_from_a_report():
     assert "3000 ind. x 250 countries" in by_id["start_synthetic_csv"]["label"]
     assert by_id["start_synthetic_parquet"]["value"] is None and by_id["start_synthetic_parquet"]["note"] == "exited: boom"
     assert benchmark.start_rows({}) == []
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="no twolvlImp blueprint")
+def test_the_cache_bypass_empties_the_cache_the_app_answers_from(call):
+    request = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2015", "interpolator": "SimpleImputer",
+               "scheme": "MANUAL", "manual_predictors": ["wdi-EN.POP.DNST"], "estimators": 5, "model": "rfr",
+               "interval": "bootstrap", "dataset": "wdi"}
+    bypass = benchmark.CacheBypass()
+    assert bypass.method.startswith("blueprints.twolvlimp.runtime().cache.clear()")
+    call("POST", "/twolvlImp/predict", request)
+    assert call("POST", "/twolvlImp/predict", request).headers["x-cache"] == "hit"
+    bypass()
+    assert call("POST", "/twolvlImp/predict", request).headers["x-cache"] == "miss"
