@@ -23,7 +23,7 @@ setup: $(VENV)/.installed node_modules/.installed
 	bash scripts/ensure-chromium
 
 run: $(VENV)/.installed
-	$(PY) -m shared.local_host --port $(PORT) --workers $(WORKERS)
+	$(PY) -m local_host --port $(PORT) --workers $(WORKERS)
 
 test: setup
 	$(PY) -m pytest

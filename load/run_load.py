@@ -3,7 +3,7 @@
     .venv/bin/python load/run_load.py                      # everything: 1 and 2 workers, both scenarios
     .venv/bin/python load/run_load.py --workers 1 --scenario simple --variant cached
 
-For each worker count it starts the local host (``python -m shared.local_host --workers N``)
+For each worker count it starts the local host (``python -m local_host --workers N``)
 on 127.0.0.1 with the embedded dataset, waits until /health is ok, makes one request of
 each kind so every worker process has loaded the dataset (not the measured requests),
 then runs Locust headless, bounded both in requests and in time, and stops the host.
@@ -59,7 +59,7 @@ def start_host(workers: int, env_extra: dict[str, str]) -> tuple[subprocess.Pope
     port = free_port()
     env = dict(os.environ, **env_extra)
     log = Path(tempfile.mkstemp(prefix=f"load-host-{workers}w-", suffix=".log")[1])
-    proc = subprocess.Popen([sys.executable, "-m", "shared.local_host", "--host", "127.0.0.1", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "local_host", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", str(workers), "--log-level", "warning"],
                             cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

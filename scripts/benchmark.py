@@ -18,7 +18,7 @@ What it measures (each in a fresh subprocess, so one figure cannot warm another)
   from Parquet, the AFS request on it, and the peak resident memory of that whole
   instance process (``getrusage`` ``ru_maxrss``, the process and any children);
 * **start of an instance** (issue 12): seconds from starting the local host's process
-  (``python -m shared.local_host``, as ``make run``) to ``/health`` answering ok, on
+  (``python -m local_host``, as ``make run``) to ``/health`` answering ok, on
   ``data/wdi``, the platform's real data (``../shared/data/sids-platform``, when present) and
   the synthetic data from CSV and from Parquet; median of several new processes, the
   datasets taken in turn.
@@ -216,7 +216,7 @@ def _free_port() -> int:
 def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0) -> dict:
     """One new instance: seconds from starting the local host's process to ``/health`` answering ok.
 
-    ``python -m shared.local_host`` (as ``make run``) is started on a free port with
+    ``python -m local_host`` (as ``make run``) is started on a free port with
     ``DATASET_PATH=dataset``; ``/health`` is polled (every 10 ms while nothing listens) until
     it answers 200 with ``status: ok``; then the process is stopped. ``project`` is the
     folder whose code runs (another checkout, to compare two versions side by side).
@@ -229,7 +229,8 @@ def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0)
     url = f"http://127.0.0.1:{port}/health"
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "shared.local_host", "--port", str(port),
+        runner = "local_host" if (project / "local_host.py").exists() else "shared.local_host"  # an older checkout
+        proc = subprocess.Popen([sys.executable, "-m", runner, "--port", str(port),
                                  "--log-level", "warning"], cwd=project, env=env, stdout=log, stderr=log)
         try:
             while True:

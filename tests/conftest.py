@@ -108,7 +108,7 @@ def start_local_host(env_overrides: dict[str, str] | None = None, workers: int =
     env.update(env_overrides or {})
     env.setdefault("DATASET_PATH", str(ROOT / "data" / "wdi"))
     log = tempfile.NamedTemporaryFile(prefix="localhost-", suffix=".log", delete=False)
-    proc = subprocess.Popen([sys.executable, "-m", "shared.local_host", "--port", str(port), "--workers", str(workers)],
+    proc = subprocess.Popen([sys.executable, "-m", "local_host", "--port", str(port), "--workers", str(workers)],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

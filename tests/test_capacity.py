@@ -379,7 +379,7 @@ def test_overload_settings_are_read_and_checked():
 def test_local_host_pool_is_sized_like_the_functions_host():
     import azure.functions as func
 
-    from shared.local_host import FunctionAppServer
+    from shared.asgi_server import FunctionAppServer
 
     def small_app():
         app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)

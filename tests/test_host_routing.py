@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from conftest import ROOT
-from shared.local_host import FunctionAppServer
+from shared.asgi_server import FunctionAppServer
 from shared.routing import app_routes, resolve
 from test_scaffold import copy_project, run
 

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from shared.errors import UnsupportedValue
 from shared.http import ApiBlueprint
-from shared.local_host import FunctionAppServer
+from shared.asgi_server import FunctionAppServer
 from conftest import client_headers
 from shared.routing import app_routes, host_request, resolve
 from shared.settings import Settings, reset_settings

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, start_local_host, stop_process
-from shared.local_host import FunctionAppServer
+from shared.asgi_server import FunctionAppServer
 
 
 def _asgi_get(server, path, method="GET", **kwargs):
@@ -36,6 +36,15 @@ def test_dispatches_to_functions_registered_on_the_app():
     # Not registered on the app, so not served: there is no other routing table.
     assert _asgi_get(server, "/health").status_code == 404
     assert _asgi_get(server, "/hello/ana", method="POST").status_code == 404
+
+
+def test_the_asgi_server_is_a_library_and_the_runner_brings_the_app():
+    """shared/ serves any FunctionApp without importing the project's app; only the runner (local_host.py) does."""
+    probe = ("import sys, shared.asgi_server; assert 'function_app' not in sys.modules, 'shared imported the app'; "
+             "import local_host; server = local_host.create_server(); "
+             "assert 'function_app' in sys.modules and server.routes, 'the runner did not bring the app'")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_every_registered_function_is_reachable(app, live_server):

@@ -1,46 +1,26 @@
-"""Serve the FunctionApp locally on a real HTTP server, without Azure Functions Core Tools.
+"""Serve any FunctionApp over ASGI, routed as the Functions host routes it (the local host's server).
 
-    python -m shared.local_host [--port 7071] [--workers 1]
-
-It imports ``function_app.app`` as the Functions worker does, reads the routes and
-methods of the functions it registered (``app.get_functions()``, the same call the
-worker makes) and routes each request by the Functions host's rules
-(:func:`shared.routing.dispatch`: functions sorted by name, first match by template and
-method, empty query values dropped, body only with a Content-Length). There is no
-second routing table. Values from ``local.settings.json`` are loaded into the
-environment first, as ``func start`` does (variables already set win).
+:class:`FunctionAppServer` reads the routes and methods of the functions an app registered
+(``app.get_functions()``, the same call the worker makes) and routes each request by the
+Functions host's rules (:func:`shared.routing.dispatch`: functions sorted by name, first match by
+template and method, empty query values dropped, body only with a Content-Length). There is no
+second routing table. It imports no app: the runner (``python -m local_host``, ``make run``)
+imports ``function_app`` and hands its app over; tests hand over their own.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import azure.functions as func
 
 from shared.host_limits import BodyBytes, call_cancellable, overloaded_response
 from shared.http import log_safe
 from shared.routing import HostReply, Route, dispatch, routes_of_functions
-from shared.settings import PROJECT_ROOT, get_settings
+from shared.settings import get_settings
 
 log = logging.getLogger("sids.localhost")
-
-
-def load_local_settings(path: Path = PROJECT_ROOT / "local.settings.json") -> dict[str, str]:
-    """Copy local.settings.json's Values into os.environ without overriding what is already set."""
-    if not path.exists():
-        return {}
-    values = json.loads(path.read_text()).get("Values", {})
-    applied = {}
-    for key, value in values.items():
-        if key not in os.environ:
-            os.environ[key] = str(value)
-            applied[key] = str(value)
-    return applied
 
 
 class FunctionAppServer:
@@ -126,32 +106,3 @@ class FunctionAppServer:
                 self.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def create_server() -> FunctionAppServer:
-    """ASGI factory: import the Functions app exactly as the worker would and wrap it."""
-    load_local_settings()
-    import function_app
-
-    return FunctionAppServer(function_app.app)
-
-
-def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7071)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (each one is an instance)")
-    parser.add_argument("--log-level", default="info")
-    args = parser.parse_args(argv)
-    load_local_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(f"Serving function_app.app on http://{args.host}:{args.port} (docs: http://{args.host}:{args.port}/docs)",
-          flush=True)
-    uvicorn.run("shared.local_host:create_server", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=False, app_dir=str(PROJECT_ROOT))
-
-
-if __name__ == "__main__":
-    main()
