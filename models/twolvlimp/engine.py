@@ -30,6 +30,7 @@ KINDS = ("rfr", "etr", "gbr")
 SHRINK_GRID = tuple(i / 10 for i in range(11))
 ESTIMATOR_NAMES = {"rfr": "RandomForestRegressor", "etr": "ExtraTreesRegressor", "gbr": "GradientBoostingRegressor"}
 
+
 def fit_pool(workers: int) -> ThreadPoolExecutor:
     """A pool for the fold fits, with ``workers`` threads: one per CPU this process may use (its
     cgroup limit, not the machine's cores; the caller knows it). Tree building releases the GIL,
