@@ -76,6 +76,8 @@ _COST = {
     "iterative": 1.3e-4,   # per candidate x round (5 rounds at most): one ridge fit on its nearest features
     "iterative_pairs": 2.5e-10,  # per country x candidate^2: ranking the nearest features
     "legacy_fit": 0.015,   # scikit-learn overhead per GridSearchCV fit
+    "legacy_iterative": 0.0077,  # legacy IterativeImputer: per column x round (10), fit + transform overhead ...
+    "legacy_iterative_trees": 0.77,  # ... plus this times its 10-tree extra-trees fit (one thread)
 }
 
 
@@ -97,6 +99,10 @@ def prior_model_seconds(w: Workload) -> float:
             while p > k:
                 total += 1.7 * 100 * _tree_seconds(n, p)
                 p = max(k, p - k)
+        if w.imputer == "IterativeImputer":  # scikit-learn's: every column, 10 rounds, 100 nearest features
+            per_column = _COST["legacy_iterative"] + _COST["legacy_iterative_trees"] * 10 * _COST["etr"] * \
+                _tree_seconds(n, min(100, max(w.n_candidates - 1, 1)))
+            total += 10 * w.n_candidates * per_column
         return total
     total = 0.0
     for kind in w.kinds:
