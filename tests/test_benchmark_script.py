@@ -187,3 +187,30 @@ def test_run_to_run_comparison_ignores_only_timing_fields():
                     "meta": {"loaded_at": "x", "n": 3}}).encode()
     assert benchmark._volatile_free(a) == benchmark._volatile_free(b)
     assert benchmark._volatile_free(a) != benchmark._volatile_free(c)
+
+
+def test_matrix_summary_and_form_rows():
+    runs = [{"options": {"interpolator": "KNNImputer"}, "seconds": 1.0, "estimate_cold": 1.5},
+            {"options": {"interpolator": "IterativeImputer"}, "seconds": 4.0, "estimate_cold": 1.0},
+            {"options": {"interpolator": "SimpleImputer"}, "seconds": 2.0, "estimate_cold": None},
+            {"options": {"interpolator": "x"}, "seconds": 0.1, "error": "HTTP 500: boom"}]
+    s = benchmark.summarise_matrix({"runs": runs})
+    assert s["combinations"] == 4 and s["failed"] == 1
+    assert s["slowest"]["seconds"] == 4.0 and s["median_seconds"] == 2.0  # the failed run is not a figure
+    assert s["estimate_worst_factor"] == 4.0 and s["estimate_worst"]["options"]["interpolator"] == "IterativeImputer"
+    assert s["estimates_within_2x"] == 1 and s["estimates_rated"] == 2
+    assert benchmark.summarise_matrix({"runs": [], "error": "worker failed"}) == {"error": "worker failed"}
+
+    report = {"form_only": True, "form_matrix": {"runs": runs, "summary": s},
+              "heaviest_sids_platform": {"seconds": 12.0, "estimate_cold": 6.0, "actual_cold": 12.0,
+                                         "cpu_seconds": 20.0, "peak_rss": {"total": 300 * 1024 * 1024}},
+              "form_default": {"error": "skipped: not found"}}
+    by_id = {r["id"]: r for r in benchmark.rows(report)}
+    assert by_id["heaviest_sids_platform"]["meets_target"] is False  # 10 s goal
+    assert by_id["heaviest_sids_platform"]["within_host_limit"] is True
+    assert by_id["heaviest_sids_platform"]["peak_rss_mib"] == 300.0
+    assert by_id["matrix_slowest"]["value"] == 4.0 and by_id["matrix_slowest"]["meets_target"] is True
+    assert by_id["matrix_median"]["value"] == 2.0
+    assert by_id["matrix_estimate_worst"]["value"] == 4.0 and by_id["matrix_estimate_worst"]["meets_target"] is False
+    assert by_id["form_default"]["value"] is None and by_id["form_default"]["note"] == "skipped: not found"
+    assert "heaviest_synthetic" not in by_id  # not run, no row
