@@ -72,7 +72,8 @@ _COST = {
     "etr": 0.75,           # extra trees relative to a random forest
     "gbr": 3.5e-8,         # per boosting stage x row x log2(row) x feature, for each depth and fold
     "rfe": 2.6e-8,         # per RFE tree x row x log2(row) x feature considered, summed over rounds
-    "knn": 1.4e-8,         # per country^2 x candidate
+    "knn": 4.5e-4,         # per candidate (scikit-learn's per-column loop) ...
+    "knn_pairs": 4e-9,     # ... plus this per country^2 x candidate (distances)
     "iterative": 1.3e-4,   # per candidate x round (5 rounds at most): one ridge fit on its nearest features
     "iterative_pairs": 2.5e-10,  # per country x candidate^2: ranking the nearest features
     "legacy_fit": 0.015,   # scikit-learn overhead per GridSearchCV fit
@@ -124,7 +125,7 @@ def prior_prepare_seconds(w: Workload) -> float:
             total += _COST["iterative"] * w.n_candidates * 5
             total += _COST["iterative_pairs"] * w.n_countries * w.n_candidates ** 2
         elif w.imputer == "KNNImputer":
-            total += _COST["knn"] * w.n_countries ** 2 * w.n_candidates
+            total += (_COST["knn"] + _COST["knn_pairs"] * w.n_countries ** 2) * w.n_candidates
     if w.selection_cold and w.scheme == "AFS":
         p, k, work = w.n_candidates, max(w.n_select, 1), 0.0
         while p > k:
