@@ -72,7 +72,7 @@ _COST = {
     "etr": 0.75,           # extra trees relative to a random forest
     "gbr": 3.5e-8,         # per boosting stage x row x log2(row) x feature, for each depth and fold
     "rfe": 2.6e-8,         # per RFE tree x row x log2(row) x feature considered, summed over rounds
-    "knn": 4.5e-4,         # per candidate (scikit-learn's per-column loop) ...
+    "knn": 3e-4,           # per candidate (scikit-learn's per-column loop) ...
     "knn_pairs": 4e-9,     # ... plus this per country^2 x candidate (distances)
     "iterative": 1.3e-4,   # per candidate x round (5 rounds at most): one ridge fit on its nearest features
     "iterative_pairs": 2.5e-10,  # per country x candidate^2: ranking the nearest features
