@@ -30,6 +30,14 @@ What it measures (each in a fresh subprocess, so one figure cannot warm another)
   old service's method and its scikit-learn ``IterativeImputer`` with extra trees) where that
   finishes in reasonable time (``data/wdi``; the platform data only with ``--legacy-on-platform``).
 
+* **the dashboard's form, first of its kind** (``--heaviest``, ``--matrix``; both in the full run, neither in
+  ``--quick``): the heaviest request its form can build (IterativeImputer, AFS, 20 predictors, 1000 trees, model
+  ``all``, quantile) in a fresh instance on the SIDS platform data and on the synthetic data, with CPU seconds,
+  peak memory and the cold ``/estimate``; the form's default request in a fresh instance; and its 72 option
+  combinations (base imputer x scheme x model x interval, 10 predictors, 100 trees) on the SIDS platform data, in
+  one instance that forgets every memo, cache and learned duration before each (slowest, median, and the worst
+  factor between the cold ``/estimate`` and the measured seconds).
+
 It prints a markdown table and writes the figures, the machine and the load average
 as JSON. Timings are wall-clock seconds on this machine; they vary with what else runs.
 """
@@ -89,6 +97,20 @@ ITERATIVE_TARGET = {"iterative_wdi": 2.0, "iterative_sids_platform": 5.0, "itera
 # Measured before the scalable iterative imputer (default method, scikit-learn's IterativeImputer with
 # 10-tree extra trees), this 2-core machine, 2026-12-01: shown when the legacy run is not made.
 ITERATIVE_BEFORE = {"iterative_sids_platform": (87.0, "this request before the change, measured 2026-12-01")}
+
+# The dashboard's form (../shared/contracts/dashboard.md): its heaviest request and its option matrix, each first
+# of its kind. The Functions host stops a request after 230 s; the goal is 10 s for any option, 2 s for the default.
+HOST_LIMIT_SECONDS = 230.0
+FORM_GOAL = {"heaviest": 10.0, "matrix_slowest": 10.0, "form_default": 2.0}
+HEAVIEST_REQUEST = dict(BASE_REQUEST, interpolator="IterativeImputer", scheme="AFS", estimators=1000, model="all",
+                        number_predictor=20, interval="quantile")
+FORM_OPTIONS = {"interpolator": ("KNNImputer", "IterativeImputer", "SimpleImputer"), "scheme": ("MANUAL", "AFS", "PCA"),
+                "model": ("rfr", "gbr", "etr", "all"), "interval": ("quantile", "bootstrap")}
+MATRIX_SIZE = {"number_predictor": 10, "estimators": 100}  # MANUAL: the 10 most complete predictors
+# The form's default as the contract shows it; a predictor the data lacks is replaced by its most complete one.
+FORM_DEFAULT = {"target": "wdi-EG.ELC.ACCS.ZS", "interval": "quantile", "target_year": "2015",
+                "interpolator": "KNNImputer", "scheme": "MANUAL", "estimators": 10, "model": "rfr", "dataset": "wdi",
+                "manual_predictors": ["wdi-SP.URB.TOTL.IN.ZS"]}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -468,11 +490,194 @@ def measure_first(path: Path, body: dict, legacy: bool, timeout: float) -> dict:
     out = run_worker("first", {"path": str(path), "body": body}, timeout)
     if legacy and "error" not in out:
         old = run_worker("first", {"path": str(path), "body": dict(out["request"], method="legacy")}, timeout)
-        out["legacy"] = {k: old.get(k) for k in ("seconds", "cpu_seconds", "compute_phases", "error", "peak_rss")}
+        out["legacy"] = {k: old.get(k) for k in ("seconds", "cpu_seconds", "compute_phases", "error", "peak_rss",
+                                                 "estimate_cold", "estimate_worst_factor", "estimate_within_2x")}
     return out
 
 
-WORKERS = {"load": worker_load, "requests": worker_requests, "first": worker_first}
+def most_complete_predictors(data, target: str, year: int, count: int) -> list[str]:
+    """The ``count`` predictors valid in ``year`` with the fewest gaps among the target's training rows (by code)."""
+    import numpy as np
+
+    from models.twolvlimp.data import predictor_codes
+
+    matrix = data.year_matrix(year)
+    train = ~np.isnan(matrix[:, data.indicators.get_loc(target)])
+    codes = [c for c in predictor_codes(data, year) if c != target]
+    share = np.isnan(matrix[train][:, data.indicators.get_indexer(codes)]).mean(axis=0)
+    return [codes[i] for i in sorted(range(len(codes)), key=lambda i: (share[i], codes[i]))[:count]]
+
+
+def form_default_body(data) -> tuple[dict, str | None]:
+    """The form's default request on this data, and a note when a predictor had to be replaced."""
+    body = dict(FORM_DEFAULT)
+    if body["target"] not in data.indicators:
+        chosen = choose_synthetic_target(data)
+        body.update(target=chosen["target"], dataset=chosen["dataset"])
+    missing = [c for c in body["manual_predictors"] if c not in data.indicators]
+    if not missing:
+        return body, None
+    body["manual_predictors"] = most_complete_predictors(data, body["target"], int(body["target_year"]), 1)
+    return body, f"{', '.join(missing)} is not in this data: {body['manual_predictors'][0]} (its most complete) instead"
+
+
+def forget_everything(data) -> None:
+    """A fresh instance's state without a new process: the result cache, the learned durations and every
+    per-data-version memo (imputations, selections, year look-ups) are dropped."""
+    from models.twolvlimp import service
+
+    service.reset_state()
+    with data._memo_lock:
+        data._memo.clear()
+
+
+def worker_form_default(args: dict) -> dict:
+    """A fresh instance: the form's default request, first of its kind (``worker_first`` with the body built here)."""
+    import_app(Path(args["path"]))
+    from shared.store import get_store
+
+    body, note = form_default_body(get_store().get())
+    out = worker_first(dict(args, body=body))
+    if note:
+        out["note"] = note
+    return out
+
+
+def worker_matrix(args: dict) -> dict:
+    """Every option of the form at one size, each first of its kind, in one instance.
+
+    One untimed request first pays the imports a warm instance has paid; before each combination the
+    instance forgets everything it memoised (``forget_everything``), then /estimate and /predict are called.
+    """
+    app, import_error = import_app(Path(args["path"]))
+    from shared.store import get_store
+
+    data = get_store().get()
+    if app is None:
+        return {"error": f"the app could not be imported: {import_error}"}
+    client = Client(app)
+    chosen = choose_synthetic_target(data)
+    year = int(BASE_REQUEST["target_year"])
+    manual = most_complete_predictors(data, chosen["target"], year, MATRIX_SIZE["number_predictor"])
+    base = dict(BASE_REQUEST, target=chosen["target"], dataset=chosen["dataset"], **MATRIX_SIZE)
+    warm, _ = form_default_body(data)
+    client.call("POST", f"{PREFIX}/predict", warm)
+    runs = []
+    from itertools import product
+
+    for values in product(*FORM_OPTIONS.values()):
+        body = dict(base, **dict(zip(FORM_OPTIONS, values)))
+        if body["scheme"] == "MANUAL":
+            body.pop("number_predictor")
+            body["manual_predictors"] = manual
+        forget_everything(data)
+        status, raw, _ = client.call("POST", f"{PREFIX}/estimate", body)
+        estimate = float(json.loads(raw)) if status == 200 else None
+        cpu = time.process_time()
+        status, raw, elapsed = client.call("POST", f"{PREFIX}/predict", body)
+        run = {"options": dict(zip(FORM_OPTIONS, values)), "seconds": round(elapsed, 4),
+               "cpu_seconds": round(time.process_time() - cpu, 3), "estimate_cold": estimate}
+        if status != 200:
+            run["error"] = f"HTTP {status}: {raw[:200].decode(errors='replace')}"
+        else:
+            run["compute_phases"] = json.loads(raw).get("compute_phases")
+        runs.append(run)
+    forget_everything(data)
+    return {"target": chosen, "manual_predictors": manual, "size": MATRIX_SIZE, "runs": runs,
+            "peak_rss": peak_rss_bytes(), "memo": "one process; forget_everything() before each combination"}
+
+
+def summarise_matrix(result: dict) -> dict:
+    """Slowest, median, and the worst factor between the cold estimate and the measured seconds."""
+    runs = [r for r in result.get("runs", []) if "error" not in r]
+    if not runs:
+        return {"error": result.get("error") or "no combination ran"}
+    slowest = max(runs, key=lambda r: r["seconds"])
+    rated = [r for r in runs if r.get("estimate_cold")]
+    worst = max(rated, key=lambda r: max(r["seconds"] / r["estimate_cold"], r["estimate_cold"] / r["seconds"]),
+                default=None)
+    out = {"combinations": len(result["runs"]), "failed": len(result["runs"]) - len(runs),
+           "slowest": slowest, "median_seconds": round(statistics.median(r["seconds"] for r in runs), 4)}
+    if worst:
+        factor = max(worst["seconds"] / worst["estimate_cold"], worst["estimate_cold"] / worst["seconds"])
+        out.update(estimate_worst=worst, estimate_worst_factor=round(factor, 3),
+                   estimates_within_2x=sum(max(r["seconds"] / r["estimate_cold"], r["estimate_cold"] / r["seconds"])
+                                           <= 2.0 for r in rated), estimates_rated=len(rated))
+    return out
+
+
+def measure_form(report: dict, options: argparse.Namespace, timeout: float) -> None:
+    """The form's heaviest request (SIDS platform data, synthetic) and its option matrix (SIDS platform data)."""
+    absent = {"error": f"skipped: {SIDS_PLATFORM} not found"}
+    if options.heaviest:
+        report["heaviest_sids_platform"] = (measure_first(SIDS_PLATFORM, dict(HEAVIEST_REQUEST, target=None), False,
+                                                          timeout) if SIDS_PLATFORM.is_dir() else absent)
+        if not options.skip_synthetic:
+            folder = synthetic_folder(options)
+            report["heaviest_synthetic"] = measure_first(folder, dict(HEAVIEST_REQUEST, target=None), False, timeout)
+    if options.matrix:
+        if not SIDS_PLATFORM.is_dir():
+            report["form_default"] = report["form_matrix"] = absent
+            return
+        report["form_default"] = run_worker("form_default", {"path": str(SIDS_PLATFORM)}, timeout)
+        matrix = run_worker("matrix", {"path": str(SIDS_PLATFORM)}, max(timeout, 1800.0))
+        matrix["summary"] = summarise_matrix(matrix)
+        report["form_matrix"] = matrix
+
+
+def add_form(add, report: dict) -> None:
+    """The rows of ``measure_form``."""
+    size = (report.get("synthetic") or {}).get("summary", {})
+    for key, where in (("heaviest_sids_platform", "SIDS platform data (real)"),
+                       ("heaviest_synthetic", f"synthetic ({size.get('indicators')} ind. x "
+                                              f"{size.get('countries')} countries)")):
+        if key not in report:
+            continue
+        r = report[key]
+        peak = (r.get("peak_rss") or {}).get("total")
+        add(key, f"heaviest form request (IterativeImputer, AFS, 20 predictors, 1000 trees, all, quantile), first of "
+            f"its kind, on {where}", r.get("seconds"), "s", FORM_GOAL["heaviest"],
+            note=r.get("error") or f"host limit {HOST_LIMIT_SECONDS:.0f} s",
+            estimate_cold=r.get("estimate_cold"), actual_cold=r.get("actual_cold"),
+            estimate_worst_factor=r.get("estimate_worst_factor"), estimate_within_2x=r.get("estimate_within_2x"),
+            within_host_limit=None if r.get("seconds") is None else r["seconds"] < HOST_LIMIT_SECONDS,
+            compute_phases=r.get("compute_phases"), cpu_seconds=r.get("cpu_seconds"),
+            peak_rss_mib=round(peak / MB, 1) if peak else None, target_code=(r.get("request") or {}).get("target"))
+    if "form_default" in report:
+        r = report["form_default"]
+        add("form_default", "the form's default request (KNNImputer, MANUAL, 1 predictor, 10 trees, rfr, quantile), "
+            "first of its kind, fresh instance, SIDS platform data", r.get("seconds"), "s", FORM_GOAL["form_default"],
+            note=r.get("error") or r.get("note"), estimate_cold=r.get("estimate_cold"), actual_cold=r.get("actual_cold"),
+            estimate_worst_factor=r.get("estimate_worst_factor"), estimate_within_2x=r.get("estimate_within_2x"),
+            cpu_seconds=r.get("cpu_seconds"), request=r.get("request"))
+    if "form_matrix" not in report:
+        return
+    m = report["form_matrix"]
+    s = m.get("summary") or {}
+    what = (f"the form's {s.get('combinations', 72)} option combinations (imputer x scheme x model x interval, "
+            f"{MATRIX_SIZE['number_predictor']} predictors, {MATRIX_SIZE['estimators']} trees), each first of its kind, "
+            "SIDS platform data")
+    how = "one process, every memo and cache cleared before each combination"
+    slowest = s.get("slowest") or {}
+    options = slowest.get("options")
+    named = lambda o: ", ".join(str(v) for v in (o or {}).values())
+    add("matrix_slowest", f"slowest of {what}: {named(options)}", slowest.get("seconds"), "s", FORM_GOAL["matrix_slowest"],
+        note=m.get("error") or s.get("error") or f"{options}; {how}; {s.get('failed', 0)} failed",
+        options=options, estimate_cold=slowest.get("estimate_cold"), actual_cold=slowest.get("seconds"),
+        cpu_seconds=slowest.get("cpu_seconds"), compute_phases=slowest.get("compute_phases"))
+    add("matrix_median", f"median of {what}", s.get("median_seconds"), "s", note=m.get("error") or s.get("error") or how)
+    worst = s.get("estimate_worst") or {}
+    add("matrix_estimate_worst", f"worst factor between the cold /estimate and the measured seconds, {what}: "
+        f"{named(worst.get('options'))} ({worst.get('estimate_cold')} s estimated, {worst.get('seconds')} s measured; "
+        f"{s.get('estimates_within_2x')} of {s.get('estimates_rated')} within 2x)",
+        s.get("estimate_worst_factor"), "x", 2.0,
+        note=m.get("error") or s.get("error") or (f"{worst.get('options')}: {worst.get('estimate_cold')} s estimated, "
+                                                  f"{worst.get('seconds')} s measured; {s.get('estimates_within_2x')} "
+                                                  f"of {s.get('estimates_rated')} within 2x"))
+
+
+WORKERS = {"load": worker_load, "requests": worker_requests, "first": worker_first,
+           "form_default": worker_form_default, "matrix": worker_matrix}
 
 
 def run_worker(kind: str, args: dict, timeout: float) -> dict:
@@ -602,6 +807,19 @@ def repeat_load(path: Path, times: int, timeout: float) -> dict:
     }
 
 
+def synthetic_folder(options: argparse.Namespace) -> Path:
+    years = options.synthetic_years
+    return Path(options.synthetic_dir or (ROOT / "bench-results" / (
+        f"synthetic-{options.synthetic_indicators}x{options.synthetic_countries}-{years[0]}-{years[1]}"
+        f"-seed{options.seed}")))
+
+
+def synthetic_facts(options: argparse.Namespace) -> dict:
+    """The synthetic dataset of ``options`` (generated once) and its facts."""
+    return ensure_synthetic(synthetic_folder(options), options.synthetic_indicators, options.synthetic_countries,
+                            options.synthetic_years, options.seed)
+
+
 def run(options: argparse.Namespace) -> dict:
     started = time.perf_counter()
     report: dict[str, Any] = {"schema": 1, "quick": options.quick, "machine": machine(),
@@ -609,6 +827,15 @@ def run(options: argparse.Namespace) -> dict:
                               "requested": options.requests}
     runs, warmup, repeats = options.runs, options.warmup, options.load_repeats
     timeout = options.worker_timeout
+    if options.form_only:  # --heaviest and/or --matrix alone
+        report["form_only"] = True
+        if options.heaviest and not options.skip_synthetic:
+            report["synthetic"] = synthetic_facts(options)
+        measure_form(report, options, timeout)
+        report["load_average_after"] = load_average()
+        report["seconds_total"] = round(time.perf_counter() - started, 1)
+        report["rows"] = rows(report)
+        return report
 
     # (a) the embedded dataset, cold process
     report["embedded_load"] = repeat_load(EMBEDDED, repeats, timeout)
@@ -633,13 +860,8 @@ def run(options: argparse.Namespace) -> dict:
     # (c) platform scale: synthetic dataset
     folder = None
     if not options.skip_synthetic:
-        years = (options.synthetic_years[0], options.synthetic_years[1])
-        folder = options.synthetic_dir or (ROOT / "bench-results" / (
-            f"synthetic-{options.synthetic_indicators}x{options.synthetic_countries}-{years[0]}-{years[1]}"
-            f"-seed{options.seed}"))
-        facts = ensure_synthetic(Path(folder), options.synthetic_indicators, options.synthetic_countries, years,
-                                 options.seed)
-        report["synthetic"] = facts
+        folder = synthetic_folder(options)
+        report["synthetic"] = synthetic_facts(options)
         report["synthetic_load_csv"] = repeat_load(Path(folder) / "csv-only", repeats, timeout)
         report["synthetic_load_parquet"] = repeat_load(Path(folder), repeats, timeout)
         if not options.no_model:
@@ -651,6 +873,9 @@ def run(options: argparse.Namespace) -> dict:
                                                               False, timeout)
     if not options.no_start:
         report["start"] = measure_starts(options, folder if "synthetic" in report else None)
+    # (d) the dashboard's form: its heaviest request and its option matrix, first of their kind
+    if not options.no_model:
+        measure_form(report, options, timeout)
     report["load_average_after"] = load_average()
     report["seconds_total"] = round(time.perf_counter() - started, 1)
     report["rows"] = rows(report)
@@ -685,7 +910,8 @@ def add_iterative(add, report: dict, key: str, where: str) -> None:
         actual_cold=r.get("actual_cold"), estimate_worst_factor=r.get("estimate_worst_factor"),
         estimate_within_2x=r.get("estimate_within_2x"), prepare_seconds=phases.get("prepare"),
         cpu_seconds=r.get("cpu_seconds"), peak_rss_mib=round(peak / MB, 1) if peak else None,
-        target_code=(r.get("request") or {}).get("target"))
+        target_code=(r.get("request") or {}).get("target"), legacy_seconds=legacy.get("seconds"),
+        legacy_estimate_cold=legacy.get("estimate_cold"), legacy_estimate_worst_factor=legacy.get("estimate_worst_factor"))
 
 
 def rows(report: dict) -> list[dict]:
@@ -699,6 +925,9 @@ def rows(report: dict) -> list[dict]:
         row.update(extra)
         out.append(row)
 
+    if report.get("form_only"):  # --heaviest / --matrix alone: only their rows
+        add_form(add, report)
+        return out
     emb = report.get("embedded_load", {})
     add("embedded_load", "load embedded dataset (data/wdi), cold process", emb.get("seconds"), "s",
         TARGET["embedded_load"], note=emb.get("error"), ready_seconds=emb.get("ready_seconds"))
@@ -748,6 +977,7 @@ def rows(report: dict) -> list[dict]:
         elif csv_peak:
             add("synthetic_load_csv_peak_rss", "peak memory of a cold instance loading the synthetic CSV",
                 round(csv_peak / MB, 1), "MiB", round(TARGET["peak_rss_bytes"] / MB, 1), below=True)
+    add_form(add, report)
     out.extend(start_rows(report))
     return out
 
@@ -873,6 +1103,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="do not run the old method beside the IterativeImputer request on data/wdi")
     parser.add_argument("--legacy-on-platform", action="store_true",
                         help="also run the old method on the SIDS platform data (minutes)")
+    parser.add_argument("--heaviest", action="store_true",
+                        help="only the form's heaviest request, first of its kind (SIDS platform data, synthetic); "
+                             "part of the full run")
+    parser.add_argument("--matrix", action="store_true",
+                        help="only the form's default and its 72 option combinations, each first of its kind, on the "
+                             "SIDS platform data; part of the full run")
+    parser.add_argument("--skip-form", action="store_true", help="the full run without --heaviest and --matrix")
     parser.add_argument("--synthetic-dir", type=Path, help="where the synthetic dataset is kept (generated if absent)")
     parser.add_argument("--synthetic-indicators", type=int, help="default 3000 (quick: 150)")
     parser.add_argument("--synthetic-countries", type=int, help="default 250 (quick: 50)")
@@ -895,6 +1132,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     first, _, last = options.synthetic_years.partition("-")
     options.synthetic_years = (int(first), int(last or first))
     options.requests = [n.strip() for n in options.requests.split(",") if n.strip()]
+    # --heaviest / --matrix alone run only those; the full run has both, the quick run neither (minutes each)
+    options.form_only = options.heaviest or options.matrix
+    if not options.form_only and not quick and not options.skip_form:
+        options.heaviest = options.matrix = True
     unknown = [n for n in options.requests if n not in REQUESTS]
     if unknown:
         parser.error(f"unknown request(s) {', '.join(unknown)}; known: {', '.join(REQUESTS)}")

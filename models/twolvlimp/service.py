@@ -79,10 +79,13 @@ _COST = {
     "etr": 0.75,           # extra trees relative to a random forest
     "gbr": 3.5e-8,         # per boosting stage x row x log2(row) x feature, for each depth and fold
     "rfe": 2.6e-8,         # per RFE tree x row x log2(row) x feature considered, summed over rounds
-    "knn": 1.4e-8,         # per country^2 x candidate
+    "knn": 3e-4,           # per candidate (scikit-learn's per-column loop) ...
+    "knn_pairs": 4e-9,     # ... plus this per country^2 x candidate (distances)
     "iterative": 1.3e-4,   # per candidate x round (5 rounds at most): one ridge fit on its nearest features
     "iterative_pairs": 2.5e-10,  # per country x candidate^2: ranking the nearest features
     "legacy_fit": 0.015,   # scikit-learn overhead per GridSearchCV fit
+    "legacy_iterative": 0.0077,  # legacy IterativeImputer: per column x round (10), fit + transform overhead ...
+    "legacy_iterative_trees": 0.77,  # ... plus this times its 10-tree extra-trees fit (one thread)
 }
 
 
@@ -104,6 +107,10 @@ def prior_model_seconds(w: Workload) -> float:
             while p > k:
                 total += 1.7 * 100 * _tree_seconds(n, p)
                 p = max(k, p - k)
+        if w.imputer == "IterativeImputer":  # scikit-learn's: every column, 10 rounds, 100 nearest features
+            per_column = _COST["legacy_iterative"] + _COST["legacy_iterative_trees"] * 10 * _COST["etr"] * \
+                _tree_seconds(n, min(100, max(w.n_candidates - 1, 1)))
+            total += 10 * w.n_candidates * per_column
         return total
     total = 0.0
     for kind in w.kinds:
@@ -125,7 +132,7 @@ def prior_prepare_seconds(w: Workload) -> float:
             total += _COST["iterative"] * w.n_candidates * 5
             total += _COST["iterative_pairs"] * w.n_countries * w.n_candidates ** 2
         elif w.imputer == "KNNImputer":
-            total += _COST["knn"] * w.n_countries ** 2 * w.n_candidates
+            total += (_COST["knn"] + _COST["knn_pairs"] * w.n_countries ** 2) * w.n_candidates
     if w.selection_cold and w.scheme == "AFS":
         p, k, work = w.n_candidates, max(w.n_select, 1), 0.0
         while p > k:
