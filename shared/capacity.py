@@ -1,7 +1,9 @@
 """What bounds heavy work on one instance: compute slots with a bounded queue, a time budget per
 request, and cancellation when the client has gone away.
 
-No HTTP here. A handler makes a :class:`Budget` (a deadline, and the request's cancellation
+No HTTP here: the errors raised are the model-level ones of ``models/errors.py``
+(:class:`Overloaded`, :class:`TimeBudgetExceeded`, :class:`RequestCancelled`), which the HTTP layer
+maps to answers. A handler makes a :class:`Budget` (a deadline, and the request's cancellation
 flag when the host provides one) and passes it to model code, which calls ``budget.check(stage)``
 between steps (folds, fits); code deeper down that is not handed the budget reads the active one
 with :func:`checkpoint` / :func:`current_check`. The local host sets the cancellation flag when
@@ -17,7 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Callable, Iterator
 
-from shared.errors import Overloaded, RequestCancelled, TimeBudgetExceeded
+from models.errors import Overloaded, RequestCancelled, TimeBudgetExceeded
 
 _cancel_event: ContextVar[threading.Event | None] = ContextVar("sids_cancel_event", default=None)
 _active_budget: ContextVar["Budget | None"] = ContextVar("sids_active_budget", default=None)
@@ -121,7 +123,7 @@ def favour_light_requests() -> None:
 
 class ComputeGate:
     """At most ``slots`` heavy computations at once, at most ``max_queued`` more waiting (first
-    come, first served); beyond that :class:`Overloaded` (503 with Retry-After) at once.
+    come, first served); beyond that :class:`Overloaded` at once (an HTTP 503 with Retry-After).
 
     Waiting costs no CPU: a waiting thread sleeps on a condition, waking every ``poll`` seconds
     to notice its client leaving or its budget running out.
@@ -156,7 +158,7 @@ class ComputeGate:
 
     def _overloaded(self, msg: str) -> Overloaded:
         wait = int(min(120, max(1, math.ceil(self._expected_wait(self._waiting)))))
-        return Overloaded(msg, retry_after=wait, running=self._running, queued=self._waiting,
+        return Overloaded(msg, retry_after_seconds=wait, running=self._running, queued=self._waiting,
                           max_queued=self.max_queued)
 
     @contextmanager

@@ -1,4 +1,7 @@
-"""Errors a handler or a model may raise, and the HTTP answer each one becomes.
+"""Errors the HTTP layer and the shared platform code raise, and the HTTP answer each one becomes.
+
+Model code raises the model-level errors of ``models/errors.py`` instead (no statuses there);
+``shared/http.py`` maps those.
 
 Every error instance carries its own message: nothing here is a shared,
 mutable template (the old service reused one and leaked values between requests).
@@ -57,39 +60,6 @@ class PayloadTooLarge(ServiceError):
 class DatasetUnavailable(ServiceError):
     status = 503
     error_type = "dataset_unavailable"
-
-
-class Overloaded(ServiceError):
-    """This instance cannot take the work now (its queue is full, or the work waited its whole time
-    budget in the queue); ``retry_after`` seconds is when trying again makes sense."""
-
-    status = 503
-    error_type = "overloaded"
-
-    def __init__(self, msg: str, retry_after: int = 1, **context: Any):
-        self.retry_after = max(1, int(retry_after))
-        super().__init__(msg, headers={"Retry-After": str(self.retry_after)}, **context)
-
-
-class TimeBudgetExceeded(ServiceError):
-    """The work overran the request's time budget and was stopped."""
-
-    status = 504
-    error_type = "time_budget_exceeded"
-
-
-class OverTimeBudget(ServiceError):
-    """Refused before any work: the cost model expects the request to overrun the time budget."""
-
-    status = 422
-    error_type = "over_time_budget"
-
-
-class RequestCancelled(ServiceError):
-    """The client went away, so its work was stopped; nobody reads this answer (499, as nginx logs it)."""
-
-    status = 499
-    error_type = "cancelled"
 
 
 class UnsupportedMediaType(ServiceError):

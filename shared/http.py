@@ -26,8 +26,9 @@ from typing import Any, Callable
 import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from models.errors import ModelInputError
-from shared.errors import MethodNotAllowed, PayloadTooLarge, ServiceError, UnsupportedMediaType, UnsupportedValue
+from models.errors import (ModelError, ModelInputError, OverTimeBudget, Overloaded, RequestCancelled,
+                           TimeBudgetExceeded)
+from shared.errors import MethodNotAllowed, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from shared.routing import host_order_key
 from shared.settings import get_settings
 from shared.validation import JsonBodyError, json_error_detail, load_json, validation_detail
@@ -86,6 +87,39 @@ def json_response(payload: Any, status: int = 200, adapter: TypeAdapter | None =
 
 def error_response(status: int, detail: Any) -> func.HttpResponse:
     return json_response({"detail": detail}, status=status)
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """The HTTP answer to a model-level error: status, the body's ``type`` and extra headers."""
+
+    status: int
+    error_type: str
+    headers: Callable[[Any], dict[str, str]] = lambda exc: {}
+
+
+# The one place the model-level errors (models/errors.py) get their HTTP statuses, types and headers.
+MODEL_ERROR_ANSWERS: dict[type[ModelError], ErrorAnswer] = {
+    ModelInputError: ErrorAnswer(422, "value_error"),  # a request the data cannot serve
+    OverTimeBudget: ErrorAnswer(422, "over_time_budget"),  # refused before any work
+    Overloaded: ErrorAnswer(503, "overloaded", lambda exc: {"Retry-After": str(exc.retry_after_seconds)}),
+    TimeBudgetExceeded: ErrorAnswer(504, "time_budget_exceeded"),  # stopped between steps
+    RequestCancelled: ErrorAnswer(499, "cancelled"),  # the client has gone (as nginx logs it); nobody reads it
+}
+
+
+def model_error_response(exc: ModelError) -> func.HttpResponse | None:
+    """``{"detail": {"msg", "type", "context"}}`` with the status and headers of ``exc``'s type
+    (or of its nearest mapped base class); None for a type the table does not know."""
+    answer = next((MODEL_ERROR_ANSWERS[c] for c in type(exc).__mro__ if c in MODEL_ERROR_ANSWERS), None)
+    if answer is None:
+        return None
+    detail: dict[str, Any] = {"msg": exc.msg, "type": answer.error_type}
+    if exc.context:
+        detail["context"] = exc.context
+    resp = json_response({"detail": detail}, status=answer.status)
+    resp.headers.update(answer.headers(exc))
+    return resp
 
 
 def _request_id(req: func.HttpRequest) -> str:
@@ -220,6 +254,11 @@ class PathFunction:
             raise ValueError(f"{spec.method} /{self.path} is registered twice")
         self.handlers[spec.method] = (spec, handler)
 
+    def _internal_error(self, request_id: str, method: str) -> func.HttpResponse:
+        log.exception("unhandled error request_id=%s %s /%s", request_id, log_safe(method, 20), self.path)
+        return error_response(500, {"msg": "Internal server error; quote the request id to the operators.",
+                                     "type": "internal_error", "request_id": request_id})
+
     def __call__(self, req: func.HttpRequest) -> func.HttpResponse:
         started = time.perf_counter()
         request_id = _request_id(req)
@@ -235,15 +274,13 @@ class PathFunction:
                 resp = _answer(*self.handlers[method], req)
         except RequestInvalid as exc:
             resp = error_response(422, exc.detail)
-        except ModelInputError as exc:  # the models' one error type: a request its data cannot serve
-            resp = json_response(UnsupportedValue(exc.msg, **exc.context).body(), status=UnsupportedValue.status)
+        except ModelError as exc:  # raised by model code (and shared/capacity.py): mapped by MODEL_ERROR_ANSWERS
+            resp = model_error_response(exc) or self._internal_error(request_id, method)
         except ServiceError as exc:
             resp = json_response(exc.body(), status=exc.status)
             resp.headers.update(exc.headers)
         except Exception:
-            log.exception("unhandled error request_id=%s %s /%s", request_id, log_safe(method, 20), self.path)
-            resp = error_response(500, {"msg": "Internal server error; quote the request id to the operators.",
-                                        "type": "internal_error", "request_id": request_id})
+            resp = self._internal_error(request_id, method)
         elapsed = time.perf_counter() - started
         resp = _finish(req, resp, request_id, self.allowed, preflight)
         log.info("%s /%s -> %d in %.1f ms request_id=%s", log_safe(method, 20), self.path, resp.status_code,

@@ -4,13 +4,15 @@ Unit level (no server); the same behaviour over the local host is in test_overlo
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import pytest
 
+from models.errors import Overloaded, RequestCancelled, TimeBudgetExceeded
 from shared.capacity import Budget, ComputeGate, checkpoint, current_check, run_cancellable, cancel_event
-from shared.errors import Overloaded, RequestCancelled, TimeBudgetExceeded
+from shared.http import model_error_response
 from shared.settings import Settings, available_cpus, reset_settings
 
 
@@ -143,8 +145,9 @@ def test_budget_stops_work_after_its_deadline_and_says_where():
     clock.now += 10.5
     with pytest.raises(TimeBudgetExceeded) as info:
         budget.check("fold 2")
-    assert info.value.status == 504
-    body = info.value.body()["detail"]
+    answer = model_error_response(info.value)
+    assert answer.status_code == 504
+    body = json.loads(answer.get_body())["detail"]
     assert body["type"] == "time_budget_exceeded" and "10 s" in body["msg"] and "fold 2" in body["msg"]
     assert body["context"]["budget_seconds"] == 10 and body["context"]["stage"] == "fold 2"
 
@@ -195,9 +198,10 @@ def test_gate_refuses_beyond_its_queue_with_retry_after():
     with pytest.raises(Overloaded) as info:
         with gate.slot():
             pass
-    err = info.value
-    assert err.status == 503 and err.headers["Retry-After"].isdigit() and int(err.headers["Retry-After"]) >= 1
-    assert err.body()["detail"]["type"] == "overloaded" and err.body()["detail"]["context"]["queued"] == 1
+    err = model_error_response(info.value)
+    assert err.status_code == 503 and err.headers["Retry-After"].isdigit() and int(err.headers["Retry-After"]) >= 1
+    detail = json.loads(err.get_body())["detail"]
+    assert detail["type"] == "overloaded" and detail["context"]["queued"] == 1
     release.set()
     holder.join(5)
     waiter.join(5)
@@ -360,7 +364,7 @@ def test_work_that_no_longer_fits_after_queueing_is_refused_before_it_starts(wdi
     finally:
         release.set()
         holder.join(5)
-    assert "no longer fit" in info.value.msg and int(info.value.headers["Retry-After"]) >= 1
+    assert "no longer fit" in info.value.msg and info.value.retry_after_seconds >= 1
 
 
 def test_overload_settings_are_read_and_checked():

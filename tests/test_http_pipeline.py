@@ -7,8 +7,10 @@ import azure.functions as func
 import pytest
 from pydantic import Field
 
+import models.errors
+from models.errors import ModelError, Overloaded
 from shared.errors import UnsupportedValue
-from shared.http import ApiBlueprint
+from shared.http import MODEL_ERROR_ANSWERS, ApiBlueprint
 from shared.asgi_server import FunctionAppServer
 from conftest import client_headers
 from shared.routing import app_routes, host_request, resolve
@@ -37,6 +39,10 @@ def _make_app():
     @bp.get("boom", response=dict[str, int])
     def boom() -> dict:
         raise RuntimeError("secret internal detail /srv/app/file.py")
+
+    @bp.get("busy", response=dict[str, int])
+    def busy() -> dict:
+        raise Overloaded("This instance is busy. Retry later.", retry_after_seconds=7, queued=3)
 
     @bp.get("big", response=list[int])
     def big() -> list:
@@ -96,6 +102,17 @@ def test_unsupported_value_gets_value_error_detail_with_its_own_message():
     second = payload(invoke("POST", "/shop/order", {"scheme": "MANUAL", "items": ["unknown", "y"]}))
     assert first["detail"]["type"] == "value_error"
     assert "'x'" in first["detail"]["msg"] and "'y'" in second["detail"]["msg"]
+
+
+def test_model_errors_carry_no_status_and_are_mapped_in_one_place():
+    resp = invoke("GET", "/shop/busy")
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "7"
+    assert payload(resp) == {"detail": {"msg": "This instance is busy. Retry later.", "type": "overloaded",
+                                        "context": {"queued": 3}}}
+    defined = {c for c in vars(models.errors).values()
+               if isinstance(c, type) and issubclass(c, ModelError) and c.__subclasses__() == []}
+    assert defined <= set(MODEL_ERROR_ANSWERS)  # every model-level error has its answer in the table
+    assert not any(hasattr(c, "status") for c in defined)
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b'{"scheme": NaN}', b'{"count": 1e999999}', b"\xff\xfe", b""])

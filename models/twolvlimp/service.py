@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from models.errors import Overloaded, OverTimeBudget
 from models.twolvlimp import data as lookups
 from models.twolvlimp.data import ImputationRequest, ResolvedRequest, resolve
 from models.twolvlimp.legacy import run_legacy
@@ -28,7 +29,6 @@ from models.twolvlimp.engine import fit_pool, fits_on
 from models.twolvlimp.result import to_response
 from shared.capacity import Budget, ComputeGate
 from shared.dataset import Dataset
-from shared.errors import Overloaded, OverTimeBudget
 
 
 ResultCache = LruCache  # response bodies keyed by (data version, request)
@@ -241,7 +241,7 @@ class TwoLevelRuntime:
     * ``slots``: how many imputations compute at once, and how many may wait (:class:`ComputeGate`).
       More fits than usable CPUs only slow each other down (and starve the light requests of the
       interpreter); extra requests wait there, in a bounded queue, without holding any CPU. Beyond
-      ``queue_length`` waiting, a request is refused at once (Overloaded: 503, Retry-After);
+      ``queue_length`` waiting, a request is refused at once (Overloaded, saying when to retry);
     * ``fit_pool``: the threads the fold fits run on (one per usable CPU);
     * ``durations``: what /estimate and the time budget learn from measured computations.
 
@@ -284,7 +284,7 @@ class TwoLevelRuntime:
                         raise Overloaded(f"This instance is busy: after {budget.elapsed():.0f} s in the queue, the "
                                          f"{expected:.0f} s this request is expected to take no longer fit in its time "
                                          f"budget of {budget.seconds:g} s, so it was not started. Retry later.",
-                                         retry_after=gate.retry_after())
+                                         retry_after_seconds=gate.retry_after())
                 with fits_on(self.fit_pool):
                     body, timings = compute(ds, r)
             raw = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
