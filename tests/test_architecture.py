@@ -1,0 +1,17 @@
+"""docs/architecture.md's import table is the code's, and the rooms keep their rules (scripts/architecture.py)."""
+import sys
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import architecture  # noqa: E402
+
+
+def test_rules_hold_and_the_document_matches_the_imports(capsys):
+    assert architecture.main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_a_broken_rule_is_reported():
+    graph = {"models/demo": {"shared/http"}, "shared/store": {"blueprints/demo"}, "models/other": {"models/demo"}}
+    broken = architecture.violations(graph)
+    assert len(broken) == 3 and any("models/demo imports shared/http" in b for b in broken)
