@@ -380,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--full", action="store_true", help="every case; writes bench-results/eval.md")
     parser.add_argument("--datasets", default="wdi,platform,synthetic")
     parser.add_argument("--max-cases", type=int, help="at most this many cases per dataset, evenly spread")
+    parser.add_argument("--cases", help="per dataset, e.g. wdi=20,platform=10 (evenly spread; overrides --max-cases)")
     parser.add_argument("--folds", type=int)
     parser.add_argument("--legacy-cases", type=int, help="cases per dataset on which the slow old method also runs")
     parser.add_argument("--interval", choices=("quantile", "bootstrap"), default="quantile")
@@ -394,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     max_cases = dict(preset["cases"])
     if args.max_cases is not None:
         max_cases = {k: args.max_cases for k in max_cases}
+    for item in (args.cases.split(",") if args.cases else []):
+        name, _, count = item.partition("=")
+        max_cases[name.strip()] = int(count)
     started = time.perf_counter()
     report = run(args.datasets.split(","), args.platform, args.folds or preset["folds"], max_cases,
                  preset["legacy_cases"] if args.legacy_cases is None else args.legacy_cases,

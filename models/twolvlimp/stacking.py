@@ -11,22 +11,27 @@ that request's own data:
    over ``max_depth`` as before (:mod:`models.twolvlimp.engine`'s fold models), which also gives
    their out-of-fold predictions.
 2. **Ridge** on the same folds: per fold, columns that are non-negative and strongly right-skewed
-   are log-transformed, every column is standardised on the fold's training rows, rows to predict
-   are clipped to the training rows' range (no extrapolation beyond what was seen), and the penalty
-   is chosen by efficient leave-one-out CV (``RidgeCV``), with the SIDS-balancing weights.
-3. **Stacking**: the weights (multiples of 0.1 summing to 1) of ridge, trees and the constant (the
-   fold's SIDS-balanced training mean) that minimise the weighted out-of-fold squared error. The
-   prediction moves toward the mean only when that wins out of fold (heavy-tailed targets where
-   neither model generalises); otherwise the weight on the mean is 0.
+   are log-transformed (and, for such a target, ridge on log(target) replaces ridge on the target when
+   its out-of-fold error is lower), every column is standardised on the fold's training rows, and the penalty
+   is chosen by the closed-form leave-one-out error, with the SIDS-balancing weights. A predictor
+   the base imputer filled for a row is left out for that row (a reduced ridge per pattern of
+   missing predictors). Rows unlike the training rows are extrapolated linearly (the final
+   prediction is still clipped to the target's observed range) and their intervals widen with
+   the ridge leverage. For AFS/PCA a second ridge on *every* candidate predictor also competes
+   (regularisation instead of selection).
+3. **Stacking**: the weights (multiples of 0.1 summing to 1) of ridge, trees, ridge on every candidate
+   and the constant (the fold's SIDS-balanced training mean) that minimise the weighted out-of-fold
+   squared error. The prediction moves toward the mean only when that wins out of fold (heavy-tailed
+   targets where neither model generalises); otherwise the weight on the mean is 0.
 4. The final prediction averages the 5 fold models (as in CV+), so the out-of-fold errors describe it.
 
 Intervals (90%), calibrated on the out-of-fold residuals of the stacked prediction with the
 finite-sample weighted conformal quantile (SIDS weighted as much as all other countries):
 
-* ``quantile``: normalised (locally adaptive) conformal: ``|y - oof| / s(x)`` with ``s(x)`` the spread
-  of the single-tree predictions plus ``b`` times its median (``b`` chosen among 0.5, 1, 2 and a
-  constant scale by the narrowest calibrated intervals out of fold); for gradient boosting, which has
-  no per-tree spread, the scale is constant.
+* ``quantile``: normalised (locally adaptive) conformal: ``|y - oof| / s(x)`` with ``s(x)`` one of: a
+  constant; the spread of the single-tree predictions plus ``b`` times its median (``b`` in 0.5, 1, 2;
+  forests in the stack); ``sqrt(1 + leverage)`` of the ridge (ridge in the stack); the one with the
+  narrowest calibrated intervals out of fold is used.
 * ``bootstrap``: the residual bootstrap of :func:`models.twolvlimp.intervals.bootstrap_interval`
   (the same offsets for every country).
 """
@@ -43,7 +48,8 @@ from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_qu
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
 SKEW_LOG = 2.0                      # log-transform non-negative columns more skewed than this
-SCALE_MIX = (0.5, 1.0, 2.0, None)   # s(x) = spread(x) + b * median(spread); None = constant scale
+SCALE_MIX = (0.5, 1.0, 2.0, None)
+MONDRIAN_MIN = 19                  # SIDS rows needed to calibrate on them alone (finite 90% quantile)   # s(x) = spread(x) + b * median(spread); None = constant scale
 
 
 @dataclass
@@ -118,14 +124,13 @@ def _skewed(col: np.ndarray) -> bool:
 
 
 class LinearStage:
-    """Ridge on log-transformed (when skewed), standardised, range-clipped columns; penalty by LOO CV."""
+    """Ridge on log-transformed (when skewed), standardised columns; penalty by leave-one-out CV."""
 
     def fit(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> "LinearStage":
         X = np.asarray(X, dtype=np.float64)
         self.log_ = np.array([_skewed(X[:, k]) for k in range(X.shape[1])], dtype=bool)
         self.offset_ = np.where(self.log_, np.array([_positive_floor(X[:, k]) for k in range(X.shape[1])]), 0.0)
         Z = self._transform(X)
-        self.lo_, self.hi_ = Z.min(axis=0), Z.max(axis=0)
         self.mean_ = np.average(Z, axis=0, weights=w)
         sd = np.sqrt(np.average((Z - self.mean_) ** 2, axis=0, weights=w))
         self.sd_ = np.where(sd > 0, sd, 1.0)
@@ -136,7 +141,7 @@ class LinearStage:
         """x' (A'A + alpha I)^-1 x (+ the intercept's 1/n) for new rows: how far a row is from the
         training rows in the directions the model uses; the classical interval factor is sqrt(1 + h)."""
         zm, Vt, denom, total_w = self.gram_
-        Z = (np.clip(self._transform(np.asarray(X, dtype=np.float64)), self.lo_, self.hi_) - self.mean_) / self.sd_
+        Z = (self._transform(np.asarray(X, dtype=np.float64)) - self.mean_) / self.sd_
         return ((Z - zm) @ Vt.T) ** 2 @ (1 / denom) + 1 / total_w
 
     def _transform(self, X):
@@ -147,7 +152,7 @@ class LinearStage:
         return X
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        Z = np.clip(self._transform(np.asarray(X, dtype=np.float64)), self.lo_, self.hi_)
+        Z = self._transform(np.asarray(X, dtype=np.float64))
         return (Z - self.mean_) / self.sd_ @ self.coef_ + self.intercept_
 
     @property
@@ -274,8 +279,17 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
     w = balanced_weights(is_sids)
     folds = list(KFold(n_splits=min(N_FOLDS, n), shuffle=True, random_state=seed).split(X))
     trees = _trees(X, y, w, Xp, model, n_estimators, folds, seed)
+    target_transform = "none"
     if linear:
         lin_oof, lin_pred, lin_imp, alphas, lin_lev = _linear(X, y, w, Xp, folds, missing, missing_pred)
+        if y.min() >= 0 and _skewed(y):
+            # a non-negative, strongly right-skewed target: ridge on log(y + offset) competes, out of fold
+            off = float(y[y > 0].min()) if (y > 0).any() else 1.0
+            l_oof, l_pred, l_imp, l_alphas, l_lev = _linear(X, np.log(y + off), w, Xp, folds, missing, missing_pred)
+            l_oof, l_pred = np.exp(l_oof) - off, np.exp(l_pred) - off
+            if _wmse(y, l_oof, w) < _wmse(y, lin_oof, w):
+                lin_oof, lin_pred, lin_imp, alphas, lin_lev = l_oof, l_pred, l_imp, l_alphas, l_lev
+                target_transform = f"log(y + {off:.4g})"
     else:
         lin_oof, lin_pred, lin_imp, alphas, lin_lev = trees.oof, trees.prediction, trees.importances, [], None
     n = X.shape[0]
@@ -311,16 +325,25 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
         importances = importances / importances.sum()
 
     sids = np.asarray(is_sids, bool)
-    sids_w = float(w[sids][0]) if sids.any() else 1.0
+    # Calibration for SIDS: the rows to predict are SIDS, often unlike the other countries, so when
+    # enough training SIDS exist the conformal quantile is taken over the SIDS rows alone (Mondrian,
+    # group-conditional conformal prediction); otherwise over every row, SIDS weighted as all others.
+    if sids.sum() >= MONDRIAN_MIN:
+        calib, cw, tw, calibrated_on = sids, np.ones(int(sids.sum())), 1.0, "the SIDS rows (group-conditional)"
+    else:
+        calib, cw = np.ones(n, bool), w
+        tw = float(w[sids][0]) if sids.any() else 1.0
+        calibrated_on = "every row, SIDS weighted as all other countries together"
     if interval == "bootstrap":
-        lower, upper, info = bootstrap_interval(y - oof, w, prediction, seed=seed, level=level)
+        lower, upper, info = bootstrap_interval((y - oof)[calib], cw, prediction, seed=seed, level=level)
     else:
         spread_oof = spread_pred = None
         if trees.spread_oof is not None and g[1] > 0:
-            spread_oof, spread_pred = g[1] * trees.spread_oof, g[1] * trees.spread_pred
-        lower, upper, info = _normalised_interval(y, oof, w, prediction, spread_oof, spread_pred, sids_w, level,
-                                                  lin_lev if (lin_lev is not None and a >= g[3] and a > 0)
-                                                  else all_lev if g[3] > 0 else None)
+            spread_oof, spread_pred = g[1] * trees.spread_oof[calib], g[1] * trees.spread_pred
+        lev = lin_lev if (lin_lev is not None and a >= g[3] and a > 0) else all_lev if g[3] > 0 else None
+        lower, upper, info = _normalised_interval(y[calib], oof[calib], cw, prediction, spread_oof, spread_pred, tw,
+                                                  level, None if lev is None else (lev[0][calib], lev[1]))
+    info["calibrated_on"] = calibrated_on
     lower, upper = np.minimum(lower, prediction), np.maximum(upper, prediction)
 
     names = [name for name, v in zip(("ridge", "trees", "mean", "ridge_all_candidates"), g) if v > 0]
@@ -333,7 +356,8 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
                          "stacked": float(np.sqrt(scores[g]))},
              "ridge_all_candidates": {"n_candidates": int(X_all.shape[1]), "alpha_by_fold": all_alphas} if use_all else None,
              "ridge": {"estimator": "ridge, penalty by leave-one-out CV", "alpha_by_fold": alphas,
-                       "transform": "log of skewed non-negative columns, standardised, clipped to the training range",
+                       "transform": "log of skewed non-negative columns, standardised",
+                       "target_transform": target_transform,
                        "missing_predictors": "left out per row (reduced models), not read from the imputed values"}
              if linear else None}
     params = {"estimator": ESTIMATOR_NAMES[trees.kind], "n_estimators": int(n_estimators), "max_depth": trees.depth,
