@@ -87,8 +87,8 @@ def lars_select(X: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndarray 
     """The first ``k`` features to enter the least-angle regression path (standardised columns, weighted rows).
 
     Forward selection for *linear* relevance: a feature enters when it is the most correlated with
-    what the features already in do not explain, so an exact duplicate of a chosen feature never
-    enters and a feature that matters only jointly does.
+    what the features already in do not explain, so a feature that matters only jointly does; a
+    (near-)duplicate (|correlation| > 0.999) of a feature already taken is skipped.
     """
     from sklearn.linear_model import lars_path
 
@@ -103,8 +103,18 @@ def lars_select(X: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndarray 
     Z = (X[:, ok] - mean[ok]) / sd[ok] * np.sqrt(w)[:, None]
     t = (y - np.average(y, weights=w)) * np.sqrt(w)
     with np.errstate(all="ignore"):
-        _, active, _ = lars_path(Z, t, method="lar", max_iter=k)
-    chosen = list(np.flatnonzero(ok)[np.asarray(active, dtype=int)])[:k]
+        _, active, _ = lars_path(Z, t, method="lar", max_iter=min(Z.shape[1], 3 * k))
+    # in path order, skipping (near-)duplicates of a column already taken: the path itself may let a
+    # copy in, since it is exactly as correlated with the residual as the original
+    chosen, taken = [], []
+    norms = np.linalg.norm(Z, axis=0)
+    for a in np.asarray(active, dtype=int):
+        if len(chosen) >= k:
+            break
+        if taken and np.max(np.abs(Z[:, taken].T @ Z[:, a]) / (norms[taken] * norms[a] + 1e-300)) > 0.999:
+            continue
+        taken.append(int(a))
+        chosen.append(int(np.flatnonzero(ok)[a]))
     if len(chosen) < k:  # the path stopped early (fewer informative columns): fill by |correlation|
         with np.errstate(all="ignore"):
             corr = np.nan_to_num(np.abs(Z.T @ t) / (np.linalg.norm(Z, axis=0) * np.linalg.norm(t) + 1e-300))
