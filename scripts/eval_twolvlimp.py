@@ -70,7 +70,7 @@ METHODS = ("default",) + BASELINES
 ITERATIVE_COLUMNS = 30
 DEFAULT_PLATFORM = ROOT.parent / "shared" / "data" / "sids-platform"
 QUICK = {"folds": 3, "cases": {"wdi": 4, "platform": 3, "synthetic": 4}, "legacy_cases": 0}
-FULL = {"folds": 5, "cases": {"wdi": None, "platform": 30, "synthetic": None}, "legacy_cases": 4}
+FULL = {"folds": 5, "cases": {"wdi": None, "platform": 20, "synthetic": None}, "legacy_cases": 2}
 
 
 def load(folder: Path) -> Dataset:

@@ -286,13 +286,13 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
             # a non-negative, strongly right-skewed target: ridge on log(y + offset) competes, out of fold
             off = float(y[y > 0].min()) if (y > 0).any() else 1.0
             l_oof, l_pred, l_imp, l_alphas, l_lev = _linear(X, np.log(y + off), w, Xp, folds, missing, missing_pred)
-            l_oof, l_pred = np.exp(l_oof) - off, np.exp(l_pred) - off
+            # (capped so that a wild extrapolation stays finite; the final prediction is clipped to the range)
+            l_oof, l_pred = np.exp(np.minimum(l_oof, 700)) - off, np.exp(np.minimum(l_pred, 700)) - off
             if _wmse(y, l_oof, w) < _wmse(y, lin_oof, w):
                 lin_oof, lin_pred, lin_imp, alphas, lin_lev = l_oof, l_pred, l_imp, l_alphas, l_lev
                 target_transform = f"log(y + {off:.4g})"
     else:
         lin_oof, lin_pred, lin_imp, alphas, lin_lev = trees.oof, trees.prediction, trees.importances, [], None
-    n = X.shape[0]
     # the constant: each fold's (SIDS-balanced) training mean, so it is scored out of fold like the others
     const_oof = np.empty(n)
     for tr, te in folds:
