@@ -31,8 +31,9 @@ Protocol:
   The cross-section baselines only read the target year, so (a) and (b) are the same for them.
 * Metrics, pooled over a case's folds: NRMSE = RMSE / std of the target over all countries with a
   value that year (ddof 0); coverage of the 90% interval; width = mean interval width / std;
-  spread = std(predictions) / std(true values) (near 0 = collapsed toward a constant).
-  Summaries: mean and median NRMSE, mean coverage and its worst case, mean width, mean spread,
+  spread = std(predictions) / std(true values) (near 0 = collapsed toward a constant; only where the
+  true values vary by at least a tenth of the target's std).
+  Summaries: mean and median NRMSE, mean coverage and its worst case, mean width, median spread,
   and the share of cases where the default's NRMSE is below each baseline's.
 """
 from __future__ import annotations
@@ -145,10 +146,16 @@ def baselines(M: np.ndarray, j: int, rows: np.ndarray) -> dict:
     top = np.argsort(-corr, kind="stable")[:ITERATIVE_COLUMNS]
     Z = np.column_stack([Xc[:, top], y])
     keep = ~np.isnan(Z).all(axis=0)
+    Z = Z[:, keep]
+    # standardised columns (raw magnitudes up to 1e12 overflow BayesianRidge), the target scaled back
+    centre, scale = np.nanmean(Z, axis=0), np.nanstd(Z, axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore")
         it = IterativeImputer(estimator=BayesianRidge(), max_iter=10, random_state=0, keep_empty_features=True)
-        Zf = it.fit_transform(Z[:, keep])
+        Zf = it.fit_transform((Z - centre) / scale) * scale + centre
+    if not np.all(np.isfinite(Zf[rows, -1])):
+        Zf[rows, -1] = np.where(np.isfinite(Zf[rows, -1]), Zf[rows, -1], med)
     out["iterative"] = (Zf[rows, -1], None, None)
     return out
 
@@ -169,8 +176,9 @@ def _service(data: Dataset, req: ImputationRequest, ds: Dataset, rows: np.ndarra
 
 def metrics(truth, pred, lo, hi, sd) -> dict:
     truth, pred = np.asarray(truth), np.asarray(pred)
-    out = {"nrmse": float(np.sqrt(np.mean((pred - truth) ** 2)) / sd),
-           "spread": float(np.std(pred) / np.std(truth)) if np.std(truth) > 0 else None}
+    # spread is only defined where the true values vary (at least a tenth of the target's spread)
+    out = {"nrmse": float(np.sqrt(np.mean((pred - truth) ** 2)) / sd), "truth_spread": float(np.std(truth) / sd),
+           "spread": float(np.std(pred) / np.std(truth)) if np.std(truth) >= 0.1 * sd else None}
     if lo is not None:
         lo, hi = np.asarray(lo), np.asarray(hi)
         out["coverage"] = float(np.mean((truth >= lo) & (truth <= hi)))
@@ -237,8 +245,9 @@ def summarise(results: list[dict]) -> dict:
             if not rs:
                 continue
             nr = np.array([x["nrmse"] for x in rs])
+            spreads = [x["spread"] for x in rs if x["spread"] is not None]
             row = {"cases": len(rs), "nrmse_mean": float(nr.mean()), "nrmse_median": float(np.median(nr)),
-                   "spread": float(np.mean([x["spread"] for x in rs if x["spread"] is not None]))}
+                   "spread": float(np.median(spreads)) if spreads else float("nan")}
             if "coverage" in rs[0]:
                 row.update(coverage=float(np.mean([x["coverage"] for x in rs])),
                            coverage_min=float(np.min([x["coverage"] for x in rs])),
@@ -284,12 +293,12 @@ def fmt_case_table(results: list[dict], scenario: str) -> str:
         cells = [f"{r[scenario][m]['nrmse']:.3f}" if m in r[scenario] else "" for m in present[1:]]
         oracle = f" (best possible {r['oracle']:.2f})" if r.get("oracle") is not None else ""
         lines.append(f"| {r['case']}{oracle} | {r['year']} | {r['n']} | {d['nrmse']:.3f} / {d['coverage']:.2f} / "
-                     f"{d['width']:.2f} / {d['spread']:.2f} | " + " | ".join(cells) + " |")
+                     f"{d['width']:.2f} / {'-' if d['spread'] is None else format(d['spread'], '.2f')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def fmt_summary(summary: dict, scenario: str) -> str:
-    lines = ["| method | cases | NRMSE mean | NRMSE median | coverage (min) | width | spread | default beats it |",
+    lines = ["| method | cases | NRMSE mean | NRMSE median | coverage (min) | width | spread (median) | default beats it |",
              "|---|---|---|---|---|---|---|---|"]
     for m, row in summary[scenario].items():
         cov = f"{row['coverage']:.2f} ({row['coverage_min']:.2f})" if "coverage" in row else ""
