@@ -15,9 +15,9 @@ that request's own data:
    its out-of-fold error is lower), every column is standardised on the fold's training rows, and the penalty
    is chosen by the closed-form leave-one-out error, with the SIDS-balancing weights. A predictor
    the base imputer filled for a row is left out for that row (a reduced ridge per pattern of
-   missing predictors). Rows unlike the training rows are extrapolated linearly (the final
-   prediction is still clipped to the target's observed range) and their intervals widen with
-   the ridge leverage. For AFS/PCA a second ridge on *every* candidate predictor also competes
+   missing predictors). Rows unlike the training rows are extrapolated linearly, but no further
+   than half the training range beyond it (inputs are clipped there; the final prediction is also
+   clipped to the target's observed range), and their intervals widen with the ridge leverage. For AFS/PCA a second ridge on *every* candidate predictor also competes
    (regularisation instead of selection).
 3. **Stacking**: the weights (multiples of 0.1 summing to 1) of ridge, trees, ridge on every candidate
    and the constant (the fold's SIDS-balanced training mean) that minimise the weighted out-of-fold
@@ -49,6 +49,7 @@ from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_qu
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
 SKEW_LOG = 2.0                      # log-transform non-negative columns more skewed than this
 SCALE_MIX = (0.5, 1.0, 2.0, None)
+EXTRAPOLATE = 0.5                   # ridge inputs are clipped to the training range widened by this share
 MONDRIAN_MIN = 19                  # SIDS rows needed to calibrate on them alone (finite 90% quantile)   # s(x) = spread(x) + b * median(spread); None = constant scale
 
 
@@ -131,6 +132,10 @@ class LinearStage:
         self.log_ = np.array([_skewed(X[:, k]) for k in range(X.shape[1])], dtype=bool)
         self.offset_ = np.where(self.log_, np.array([_positive_floor(X[:, k]) for k in range(X.shape[1])]), 0.0)
         Z = self._transform(X)
+        # rows to predict may lie beyond the training rows (SIDS often do): extrapolate, but at most half
+        # the training range beyond it, so one extreme predictor value cannot produce a wild prediction
+        span = Z.max(axis=0) - Z.min(axis=0)
+        self.lo_, self.hi_ = Z.min(axis=0) - EXTRAPOLATE * span, Z.max(axis=0) + EXTRAPOLATE * span
         self.mean_ = np.average(Z, axis=0, weights=w)
         sd = np.sqrt(np.average((Z - self.mean_) ** 2, axis=0, weights=w))
         self.sd_ = np.where(sd > 0, sd, 1.0)
@@ -141,7 +146,7 @@ class LinearStage:
         """x' (A'A + alpha I)^-1 x (+ the intercept's 1/n) for new rows: how far a row is from the
         training rows in the directions the model uses; the classical interval factor is sqrt(1 + h)."""
         zm, Vt, denom, total_w = self.gram_
-        Z = (self._transform(np.asarray(X, dtype=np.float64)) - self.mean_) / self.sd_
+        Z = (np.clip(self._transform(np.asarray(X, dtype=np.float64)), self.lo_, self.hi_) - self.mean_) / self.sd_
         return ((Z - zm) @ Vt.T) ** 2 @ (1 / denom) + 1 / total_w
 
     def _transform(self, X):
@@ -152,7 +157,7 @@ class LinearStage:
         return X
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        Z = self._transform(np.asarray(X, dtype=np.float64))
+        Z = np.clip(self._transform(np.asarray(X, dtype=np.float64)), self.lo_, self.hi_)
         return (Z - self.mean_) / self.sd_ @ self.coef_ + self.intercept_
 
     @property
