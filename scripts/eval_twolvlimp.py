@@ -339,13 +339,15 @@ def datasets(platform: Path | None, names: list[str]) -> list[tuple[str, Dataset
 
 
 def run(names: list[str], platform: Path | None, folds: int, max_cases: dict, legacy_cases: int,
-        estimators: int = 100, interval: str = "quantile", log=print) -> dict:
+        estimators: int = 100, interval: str = "quantile", log=print, only: list | None = None) -> dict:
     reset_state(cache_size=0)  # every masked copy is a new data version anyway
     report = {"commit": git_commit(), "folds": folds, "estimators": estimators, "interval": interval, "datasets": {}}
     for name, ds, oracle in datasets(platform, names):
         started = time.perf_counter()
         codes = {f"syn-{t}" for t in SYN_TARGETS} if name == "synthetic" else None
         cases = spread_pick(eligible_cases(ds, codes), max_cases.get(name))
+        if only:
+            cases = [c for c in eligible_cases(ds, codes) if c in only]
         with_legacy = set(spread_pick(cases, legacy_cases))
         results = []
         for code, year in cases:
@@ -392,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", help="per dataset, e.g. wdi=20,platform=10 (evenly spread; overrides --max-cases)")
     parser.add_argument("--folds", type=int)
     parser.add_argument("--legacy-cases", type=int, help="cases per dataset on which the slow old method also runs")
+    parser.add_argument("--case", action="append", default=[], metavar="CODE:YEAR",
+                        help="only these cases (repeatable), e.g. wdi-SP.URB.GROW:2015")
     parser.add_argument("--interval", choices=("quantile", "bootstrap"), default="quantile")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--markdown", type=Path, help="write the tables here (--full: bench-results/eval.md)")
@@ -410,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     report = run(args.datasets.split(","), args.platform, args.folds or preset["folds"], max_cases,
                  preset["legacy_cases"] if args.legacy_cases is None else args.legacy_cases,
-                 interval=args.interval, log=lambda m: print(m, flush=True))
+                 interval=args.interval, log=lambda m: print(m, flush=True),
+                 only=[(c.rpartition(":")[0], int(c.rpartition(":")[2])) for c in args.case])
     text = markdown(report)
     print()
     print(text)
