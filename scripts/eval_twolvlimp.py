@@ -26,7 +26,8 @@ Protocol:
   their 5%-95% range), ``knn`` (KNNImputer, 5 neighbours, min-max scaled, on the year's candidate
   columns and the target), ``hgb`` (HistGradientBoostingRegressor on the year's candidate columns,
   NaN handled natively), ``iterative`` (IterativeImputer with BayesianRidge on the target and its 30
-  candidates most correlated with it among the training rows). Candidate columns are the
+  candidates most correlated with it among the training rows; on standardised columns only when the
+  raw values overflow it). Candidate columns are the
   indicators missing for under 30% of the countries with a target value (as the service's).
   The cross-section baselines only read the target year, so (a) and (b) are the same for them.
 * Metrics, pooled over a case's folds: NRMSE = RMSE / std of the target over all countries with a
@@ -147,13 +148,16 @@ def baselines(M: np.ndarray, j: int, rows: np.ndarray) -> dict:
     Z = np.column_stack([Xc[:, top], y])
     keep = ~np.isnan(Z).all(axis=0)
     Z = Z[:, keep]
-    # standardised columns (raw magnitudes up to 1e12 overflow BayesianRidge), the target scaled back
-    centre, scale = np.nanmean(Z, axis=0), np.nanstd(Z, axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         it = IterativeImputer(estimator=BayesianRidge(), max_iter=10, random_state=0, keep_empty_features=True)
-        Zf = it.fit_transform((Z - centre) / scale) * scale + centre
+        Zf = it.fit_transform(Z)
+        if not np.all(np.isfinite(Zf[rows, -1])):
+            # raw magnitudes up to 1e12 (platform data) overflow BayesianRidge: standardised columns instead
+            centre, scale = np.nanmean(Z, axis=0), np.nanstd(Z, axis=0)
+            scale = np.where(scale > 0, scale, 1.0)
+            it = IterativeImputer(estimator=BayesianRidge(), max_iter=10, random_state=0, keep_empty_features=True)
+            Zf = it.fit_transform((Z - centre) / scale) * scale + centre
     if not np.all(np.isfinite(Zf[rows, -1])):
         Zf[rows, -1] = np.where(np.isfinite(Zf[rows, -1]), Zf[rows, -1], med)
     out["iterative"] = (Zf[rows, -1], None, None)
