@@ -150,8 +150,11 @@ def baselines(M: np.ndarray, j: int, rows: np.ndarray) -> dict:
     Z = Z[:, keep]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        it = IterativeImputer(estimator=BayesianRidge(), max_iter=10, random_state=0, keep_empty_features=True)
-        Zf = it.fit_transform(Z)
+        try:
+            it = IterativeImputer(estimator=BayesianRidge(), max_iter=10, random_state=0, keep_empty_features=True)
+            Zf = it.fit_transform(Z)
+        except ValueError:      # BayesianRidge overflowed into NaN on raw values
+            Zf = np.full_like(Z, np.nan)
         if not np.all(np.isfinite(Zf[rows, -1])):
             # raw magnitudes up to 1e12 (platform data) overflow BayesianRidge: standardised columns instead
             centre, scale = np.nanmean(Z, axis=0), np.nanstd(Z, axis=0)
