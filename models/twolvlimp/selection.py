@@ -102,7 +102,10 @@ def lars_select(X: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndarray 
     ok = sd > 0
     Z = (X[:, ok] - mean[ok]) / sd[ok] * np.sqrt(w)[:, None]
     t = (y - np.average(y, weights=w)) * np.sqrt(w)
-    with np.errstate(all="ignore"):
+    import warnings
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate (collinear) columns are dropped by the path itself
         _, active, _ = lars_path(Z, t, method="lar", max_iter=min(Z.shape[1], 3 * k))
     # in path order, skipping (near-)duplicates of a column already taken: the path itself may let a
     # copy in, since it is exactly as correlated with the residual as the original
