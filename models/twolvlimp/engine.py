@@ -171,6 +171,42 @@ def _wmse(y, pred, w) -> float:
     return float(np.average((y - pred) ** 2, weights=w))
 
 
+def search_trees(X, y, w, Xp, kinds: list[str], n_estimators: int, folds, seed: int,
+                 check: Callable[[str], None]) -> dict[str, dict]:
+    """The cross-validated search of each tree kind: its fold models (each also predicting ``Xp``), the
+    out-of-fold error at every depth of its grid, and the best depth. Fits run on :func:`pool`, each
+    after ``check``; a failed or stopped fit cancels the ones not started."""
+    n = X.shape[0]
+    ex = pool()
+    jobs = {}
+    for kind in kinds:  # boosting first: its folds are the longest jobs
+        if kind == "gbr":
+            jobs[kind] = [ex.submit(_checked, check, "gbr fold", _boosting_fold, X, y, w, tr, te, Xp, n_estimators,
+                                    seed, check) for tr, te in folds]
+    for kind in kinds:
+        if kind != "gbr":
+            jobs[kind] = [ex.submit(_checked, check, f"{kind} fold", _forest_fold, kind, X, y, w, tr, te, Xp,
+                                    n_estimators, seed) for tr, te in folds]
+    summaries = {}
+    for kind in kinds:
+        try:
+            outs: list[_Fold] = [job.result() for job in jobs[kind]]
+        except BaseException:
+            _cancel_all(jobs)
+            raise
+        depths = BOOSTING_DEPTHS if kind == "gbr" else FOREST_DEPTHS
+        scores, oofs = {}, {}
+        for d in depths:
+            oof = np.empty(n)
+            for (_, te), out in zip(folds, outs):
+                oof[te] = out.oof[d] if kind == "gbr" else out.oof[d].mean(axis=0)
+            oofs[d] = oof
+            scores[d] = _wmse(y, oof, w)
+        best = min(depths, key=lambda d: (scores[d], depths.index(d)))
+        summaries[kind] = {"best": best, "score": scores[best], "scores": scores, "oof": oofs[best], "folds": outs}
+    return summaries
+
+
 def fit_and_predict(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarray, model: str,
                     n_estimators: int, interval: str, seed: int, level: float = LEVEL,
                     check: Callable[[str], None] | None = None) -> FitResult:
@@ -189,34 +225,7 @@ def fit_and_predict(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.nd
     w = balanced_weights(is_sids)
     kinds = list(KINDS) if model == "all" else [model]
     folds = list(KFold(n_splits=min(N_FOLDS, n), shuffle=True, random_state=seed).split(X))
-    ex = pool()
-    jobs = {}
-    for kind in kinds:  # boosting first: its folds are the longest jobs
-        if kind == "gbr":
-            jobs[kind] = [ex.submit(_checked, check, "gbr fold", _boosting_fold, X, y, w, tr, te, Xp, n_estimators,
-                                    seed, check) for tr, te in folds]
-    for kind in kinds:
-        if kind != "gbr":
-            jobs[kind] = [ex.submit(_checked, check, f"{kind} fold", _forest_fold, kind, X, y, w, tr, te, Xp,
-                                    n_estimators, seed) for tr, te in folds]
-
-    summaries = {}
-    for kind in kinds:
-        try:
-            outs: list[_Fold] = [job.result() for job in jobs[kind]]
-        except BaseException:
-            _cancel_all(jobs)
-            raise
-        depths = BOOSTING_DEPTHS if kind == "gbr" else FOREST_DEPTHS
-        scores, oofs = {}, {}
-        for d in depths:
-            oof = np.empty(n)
-            for (_, te), out in zip(folds, outs):
-                oof[te] = out.oof[d] if kind == "gbr" else out.oof[d].mean(axis=0)
-            oofs[d] = oof
-            scores[d] = _wmse(y, oof, w)
-        best = min(depths, key=lambda d: (scores[d], depths.index(d)))
-        summaries[kind] = {"best": best, "score": scores[best], "scores": scores, "oof": oofs[best], "folds": outs}
+    summaries = search_trees(X, y, w, Xp, kinds, n_estimators, folds, seed, check)
 
     kind = min(kinds, key=lambda k: (summaries[k]["score"], kinds.index(k)))
     s = summaries[kind]

@@ -42,9 +42,10 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold
 
-from models.twolvlimp.engine import (BOOSTING_DEPTHS, ESTIMATOR_NAMES, FOREST_DEPTHS, KINDS, N_FOLDS, FitResult,
-                                     _boosting_fold, _depth_key, _forest_fold, _wmse, balanced_weights, pool)
+from models.twolvlimp.engine import (ESTIMATOR_NAMES, KINDS, N_FOLDS, FitResult, _depth_key, _wmse,
+                                     balanced_weights, search_trees)
 from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
+from shared.capacity import current_check
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
 SKEW_LOG = 2.0                      # log-transform non-negative columns more skewed than this
@@ -70,27 +71,7 @@ def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int) -> _Tre
     """The depth (and kind, for ``all``) search of the engine, keeping what stacking needs."""
     n = X.shape[0]
     kinds = list(KINDS) if model == "all" else [model]
-    ex = pool()
-    jobs = {}
-    for kind in kinds:  # boosting first: its folds are the longest jobs
-        if kind == "gbr":
-            jobs[kind] = [ex.submit(_boosting_fold, X, y, w, tr, te, Xp, n_estimators, seed) for tr, te in folds]
-    for kind in kinds:
-        if kind != "gbr":
-            jobs[kind] = [ex.submit(_forest_fold, kind, X, y, w, tr, te, Xp, n_estimators, seed) for tr, te in folds]
-    summaries = {}
-    for kind in kinds:
-        outs = [job.result() for job in jobs[kind]]
-        depths = BOOSTING_DEPTHS if kind == "gbr" else FOREST_DEPTHS
-        scores, oofs = {}, {}
-        for d in depths:
-            oof = np.empty(n)
-            for (_, te), out in zip(folds, outs):
-                oof[te] = out.oof[d] if kind == "gbr" else out.oof[d].mean(axis=0)
-            oofs[d] = oof
-            scores[d] = _wmse(y, oof, w)
-        best = min(depths, key=lambda d: (scores[d], depths.index(d)))
-        summaries[kind] = {"best": best, "score": scores[best], "scores": scores, "oof": oofs[best], "folds": outs}
+    summaries = search_trees(X, y, w, Xp, kinds, n_estimators, folds, seed, current_check())
     kind = min(kinds, key=lambda k: (summaries[k]["score"], kinds.index(k)))
     s = summaries[kind]
     depth, outs = s["best"], s["folds"]
