@@ -15,7 +15,7 @@ from shared.dataset import DEFAULT_SIDS, MANIFEST, MAX_ABS_VALUE, DatasetFormatE
 from shared.errors import DatasetUnavailable
 from shared.store import DatasetStore, LocalFolderSource
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WDI = ROOT / "data" / "wdi"
 _spec = importlib.util.spec_from_file_location("upload_dataset", ROOT / "infra" / "scripts" / "upload_dataset.py")
 upload_dataset = importlib.util.module_from_spec(_spec)

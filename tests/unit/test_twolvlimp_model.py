@@ -297,7 +297,7 @@ def test_masked_holdout_on_one_case_through_the_eval_script(wdi):
     """A quick guard for the accuracy figures of docs/twolvlimp.md (full run: scripts/eval_twolvlimp.py)."""
     import sys
 
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "scripts"))
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "scripts"))
     import eval_twolvlimp
 
     service.reset_state(cache_size=0)
