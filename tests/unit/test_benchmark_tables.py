@@ -1,0 +1,147 @@
+"""scripts/benchmark.py's bookkeeping, without running anything: the synthetic target rule, timed runs
+against a fake client, and the table derived from a report (its end-to-end run is in
+tests/system/test_benchmark_script.py).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import benchmark  # noqa: E402
+import make_synthetic  # noqa: E402
+from shared.dataset import build_dataset  # noqa: E402
+
+
+def test_synthetic_target_rule():
+    syn = make_synthetic.generate(indicators=150, countries=50, years=(2010, 2016), seed=0)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        make_synthetic.write(syn, Path(tmp))
+        data = build_dataset({p.name: str(p) for p in Path(tmp).iterdir()})
+    chosen = benchmark.choose_synthetic_target(data)
+    missing = np.isnan(data.year_matrix(2015))
+    enough = min(5, max(1, int(data.sids_mask.sum()) // 3))
+    qualifying = [code for j, code in enumerate(data.indicators)
+                  if 0.25 <= missing[:, j].mean() <= 0.45 and missing[data.sids_mask, j].sum() >= enough]
+    assert qualifying, "the small synthetic dataset has suitable targets"
+    assert chosen["target"] == min(qualifying)
+    j = data.indicators.get_loc(chosen["target"])
+    assert chosen["sids_missing"] == missing[data.sids_mask, j].sum()
+    assert chosen["dataset"] == data.indicator_meta.at[chosen["target"], "Dataset"]
+
+
+class FakeClient:
+    """Answers /estimate with a fixed number and /predict from a cache that the bypass clears."""
+
+    def __init__(self):
+        self.cache = {}
+        self.computed = 0
+        self.calls = []
+
+    def has(self, method, path):
+        return True
+
+    def call(self, method, path, body=None, params=None):
+        self.calls.append(path)
+        if path.endswith("/estimate"):
+            return 200, b"0.5", 0.001
+        key = json.dumps(body, sort_keys=True)
+        if key not in self.cache:
+            self.computed += 1
+            self.cache[key] = json.dumps({"rmse": 1.0, "n": self.computed}).encode()
+            return 200, self.cache[key], 0.25
+        return 200, self.cache[key], 0.002
+
+
+def test_timed_runs_bypass_the_cache_and_the_hit_is_measured_after():
+    client = FakeClient()
+
+    class Bypass:
+        calls = 0
+
+        def __call__(self):
+            Bypass.calls += 1
+            client.cache.clear()
+
+    result = benchmark.measure_request(client, Bypass(), {"target": "x"}, runs=3, warmup=1, budget_seconds=100)
+    assert Bypass.calls == 4 and client.computed == 4   # every warm-up and timed run computed its result
+    assert result["runs_seconds"] == [0.25, 0.25, 0.25] and result["seconds"] == 0.25
+    assert result["cache_hit_seconds"] == 0.002 and result["cache_hit_same_bytes"] is True
+    # /estimate is asked before every run, and compared with the run that follows
+    assert client.calls[:2] == ["/twolvlImp/estimate", "/twolvlImp/predict"]
+    assert result["estimates_seconds"] == [0.5] * 4
+    assert result["estimate_cold"] == 0.5 and result["actual_cold"] == 0.25 and result["estimate_cold_ratio"] == 0.5
+    assert result["estimate_worst_factor"] == 2.0 and result["estimate_within_2x"] is True
+    # the fake's bodies differ only by their counter, which is not a timing field
+    assert result["same_numbers_every_run"] is False
+
+
+def test_timed_runs_stop_when_the_budget_is_used():
+    client = FakeClient()
+    result = benchmark.measure_request(client, client.cache.clear, {"target": "x"}, runs=5, warmup=1,
+                                       budget_seconds=0.3)
+    assert result["runs_seconds"] == [0.25] and "stopped_early" in result
+
+
+def test_rows_and_table_from_a_report():
+    report = {
+        "quick": False, "requested": ["simple", "afs", "all"],
+        "machine": {"cpu": "CPU X", "cores": 2, "usable_cores": 2, "ram_gib": 8, "os": "Linux", "python": "3.11",
+                    "numpy": "2", "pandas": "3", "pyarrow": "26", "scikit_learn": "1.9", "date": "today",
+                    "git_commit": "abc"},
+        "load_average_before": [1, 1, 1], "load_average_after": [1, 1, 1],
+        "embedded_load": {"seconds": 0.2},
+        "embedded_requests": {"requests": {
+            "simple": {"seconds": 0.07, "estimate_cold": 0.1, "actual_cold": 0.2, "estimate_learned": 0.08,
+                       "estimate_worst_factor": 1.25, "estimate_within_2x": True, "cache_hit_seconds": 0.001,
+                       "cache_hit_same_bytes": True},
+            "afs": {"seconds": 2.0},
+            "all": {"error": "HTTP 500: boom"}}},
+        "synthetic": {"summary": {"indicators": 3000, "countries": 250}},
+        "synthetic_load_csv": {"seconds": 2.5}, "synthetic_load_parquet": {"seconds": 0.9},
+        "synthetic_requests": {"requests": {"synthetic_afs": {"seconds": 4.35}},
+                               "peak_rss": {"total": 1300 * 1024 * 1024}},
+    }
+    report["rows"] = benchmark.rows(report)
+    by_id = {r["id"]: r for r in report["rows"]}
+    assert by_id["simple"]["speedup_vs_old"] == 5.0 and by_id["simple"]["meets_target"] is True
+    assert by_id["afs"]["meets_target"] is False and by_id["afs"]["speedup_vs_old"] == 1.7
+    assert by_id["all"]["value"] is None and by_id["all"]["note"] == "HTTP 500: boom"
+    assert by_id["synthetic_afs"]["speedup_vs_old"] == 10.0
+    assert by_id["synthetic_peak_rss"]["value"] == 1300.0 and by_id["synthetic_peak_rss"]["meets_target"] is False
+    assert "synthetic_load_csv_peak_rss" not in by_id  # no figure, no row
+    table = benchmark.markdown(report)
+    assert "MISSED" in table and "not measured (HTTP 500: boom)" in table and "CPU X" in table
+    assert "0.100 s for a 0.200 s first run; 0.080 s learned (worst 1.25x)" in table and "1.0 ms" in table
+
+
+def test_run_to_run_comparison_ignores_only_timing_fields():
+    a = json.dumps({"rmse": 1.5, "compute_seconds": 0.2, "compute_phases": {"model": 0.1},
+                    "meta": {"loaded_at": "x", "n": 3}}).encode()
+    b = json.dumps({"rmse": 1.5, "compute_seconds": 0.9, "compute_phases": {"model": 0.4},
+                    "meta": {"loaded_at": "y", "n": 3}}).encode()
+    c = json.dumps({"rmse": 1.6, "compute_seconds": 0.2, "compute_phases": {"model": 0.1},
+                    "meta": {"loaded_at": "x", "n": 3}}).encode()
+    assert benchmark._volatile_free(a) == benchmark._volatile_free(b)
+    assert benchmark._volatile_free(a) != benchmark._volatile_free(c)
+
+
+def test_start_rows_from_a_report():
+    report = {"start": {
+        "embedded": {"seconds": 0.9, "load_seconds": 0.1, "shape": [217, 110], "failed_runs": 0},
+        "synthetic_csv": {"seconds": 2.4, "load_seconds": 1.1, "shape": [250, 3000], "failed_runs": 0},
+        "synthetic_parquet": {"error": "exited: boom", "failed_runs": 5}}}
+    by_id = {r["id"]: r for r in benchmark.start_rows(report)}
+    assert list(by_id) == ["start_embedded", "start_synthetic_csv", "start_synthetic_parquet"]
+    assert by_id["start_embedded"]["meets_target"] is True and by_id["start_embedded"]["target"] == 1.0
+    assert by_id["start_synthetic_csv"]["meets_target"] is False and by_id["start_synthetic_csv"]["target"] == 2.0
+    assert "3000 ind. x 250 countries" in by_id["start_synthetic_csv"]["label"]
+    assert by_id["start_synthetic_parquet"]["value"] is None and by_id["start_synthetic_parquet"]["note"] == "exited: boom"
+    assert benchmark.start_rows({}) == []
