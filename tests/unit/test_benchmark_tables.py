@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -145,3 +146,33 @@ def test_start_rows_from_a_report():
     assert "3000 ind. x 250 countries" in by_id["start_synthetic_csv"]["label"]
     assert by_id["start_synthetic_parquet"]["value"] is None and by_id["start_synthetic_parquet"]["note"] == "exited: boom"
     assert benchmark.start_rows({}) == []
+
+
+def test_reference_figures_are_read_from_the_repository_file_each_with_its_source():
+    document = json.loads(benchmark.REFERENCE_FILE.read_text())
+    assert benchmark.REFERENCE_FILE.is_relative_to(ROOT)
+    for section in ("old", "targets", "start_targets", "iterative_targets", "iterative_before"):
+        for key, entry in document[section].items():
+            assert isinstance(entry["value"], (int, float)) and entry["source"].strip(), (section, key)
+    assert benchmark.OLD == {k: e["value"] for k, e in document["old"].items()}
+    assert benchmark.TARGET == {k: e["value"] for k, e in document["targets"].items()}
+    # the old service's figures as ../shared/reference/original-figures.md gives them
+    assert benchmark.OLD == {"simple": 0.35, "afs": 3.38, "all": 13.0, "synthetic_afs": 43.5}
+
+
+def test_platform_data_is_an_option_and_its_absence_is_a_row_with_a_note(tmp_path, monkeypatch):
+    assert benchmark.parse_args(["--no-platform-data"]).platform_data is None
+    assert benchmark.parse_args(["--platform-data", str(tmp_path)]).platform_data == tmp_path
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--platform-data", str(tmp_path / "absent")])
+    sibling = benchmark.SIBLING_PLATFORM_DATA
+    assert benchmark.parse_args([]).platform_data == (sibling if sibling.is_dir() else None)
+
+    monkeypatch.setattr(benchmark, "start_to_health", lambda path, root, timeout: {
+        "seconds": 0.5, "load_seconds": 0.1, "countries": 217, "indicators": 110})
+    options = benchmark.parse_args(["--no-platform-data", "--start-repeats", "1"])
+    report = {"start": benchmark.measure_starts(options, None)}
+    by_id = {r["id"]: r for r in benchmark.start_rows(report)}
+    assert by_id["start_embedded"]["value"] == 0.5
+    skipped = by_id["start_platform_real"]
+    assert skipped["value"] is None and skipped["note"].startswith("skipped: no SIDS platform data")
