@@ -23,7 +23,8 @@ def quick_run(tmp_path_factory):
     out, md = tmp / "bench.json", tmp / "bench.md"
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--requests", "simple",
            "--synthetic-indicators", "120", "--synthetic-countries", "45", "--synthetic-years", "2010-2016",
-           "--synthetic-dir", str(tmp / "synthetic"), "--out", str(out), "--markdown", str(md)]
+           "--synthetic-dir", str(tmp / "synthetic"), "--out", str(out), "--markdown", str(md),
+           "--no-platform-data"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc, json.loads(out.read_text()), md.read_text(), tmp
@@ -46,12 +47,19 @@ def test_quick_run_writes_well_formed_json(quick_run):
         assert report[key]["peak_rss_bytes"] > 10 * 1024 * 1024
     ids = [r["id"] for r in report["rows"]]
     starts = [i for i in ids if i.startswith("start_")]
-    assert [i for i in ids if i not in starts] == ["embedded_load", "simple", "synthetic_load_csv",
+    # the IterativeImputer rows come with the quick run too (they were added without this list)
+    assert [i for i in ids if i not in starts] == ["embedded_load", "simple", "iterative_wdi",
+                                                   "iterative_sids_platform", "synthetic_load_csv",
                                                    "synthetic_load_parquet", "synthetic_afs",
-                                                   "synthetic_load_csv_peak_rss", "synthetic_peak_rss"]
-    # start of an instance: each dataset (the platform's real data only where this machine has it)
-    assert {"start_embedded", "start_synthetic_csv", "start_synthetic_parquet"} <= set(starts)
-    assert set(starts) <= {"start_embedded", "start_platform_real", "start_synthetic_csv", "start_synthetic_parquet"}
+                                                   "synthetic_load_csv_peak_rss", "synthetic_peak_rss",
+                                                   "iterative_synthetic"]
+    # start of an instance: each dataset; the platform's real data is left out here (--no-platform-data),
+    # and its rows say so
+    assert starts == ["start_embedded", "start_synthetic_csv", "start_synthetic_parquet", "start_platform_real"]
+    by_id = {r["id"]: r for r in report["rows"]}
+    for key in ("iterative_sids_platform", "start_platform_real"):
+        assert by_id[key]["value"] is None and "skipped: no SIDS platform data" in by_id[key]["note"], by_id[key]
+    assert report["platform_data"] is None and report["reference_file"] == "docs/reference/benchmark-reference.json"
     for key in ("embedded", "synthetic_csv", "synthetic_parquet"):
         start = report["start"][key]
         assert start["failed_runs"] == 0 and start["seconds"] > start["load_seconds"] > 0, start
