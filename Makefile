@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make run    serve the app on http://localhost:7071 (embedded WDI dataset)
 #   make test   install what the tests need (Python packages, Azurite, Chromium) and run them
-#               (make test-unit: tests/unit alone, in about half a minute)
+#               (make test-unit: tests/unit alone, well under a minute)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
