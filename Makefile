@@ -1,13 +1,14 @@
 # Two commands do everything on a fresh machine:
 #   make run    serve the app on http://localhost:7071 (embedded WDI dataset)
 #   make test   install what the tests need (Python packages, Azurite, Chromium) and run them
+#               (make test-unit: tests/unit alone, well under a minute)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 7071
 WORKERS ?= 1
 
-.PHONY: run test setup eval eval-quick bench bench-quick synthetic load clean
+.PHONY: run test test-unit setup eval eval-quick bench bench-quick synthetic load clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ run: $(VENV)/.installed
 
 test: setup
 	$(PY) -m pytest
+
+# the fast part alone: pure functions, models, dataset parsing (no server, no subprocess, no Azurite/Chromium)
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

@@ -7,7 +7,7 @@ Importing this module does one thing besides registering functions: ``warm_up(ap
 a background thread that loads the dataset (when a registered model reads it), so the load
 overlaps the worker's indexing, and then imports the models' code (scikit-learn), which this
 import does not: an instance is ready once its dataset is (shared/warmup.py;
-tests/test_function_app.py checks that importing this module does not import sklearn).
+tests/api/test_function_app.py checks that importing this module does not import sklearn).
 """
 import azure.functions as func
 

@@ -1,6 +1,6 @@
 // Entry point for `azd up` / `azd provision` (see ../azure.yaml): a resource group and, inside it,
 // the serverless deployment of serverless/function-app.bicep. The portal's "Deploy to Azure" button
-// uses serverless/azuredeploy.json instead, which declares the same resources (tests/test_infra_templates.py).
+// uses serverless/azuredeploy.json instead, which declares the same resources (tests/infra/test_infra_templates.py).
 targetScope = 'subscription'
 
 @description('Name of the azd environment; names the resource group and tags every resource.')

@@ -10,7 +10,7 @@ flood: while a few predictions run, sends N bodies of --body-bytes at once and s
        host's resident memory (RSS); prints its peak and the status codes.
 
 Extra settings for the host can be given as NAME=VALUE arguments (--env MAX_QUEUED_PREDICTIONS=8).
-Used for the README's reliability figures; tests/test_overload.py runs smaller versions.
+Used for the README's reliability figures; tests/system/test_overload.py runs smaller versions.
 """
 from __future__ import annotations
 

@@ -7,8 +7,9 @@ What it measures (each in a fresh subprocess, so one figure cannot warm another)
 
 * **embedded load**: loading ``data/wdi`` in a cold process (a new instance: the app is
   imported, the dataset store loads the folder); median of several processes;
-* **requests on the embedded data**: the twolvlImp requests of the reference file
-  (``/work/shared/reference/original-figures.md``), called through a real
+* **requests on the embedded data**: the twolvlImp requests of the old service's reference figures
+  (``docs/reference/benchmark-reference.json``, where every figure and target compared with says
+  where it comes from), called through a real
   ``azure.functions.HttpRequest`` on the functions the app registered (the same path as
   the Functions host), on a warm instance: median of N runs after warm-up, each run
   bypassing the per-instance result cache; then the repeated identical request (a cache
@@ -19,13 +20,13 @@ What it measures (each in a fresh subprocess, so one figure cannot warm another)
   instance process (``getrusage`` ``ru_maxrss``, the process and any children);
 * **start of an instance** (issue 12): seconds from starting the local host's process
   (``python -m local_host``, as ``make run``) to ``/health`` answering ok, on
-  ``data/wdi``, the platform's real data (``../shared/data/sids-platform``, when present) and
+  ``data/wdi``, the platform's real data (``--platform-data``; see below) and
   the synthetic data from CSV and from Parquet; median of several new processes, the
   datasets taken in turn.
 
 * **IterativeImputer, first of its kind**: the AFS request with the iterative base imputer in a
   fresh instance (nothing memoised: the base imputation is paid), on ``data/wdi``, on the SIDS
-  platform's real data (``../shared/data/sids-platform``, skipped with a note when absent) and on
+  platform's real data (``--platform-data``) and on
   the synthetic data; beside it, in the same run, the same request with ``method: "legacy"`` (the
   old service's method and its scikit-learn ``IterativeImputer`` with extra trees) where that
   finishes in reasonable time (``data/wdi``; the platform data only with ``--legacy-on-platform``).
@@ -37,6 +38,10 @@ What it measures (each in a fresh subprocess, so one figure cannot warm another)
   combinations (base imputer x scheme x model x interval, 10 predictors, 100 trees) on the SIDS platform data, in
   one instance that forgets every memo, cache and learned duration before each (slowest, median, and the worst
   factor between the cold ``/estimate`` and the measured seconds).
+
+The SIDS platform's real data is not in this repository: ``--platform-data DIR`` names it; by
+default a sibling checkout's ``../shared/data/sids-platform`` is used when present, and otherwise
+its rows say that they were skipped and why.
 
 It prints a markdown table and writes the figures, the machine and the load average
 as JSON. Timings are wall-clock seconds on this machine; they vary with what else runs.
@@ -64,14 +69,25 @@ DEFAULT_OUT = ROOT / "bench-results" / "benchmark.json"
 PREFIX = "/twolvlImp"
 MB = 1024 * 1024
 
-# The old service's figures on this kind of machine (../shared/reference/original-figures.md).
-OLD = {"simple": 0.35, "afs": 3.38, "all": 13.0, "synthetic_afs": 43.5}
-# Issue 12: process start to /health ok, on the embedded data and at platform size (seconds).
-START_TARGET = {"embedded": 1.0, "platform": 2.0}
-PLATFORM_DATA = ROOT.parent / "shared" / "data" / "sids-platform"   # the platform's real data, when present
-# What issue 3 asks for (seconds, bytes).
-TARGET = {"simple": 0.1, "afs": 1.0, "all": 3.0, "synthetic_afs": 5.0, "synthetic_load": 5.0,
-          "embedded_load": 1.0, "peak_rss_bytes": 1.2e9}
+# The figures measurements are compared with (the old service's, the issues' targets), each with its source.
+REFERENCE_FILE = ROOT / "docs" / "reference" / "benchmark-reference.json"
+# The SIDS platform's real data: a sibling checkout's folder, used by default only when it is there.
+SIBLING_PLATFORM_DATA = ROOT.parent / "shared" / "data" / "sids-platform"
+NO_PLATFORM_DATA = ("no SIDS platform data (give --platform-data DIR; ../shared/data/sids-platform is used "
+                    "by default only when present)")
+
+
+def load_reference(path: Path = REFERENCE_FILE) -> dict[str, dict[str, Any]]:
+    """{section: {key: value}} from the reference file (the sources stay in the file and in the JSON report)."""
+    document = json.loads(Path(path).read_text())
+    return {section: {key: entry["value"] for key, entry in entries.items()}
+            for section, entries in document.items() if isinstance(entries, dict)}
+
+
+REFERENCE = load_reference()
+OLD = REFERENCE["old"]                        # the old service on this kind of machine
+TARGET = REFERENCE["targets"]                 # issue 3 (seconds, bytes)
+START_TARGET = REFERENCE["start_targets"]     # issue 12: process start to /health ok
 
 WDI_TARGET = "wdi-EG.ELC.ACCS.UR.ZS"
 BASE_REQUEST = {"target_year": "2015", "interpolator": "KNNImputer", "interval": "quantile"}
@@ -90,13 +106,12 @@ REQUESTS = {
 SYNTHETIC_REQUEST = dict(BASE_REQUEST, scheme="AFS", estimators=100, model="rfr", number_predictor=10)
 
 # IterativeImputer, first request of its kind (fresh instance), on each dataset below.
-SIDS_PLATFORM = ROOT.parent / "shared" / "data" / "sids-platform"
 ITERATIVE_REQUEST = dict(BASE_REQUEST, interpolator="IterativeImputer", scheme="AFS", estimators=100, model="rfr",
                          number_predictor=10)
-ITERATIVE_TARGET = {"iterative_wdi": 2.0, "iterative_sids_platform": 5.0, "iterative_synthetic": 10.0}
-# Measured before the scalable iterative imputer (default method, scikit-learn's IterativeImputer with
-# 10-tree extra trees), this 2-core machine, 2026-12-01: shown when the legacy run is not made.
-ITERATIVE_BEFORE = {"iterative_sids_platform": (87.0, "this request before the change, measured 2026-12-01")}
+ITERATIVE_TARGET = REFERENCE["iterative_targets"]
+# Measured before the scalable iterative imputer: shown when the legacy run is not made beside it.
+ITERATIVE_BEFORE = {key: (entry["value"], entry["note"]) for key, entry in
+                    json.loads(REFERENCE_FILE.read_text())["iterative_before"].items()}  # (seconds, note)
 
 # The dashboard's form (../shared/contracts/dashboard.md): its heaviest request and its option matrix, each first
 # of its kind. The Functions host stops a request after 230 s; the goal is 10 s for any option, 2 s for the default.
@@ -608,19 +623,20 @@ def summarise_matrix(result: dict) -> dict:
 
 def measure_form(report: dict, options: argparse.Namespace, timeout: float) -> None:
     """The form's heaviest request (SIDS platform data, synthetic) and its option matrix (SIDS platform data)."""
-    absent = {"error": f"skipped: {SIDS_PLATFORM} not found"}
+    platform = options.platform_data
+    absent = {"error": f"skipped: {NO_PLATFORM_DATA}"}
     if options.heaviest:
-        report["heaviest_sids_platform"] = (measure_first(SIDS_PLATFORM, dict(HEAVIEST_REQUEST, target=None), False,
-                                                          timeout) if SIDS_PLATFORM.is_dir() else absent)
+        report["heaviest_sids_platform"] = (measure_first(platform, dict(HEAVIEST_REQUEST, target=None), False,
+                                                          timeout) if platform is not None else absent)
         if not options.skip_synthetic:
             folder = synthetic_folder(options)
             report["heaviest_synthetic"] = measure_first(folder, dict(HEAVIEST_REQUEST, target=None), False, timeout)
     if options.matrix:
-        if not SIDS_PLATFORM.is_dir():
+        if platform is None:
             report["form_default"] = report["form_matrix"] = absent
             return
-        report["form_default"] = run_worker("form_default", {"path": str(SIDS_PLATFORM)}, timeout)
-        matrix = run_worker("matrix", {"path": str(SIDS_PLATFORM)}, max(timeout, 1800.0))
+        report["form_default"] = run_worker("form_default", {"path": str(platform)}, timeout)
+        matrix = run_worker("matrix", {"path": str(platform)}, max(timeout, 1800.0))
         matrix["summary"] = summarise_matrix(matrix)
         report["form_matrix"] = matrix
 
@@ -824,6 +840,8 @@ def run(options: argparse.Namespace) -> dict:
     started = time.perf_counter()
     report: dict[str, Any] = {"schema": 1, "quick": options.quick, "machine": machine(),
                               "load_average_before": load_average(), "old": OLD, "targets": TARGET,
+                              "reference_file": str(REFERENCE_FILE.relative_to(ROOT)),
+                              "platform_data": str(options.platform_data) if options.platform_data else None,
                               "requested": options.requests}
     runs, warmup, repeats = options.runs, options.warmup, options.load_repeats
     timeout = options.worker_timeout
@@ -851,11 +869,12 @@ def run(options: argparse.Namespace) -> dict:
     if not options.no_model and not options.skip_iterative:
         report["iterative_wdi"] = measure_first(EMBEDDED, dict(ITERATIVE_REQUEST, target=WDI_TARGET, dataset="wdi"),
                                                 not options.no_legacy_reference, timeout)
-        if SIDS_PLATFORM.is_dir():
-            report["iterative_sids_platform"] = measure_first(SIDS_PLATFORM, dict(ITERATIVE_REQUEST, target=None),
+        if options.platform_data is not None:
+            report["iterative_sids_platform"] = measure_first(options.platform_data,
+                                                              dict(ITERATIVE_REQUEST, target=None),
                                                               options.legacy_on_platform, timeout)
         else:
-            report["iterative_sids_platform"] = {"error": f"skipped: {SIDS_PLATFORM} not found"}
+            report["iterative_sids_platform"] = {"error": f"skipped: {NO_PLATFORM_DATA}"}
 
     # (c) platform scale: synthetic dataset
     folder = None
@@ -989,8 +1008,8 @@ def measure_starts(options: argparse.Namespace, synthetic: Path | None) -> dict:
     a change in the machine's load falls on all of them alike.
     """
     datasets = {"embedded": EMBEDDED}
-    if PLATFORM_DATA.is_dir():
-        datasets["platform_real"] = PLATFORM_DATA
+    if options.platform_data is not None:
+        datasets["platform_real"] = options.platform_data
     if synthetic is not None:
         datasets["synthetic_csv"] = Path(synthetic) / "csv-only"
         datasets["synthetic_parquet"] = Path(synthetic)
@@ -1009,6 +1028,8 @@ def measure_starts(options: argparse.Namespace, synthetic: Path | None) -> dict:
                              shape=[good[-1]["countries"], good[-1]["indicators"]])
         else:
             out[name]["error"] = answers[-1]["error"]
+    if options.platform_data is None:   # a row that says why there is no figure
+        out["platform_real"] = {"dataset": None, "failed_runs": 0, "error": f"skipped: {NO_PLATFORM_DATA}"}
     return out
 
 
@@ -1101,6 +1122,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="no IterativeImputer first-of-its-kind figures (wdi, SIDS platform data, synthetic)")
     parser.add_argument("--no-legacy-reference", action="store_true",
                         help="do not run the old method beside the IterativeImputer request on data/wdi")
+    parser.add_argument("--platform-data", type=Path,
+                        help="the SIDS platform's real data (a dataset folder); default: "
+                             f"{SIBLING_PLATFORM_DATA} when present, else those rows are skipped with a note")
+    parser.add_argument("--no-platform-data", action="store_true", help="no rows on the SIDS platform's real data")
     parser.add_argument("--legacy-on-platform", action="store_true",
                         help="also run the old method on the SIDS platform data (minutes)")
     parser.add_argument("--heaviest", action="store_true",
@@ -1131,6 +1156,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     options.synthetic_countries = options.synthetic_countries or (50 if quick else 250)
     first, _, last = options.synthetic_years.partition("-")
     options.synthetic_years = (int(first), int(last or first))
+    if options.no_platform_data:
+        options.platform_data = None
+    elif options.platform_data is None:
+        options.platform_data = SIBLING_PLATFORM_DATA if SIBLING_PLATFORM_DATA.is_dir() else None
+    elif not options.platform_data.is_dir():
+        parser.error(f"--platform-data {options.platform_data}: not a folder")
     options.requests = [n.strip() for n in options.requests.split(",") if n.strip()]
     # --heaviest / --matrix alone run only those; the full run has both, the quick run neither (minutes each)
     options.form_only = options.heaviest or options.matrix

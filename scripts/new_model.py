@@ -7,7 +7,7 @@ writes
 
 * ``models/NAME/__init__.py``  -- the model: plain functions over the dataset, no HTTP;
 * ``blueprints/NAME.py``       -- request/response models, a look-up endpoint and the main endpoint;
-* ``tests/test_NAME.py``       -- tests through real HttpRequests and of the plain functions.
+* ``tests/api/test_NAME.py``   -- tests through real HttpRequests and of the plain functions.
 
 The generated model works as generated (it summarises an indicator over the SIDS in
 one year) and passes its generated tests; blueprints are discovered, so it shows up
@@ -52,7 +52,7 @@ def planned_paths(name: str, root: Path = PROJECT_ROOT) -> dict[str, Path]:
     return {
         "model": root / "models" / name / "__init__.py",
         "blueprint": root / "blueprints" / f"{name}.py",
-        "tests": root / "tests" / f"test_{name}.py",
+        "tests": root / "tests" / "api" / f"test_{name}.py",
     }
 
 
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for path in written:
         print(f"created {path.relative_to(args.root.resolve())}")
-    print(f"\nNext: python -m pytest tests/test_{args.name}.py, then make run and open /docs "
+    print(f"\nNext: python -m pytest tests/api/test_{args.name}.py, then make run and open /docs "
           f"(the model is served under /{args.name}). Guide: docs/adding-a-model.md")
     return 0
 

@@ -29,19 +29,6 @@ def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(item.strip().rstrip("/") for item in value.split(",") if item.strip())
 
 
-def _float(env: dict, name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"setting {name} must be a number, got {raw!r}") from exc
-    if not value > 0:
-        raise ValueError(f"setting {name} must be positive, got {raw!r}")
-    return value
-
-
 def _int(env: dict, name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or str(raw).strip() == "":

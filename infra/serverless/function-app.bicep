@@ -2,7 +2,7 @@
 // or on Flex Consumption with planType = 'FlexConsumption'.
 //
 // Deployed by `azd up` through ../main.bicep, and kept in step by hand with the portal's
-// template azuredeploy.json beside it (tests/test_infra_templates.py compares the two).
+// template azuredeploy.json beside it (tests/infra/test_infra_templates.py compares the two).
 // Read ../README.md ("Serverless") before changing either.
 targetScope = 'resourceGroup'
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv-tools (checkov, pinned in infra/tools/requirements-checkov.txt) unless it is already
-# up to date. Idempotent and quiet; tests/test_infra_checkov.py calls it, and `make setup` may too.
+# up to date. Idempotent and quiet; tests/infra/test_infra_checkov.py calls it, and `make setup` may too.
 # Needs only Python 3.9+ and PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

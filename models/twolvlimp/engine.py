@@ -259,6 +259,7 @@ def fit_and_predict(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.nd
         lower, upper, info = bootstrap_interval(y - oof, w, prediction, seed=seed, level=level)
     elif kind == "gbr":
         check("quantile fits")
+        ex = pool()
         qjobs = {a: [ex.submit(_checked, check, "quantile fold", _boosting_quantile, X, y, w, tr, te, Xp,
                                n_estimators, depth, seed, a) for tr, te in folds]
                  for a in (lo_q, hi_q)}

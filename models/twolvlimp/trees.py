@@ -15,7 +15,7 @@ DepthForest's "grow once, read at every depth", which uses documented attributes
 builder is not public API: when this module loads, a few trees are grown both ways and compared,
 and on any difference (another scikit-learn version) ``DecisionTreeRegressor.fit`` is used
 instead (the same trees, more overhead). Which path is used is logged (a warning for the
-fallback), and ``tests/test_twolvlimp_model.py`` fails if the pinned version falls back, and
+fallback), and ``tests/unit/test_twolvlimp_model.py`` fails if the pinned version falls back, and
 checks both paths reproduce scikit-learn's estimators.
 """
 from __future__ import annotations

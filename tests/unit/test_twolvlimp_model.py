@@ -316,7 +316,7 @@ def test_quick_masked_holdout_guards_accuracy():
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     import eval_twolvlimp as ev
 
     report = ev.run(["wdi", "platform", "synthetic"], ev.DEFAULT_PLATFORM, ev.QUICK["folds"], ev.QUICK["cases"],

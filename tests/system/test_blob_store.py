@@ -16,7 +16,7 @@ from shared.errors import DatasetUnavailable
 from shared.settings import Settings
 from shared.store import BlobSource, DatasetStore, source_from_settings
 
-WDI = Path(__file__).resolve().parent.parent / "data" / "wdi"
+WDI = Path(__file__).resolve().parents[2] / "data" / "wdi"
 FILES = ("countryMeta.csv", "datasetMeta.csv", "indicatorData.csv", "indicatorMeta.csv")
 
 

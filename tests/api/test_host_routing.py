@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT
 from shared.asgi_server import FunctionAppServer
 from shared.routing import app_routes, resolve
-from test_scaffold import copy_project, run
+from helpers import copy_project, run
 
 INDEX = """
 import json

@@ -1,6 +1,7 @@
 """Capacity of one instance: usable CPUs, compute slots with a bounded queue, time budgets, cancellation.
 
-Unit level (no server); the same behaviour over the local host is in test_overload.py.
+Through the app's functions (call fixture) and on the model and the shared pieces directly, no server;
+the same behaviour over the local host is in tests/system/test_overload.py.
 """
 from __future__ import annotations
 

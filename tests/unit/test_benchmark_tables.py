@@ -1,89 +1,22 @@
-"""scripts/benchmark.py: it runs end to end and writes well-formed JSON; its bookkeeping is right.
-
-No timing is asserted (machines are noisy): only that figures exist, have the right
-shape, and that the table is derived correctly from them.
+"""scripts/benchmark.py's bookkeeping, without running anything: the synthetic target rule, timed runs
+against a fake client, and the table derived from a report (its end-to-end run is in
+tests/system/test_benchmark_script.py).
 """
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import benchmark  # noqa: E402
 import make_synthetic  # noqa: E402
 from shared.dataset import build_dataset  # noqa: E402
-
-HAS_MODEL = (ROOT / "blueprints" / "twolvlimp.py").exists()
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bench")
-    out, md = tmp / "bench.json", tmp / "bench.md"
-    cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--requests", "simple",
-           "--synthetic-indicators", "120", "--synthetic-countries", "45", "--synthetic-years", "2010-2016",
-           "--synthetic-dir", str(tmp / "synthetic"), "--out", str(out), "--markdown", str(md)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=540)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc, json.loads(out.read_text()), md.read_text(), tmp
-
-
-@pytest.mark.slow
-def test_quick_run_writes_well_formed_json(quick_run):
-    proc, report, table, _ = quick_run
-    assert report["schema"] == 1 and report["quick"] is True
-    for key in ("cpu", "cores", "ram_gib", "python", "numpy", "scikit_learn", "date"):
-        assert report["machine"][key], key
-    assert len(report["load_average_before"]) == 3
-    emb = report["embedded_load"]
-    assert emb["seconds"] > 0 and emb["shape"] == [31, 217, 110] and emb["source_file"] == "indicatorData.csv"
-    assert report["synthetic"]["summary"]["indicators"] == 120
-    assert report["synthetic_load_csv"]["source_file"] == "indicatorData.csv"
-    assert report["synthetic_load_parquet"]["source_file"] == "indicatorData.parquet"
-    for key in ("synthetic_load_csv", "synthetic_load_parquet"):
-        assert report[key]["seconds"] > 0 and report[key]["shape"][0] == 7
-        assert report[key]["peak_rss_bytes"] > 10 * 1024 * 1024
-    ids = [r["id"] for r in report["rows"]]
-    starts = [i for i in ids if i.startswith("start_")]
-    # the IterativeImputer rows (the SIDS platform one says why when its data is absent); the dashboard
-    # form's rows (minutes) are not part of the quick run
-    assert [i for i in ids if i not in starts] == [
-        "embedded_load", "simple", "iterative_wdi", "iterative_sids_platform", "synthetic_load_csv",
-        "synthetic_load_parquet", "synthetic_afs", "synthetic_load_csv_peak_rss", "synthetic_peak_rss",
-        "iterative_synthetic"]
-    # start of an instance: each dataset (the platform's real data only where this machine has it)
-    assert {"start_embedded", "start_synthetic_csv", "start_synthetic_parquet"} <= set(starts)
-    assert set(starts) <= {"start_embedded", "start_platform_real", "start_synthetic_csv", "start_synthetic_parquet"}
-    for key in ("embedded", "synthetic_csv", "synthetic_parquet"):
-        start = report["start"][key]
-        assert start["failed_runs"] == 0 and start["seconds"] > start["load_seconds"] > 0, start
-    assert report["start"]["synthetic_parquet"]["shape"] == report["start"]["synthetic_csv"]["shape"]
-    for row in report["rows"]:
-        assert row["value"] is not None or row["note"], row  # a figure, or why there is none
-    # the printed table is the markdown file's
-    assert table.strip() in proc.stdout
-    assert table.startswith("| figure | this service |") and "Machine:" in table
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not HAS_MODEL, reason="the twolvlImp model is not in the tree yet")
-def test_quick_run_measures_the_reference_request(quick_run):
-    _, report, _, _ = quick_run
-    simple = report["embedded_requests"]["requests"]["simple"]
-    assert "error" not in simple, simple.get("error")
-    assert simple["seconds"] > 0 and len(simple["runs_seconds"]) == 1
-    assert simple["cache_hit_seconds"] > 0 and simple["cache_hit_same_bytes"] is True
-    assert simple["same_numbers_every_run"] is True  # seeded: recomputing gives the same numbers
-    assert simple["request"]["manual_predictors"] == ["wdi-EN.POP.DNST", "wdi-IQ.SPI.PIL1", "wdi-IQ.SPI.PIL3"]
-    row = next(r for r in report["rows"] if r["id"] == "simple")
-    assert row["speedup_vs_old"] == round(0.35 / simple["seconds"], 1)
 
 
 def test_synthetic_target_rule():
@@ -215,17 +148,34 @@ def test_start_rows_from_a_report():
     assert benchmark.start_rows({}) == []
 
 
-@pytest.mark.skipif(not HAS_MODEL, reason="no twolvlImp blueprint")
-def test_the_cache_bypass_empties_the_cache_the_app_answers_from(call):
-    request = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2015", "interpolator": "SimpleImputer",
-               "scheme": "MANUAL", "manual_predictors": ["wdi-EN.POP.DNST"], "estimators": 5, "model": "rfr",
-               "interval": "bootstrap", "dataset": "wdi"}
-    bypass = benchmark.CacheBypass()
-    assert bypass.method.startswith("blueprints.twolvlimp.runtime().cache.clear()")
-    call("POST", "/twolvlImp/predict", request)
-    assert call("POST", "/twolvlImp/predict", request).headers["x-cache"] == "hit"
-    bypass()
-    assert call("POST", "/twolvlImp/predict", request).headers["x-cache"] == "miss"
+def test_reference_figures_are_read_from_the_repository_file_each_with_its_source():
+    document = json.loads(benchmark.REFERENCE_FILE.read_text())
+    assert benchmark.REFERENCE_FILE.is_relative_to(ROOT)
+    for section in ("old", "targets", "start_targets", "iterative_targets", "iterative_before"):
+        for key, entry in document[section].items():
+            assert isinstance(entry["value"], (int, float)) and entry["source"].strip(), (section, key)
+    assert benchmark.OLD == {k: e["value"] for k, e in document["old"].items()}
+    assert benchmark.TARGET == {k: e["value"] for k, e in document["targets"].items()}
+    # the old service's figures as ../shared/reference/original-figures.md gives them
+    assert benchmark.OLD == {"simple": 0.35, "afs": 3.38, "all": 13.0, "synthetic_afs": 43.5}
+
+
+def test_platform_data_is_an_option_and_its_absence_is_a_row_with_a_note(tmp_path, monkeypatch):
+    assert benchmark.parse_args(["--no-platform-data"]).platform_data is None
+    assert benchmark.parse_args(["--platform-data", str(tmp_path)]).platform_data == tmp_path
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--platform-data", str(tmp_path / "absent")])
+    sibling = benchmark.SIBLING_PLATFORM_DATA
+    assert benchmark.parse_args([]).platform_data == (sibling if sibling.is_dir() else None)
+
+    monkeypatch.setattr(benchmark, "start_to_health", lambda path, root, timeout: {
+        "seconds": 0.5, "load_seconds": 0.1, "countries": 217, "indicators": 110})
+    options = benchmark.parse_args(["--no-platform-data", "--start-repeats", "1"])
+    report = {"start": benchmark.measure_starts(options, None)}
+    by_id = {r["id"]: r for r in benchmark.start_rows(report)}
+    assert by_id["start_embedded"]["value"] == 0.5
+    skipped = by_id["start_platform_real"]
+    assert skipped["value"] is None and skipped["note"].startswith("skipped: no SIDS platform data")
 
 
 def test_matrix_summary_and_form_rows():

@@ -5,24 +5,18 @@ Everything is generated into a temporary copy of the project; the repository is 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import new_model  # noqa: E402
+from helpers import copy_project, run  # noqa: E402
 
 NAME = "scaffold_probe"
-# What a copy of the project needs to import function_app and run tests (data is linked, not copied).
-COPIED = ("function_app.py", "host.json", "pytest.ini", "local.settings.json", "blueprints", "models", "shared",
-          "scripts", "tests")
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 INSPECT = """
 import json, sys
@@ -42,25 +36,6 @@ print(json.dumps({"params": get("/params"), "openapi": get("/openapi.json"), "ro
 def repo_snapshot() -> set[str]:
     return {str(p.relative_to(ROOT)) for folder in ("models", "blueprints", "tests")
             for p in (ROOT / folder).rglob("*") if "__pycache__" not in p.parts}
-
-
-def copy_project(target: Path) -> Path:
-    for item in COPIED:
-        source, dest = ROOT / item, target / item
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, dest, ignore=IGNORED)
-        elif source.exists():
-            shutil.copy2(source, dest)
-    (target / "data").symlink_to(ROOT / "data", target_is_directory=True)
-    return target
-
-
-def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k not in ("SERVICE_MODEL", "PYTEST_ADDOPTS")}
-    environment.update(DATASET_PATH=str(ROOT / "data" / "wdi"), PYTHONDONTWRITEBYTECODE="1", **env)
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=environment, capture_output=True, text=True,
-                          timeout=540)
 
 
 # ---------------------------------------------------------------------------- unit
@@ -95,7 +70,7 @@ def test_refuses_a_folder_that_is_not_the_project(tmp_path):
 def test_generated_files_are_valid_python_with_the_names_filled_in(tmp_path):
     written = new_model.scaffold("rain_gauge", label='Rain "gauge" \\ model', root=make_skeleton(tmp_path))
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
-        "models/rain_gauge/__init__.py", "blueprints/rain_gauge.py", "tests/test_rain_gauge.py"]
+        "models/rain_gauge/__init__.py", "blueprints/rain_gauge.py", "tests/api/test_rain_gauge.py"]
     blueprint = (tmp_path / "blueprints" / "rain_gauge.py").read_text()
     assert "class RainGaugeRequest(ApiModel)" in blueprint and "main=True" in blueprint
     assert "label='Rain \"gauge\" \\\\ model'" in blueprint
@@ -118,7 +93,7 @@ def test_scaffolded_model_passes_its_tests_and_is_served(tmp_path):
     assert made.returncode == 0, made.stderr
     assert f"created blueprints/{NAME}.py" in made.stdout
 
-    tested = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/test_{NAME}.py"], cwd=project)
+    tested = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", f"tests/api/test_{NAME}.py"], cwd=project)
     assert tested.returncode == 0, tested.stdout[-4000:] + tested.stderr[-2000:]
     assert "5 passed" in tested.stdout
 

@@ -1,9 +1,7 @@
 """Dataset parsing and the per-instance store, on local folders."""
-import importlib.util
 import json
 import re
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,21 +13,14 @@ from shared.dataset import DEFAULT_SIDS, MANIFEST, MAX_ABS_VALUE, DatasetFormatE
 from shared.errors import DatasetUnavailable
 from shared.store import DatasetStore, LocalFolderSource
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import upload_dataset, with_huge_values, write_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
 WDI = ROOT / "data" / "wdi"
-_spec = importlib.util.spec_from_file_location("upload_dataset", ROOT / "infra" / "scripts" / "upload_dataset.py")
-upload_dataset = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("upload_dataset", upload_dataset)
-_spec.loader.exec_module(upload_dataset)
 
 
 def files_of(folder: Path) -> dict:
     return {p.name: str(p) for p in folder.iterdir() if p.is_file()}
-
-
-def write_manifest(folder: Path) -> None:
-    """What a publisher does after changing a folder's files: vouch for the new version."""
-    assert upload_dataset.main(["--manifest-only", str(folder)]) == 0
 
 
 @pytest.fixture
@@ -412,28 +403,6 @@ def test_upload_script_refuses_to_vouch_for_a_header_only_dataset(folder):
 
 
 # --------------------------------------------------------------------------- values the models cannot use
-HUGE = {"1e39": 1e39, "1e308": 1e308, "-2.5e20": -2.5e20, "inf": float("inf")}
-
-
-JUST_INSIDE = {"9.9e14": 9.9e14, "-9.9e14": -9.9e14, "5e14": 5e14, "1e15": 1e15}
-
-
-def with_huge_values(folder: Path, indicator: str, years=("2015", "2014"), values=HUGE) -> list[tuple[int, str, str]]:
-    """Put values' spellings into indicator's rows (first four countries that have it); returns (row, year, country)."""
-    import pandas as pd
-
-    frame = pd.read_csv(folder / "indicatorData.csv", dtype=str, keep_default_na=False)
-    rows = list(frame.index[frame["Indicator Code"] == indicator][:4])
-    placed = []
-    for k, (row, text) in enumerate(zip(rows, values)):
-        year = years[k % len(years)]
-        frame.at[row, year] = text
-        placed.append((row, year, frame.at[row, "Country Code"]))
-    frame.to_csv(folder / "indicatorData.csv", index=False)
-    write_manifest(folder)
-    return placed
-
-
 def test_huge_and_infinite_values_load_as_missing_and_are_reported(folder):
     indicator = "wdi-SP.URB.TOTL.IN.ZS"
     placed = with_huge_values(folder, indicator)
@@ -455,33 +424,6 @@ def test_data_holding_only_unusable_values_is_refused(folder):
     path.write_text("Country Code,Indicator Code,2015\nFJI,wdi-SP.URB.TOTL.IN.ZS,1e300\n")
     with pytest.raises(DatasetFormatError, match="indicatorData.csv: holds no usable value"):
         build_dataset(files_of(folder))
-
-
-@pytest.mark.parametrize("interpolator, method, values", [
-    ("IterativeImputer", "default", HUGE), ("IterativeImputer", "legacy", HUGE), ("KNNImputer", "legacy", HUGE),
-    ("IterativeImputer", "legacy", JUST_INSIDE),  # the bound itself is safe for the most fragile method
-], ids=["iterative", "iterative-legacy", "knn-legacy", "iterative-legacy-at-bound"])
-def test_predictions_on_data_with_huge_values_are_finite(call, folder, interpolator, method, values):
-    from shared.store import set_store
-
-    target, predictor = "wdi-EG.ELC.ACCS.UR.ZS", "wdi-SP.URB.TOTL.IN.ZS"
-    with_huge_values(folder, predictor, values=values)
-    with_huge_values(folder, target, years=("2014", "2013"), values=values)
-    set_store(DatasetStore(LocalFolderSource(folder), refresh_seconds=3600))
-    try:
-        reply = call("POST", "/twolvlImp/predict", {
-            "target": target, "target_year": "2015", "interpolator": interpolator, "scheme": "MANUAL",
-            "manual_predictors": [predictor], "estimators": 10, "model": "rfr", "interval": "quantile",
-            "dataset": "wdi", "method": method})
-    finally:
-        set_store(None)
-    assert reply.status == 200, reply.body[:500]
-    body = reply.json()
-    numbers = [body["rmse"], body["rmse_deviation"], *body["prediction"]["prediction"],
-               *body["prediction"]["lower"], *body["prediction"]["upper"]]
-    assert numbers and all(isinstance(v, float) and np.isfinite(v) for v in numbers), numbers[:10]
-    if values is HUGE:
-        assert max(abs(v) for v in body["prediction"]["prediction"]) < 1e3  # a percentage, not an overflow
 
 
 # --------------------------------------------------------------------------- storage timeouts

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import free_port, stop_process, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 BICEP = INFRA / "serverless" / "function-app.bicep"
 ARM = INFRA / "serverless" / "azuredeploy.json"

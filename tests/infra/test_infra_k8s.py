@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "infra" / "k8s"
 SCHEMA = json.loads((K8S / "httpscaledobject.schema.json").read_text())
 # The Kubernetes minor versions AKS supports around now, and the newest kubernetes-validate knows.
