@@ -89,3 +89,17 @@ def with_huge_values(folder: Path, indicator: str, years=("2015", "2014"), value
     frame.to_csv(folder / "indicatorData.csv", index=False)
     write_manifest(folder)
     return placed
+
+
+def asgi_request(server, method: str, path: str, **kwargs):
+    """One request to an ASGI app (e.g. the local host's FunctionAppServer) without a socket."""
+    import asyncio
+
+    import httpx
+
+    async def go():
+        transport = httpx.ASGITransport(app=server)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.request(method, path, **kwargs)
+
+    return asyncio.run(go())

@@ -9,19 +9,17 @@ after every existing name.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
 
 import azure.functions as func
-import httpx
 import pytest
 
 from conftest import ROOT
 from shared.asgi_server import FunctionAppServer
 from shared.routing import app_routes, resolve
-from helpers import copy_project, run
+from helpers import asgi_request, copy_project, run
 
 INDEX = """
 import json
@@ -134,15 +132,6 @@ def test_our_resolver_agrees_with_the_host_on_every_request(app):
 
 
 # ---------------------------------------------------------------------------- the local host
-def _asgi(server, method, path, **kwargs):
-    async def go():
-        transport = httpx.ASGITransport(app=server)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.request(method, path, **kwargs)
-
-    return asyncio.run(go())
-
-
 def _probe_app():
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -163,26 +152,26 @@ def _probe_app():
 
 def test_local_host_routes_first_match_in_name_order_and_shapes_requests_like_the_host():
     server = _probe_app()
-    seen = _asgi(server, "GET", "/echo/ana?x=1&empty=&y=", headers={"X-Mixed-Case": "1"})
+    seen = asgi_request(server, "GET", "/echo/ana?x=1&empty=&y=", headers={"X-Mixed-Case": "1"})
     assert seen.status_code == 200
     assert seen.json()["params"] == {"x": "1"}                        # empty values dropped
     assert "x-mixed-case" in seen.json()["headers"]
     assert seen.headers["content-type"] == "application/json"         # no charset on non-text types
-    caught = _asgi(server, "PUT", "/echo/ana")                        # a_ sorts first: its catch-all wins
+    caught = asgi_request(server, "PUT", "/echo/ana")                        # a_ sorts first: its catch-all wins
     assert caught.text == "<p>caught</p>" and caught.headers["content-type"] == "text/html; charset=utf-8"
-    unrouted = _asgi(server, "DELETE", "/echo/ana")                   # nobody lists DELETE
+    unrouted = asgi_request(server, "DELETE", "/echo/ana")                   # nobody lists DELETE
     assert unrouted.status_code == 404 and unrouted.content == b""
 
 
 def test_local_host_forwards_a_body_only_with_a_content_length():
     server = _probe_app()
-    sized = _asgi(server, "POST", "/echo/ana", content=b'{"a": 1}')
+    sized = asgi_request(server, "POST", "/echo/ana", content=b'{"a": 1}')
     assert sized.json()["body"] == '{"a": 1}'
 
     async def chunks():  # no Content-Length: sent chunked
         yield b'{"a": 1}'
 
-    chunked = _asgi(server, "POST", "/echo/ana", content=chunks())
+    chunked = asgi_request(server, "POST", "/echo/ana", content=chunks())
     assert chunked.json()["body"] == ""
 
 

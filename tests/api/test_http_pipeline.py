@@ -13,6 +13,7 @@ from shared.errors import UnsupportedValue
 from shared.http import MODEL_ERROR_ANSWERS, ApiBlueprint
 from shared.asgi_server import FunctionAppServer
 from conftest import client_headers
+from helpers import asgi_request
 from shared.routing import app_routes, host_request, resolve
 from shared.settings import Settings, reset_settings
 from shared.validation import ApiModel, Lookup, RequiredIf
@@ -238,19 +239,8 @@ def test_control_characters_in_a_request_cannot_forge_log_lines(caplog):
     with caplog.at_level(logging.INFO):
         route.handler(func.HttpRequest("PUT\r\nINFO forged", "http://localhost/shop/big", body=b""))
         server = FunctionAppServer(APP)
-        httpx_get(server, "/shop/big%0D%0AINFO%20forged%20line")
+        asgi_request(server, "GET", "/shop/big%0D%0AINFO%20forged%20line")
     messages = [r.getMessage() for r in caplog.records if r.name in ("sids.http", "sids.localhost")]
     assert len(messages) >= 2 and any("forged" in m for m in messages)
     assert all("\n" not in m and "\r" not in m for m in messages)
 
-
-def httpx_get(server, path):
-    import asyncio
-
-    import httpx
-
-    async def go():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server), base_url="http://test") as client:
-            return await client.get(path)
-
-    return asyncio.run(go())

@@ -1,24 +1,17 @@
 """The local host serves the FunctionApp's own registered functions over real HTTP."""
-import asyncio
-import gzip
 import subprocess
 import sys
 
 import azure.functions as func
 import httpx
-import pytest
 
 from conftest import ROOT, start_local_host, stop_process
+from helpers import asgi_request
 from shared.asgi_server import FunctionAppServer
 
 
 def _asgi_get(server, path, method="GET", **kwargs):
-    async def go():
-        transport = httpx.ASGITransport(app=server)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.request(method, path, **kwargs)
-
-    return asyncio.run(go())
+    return asgi_request(server, method, path, **kwargs)
 
 
 def test_dispatches_to_functions_registered_on_the_app():
