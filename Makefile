@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 7071
 WORKERS ?= 1
 
-.PHONY: run test setup eval bench bench-quick synthetic load clean
+.PHONY: run test setup eval eval-quick bench bench-quick synthetic load clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,10 @@ synthetic: $(VENV)/.installed
 	$(PY) scripts/make_synthetic.py bench-results/synthetic --parquet
 
 eval: $(VENV)/.installed
-	$(PY) scripts/eval_twolvlimp.py --check
+	$(PY) scripts/eval_twolvlimp.py --full --json bench-results/eval.json
+
+eval-quick: $(VENV)/.installed
+	$(PY) scripts/eval_twolvlimp.py --quick
 
 load: $(VENV)/.installed
 	$(PY) load/run_load.py

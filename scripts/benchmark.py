@@ -524,9 +524,9 @@ def form_default_body(data) -> tuple[dict, str | None]:
 def forget_everything(data) -> None:
     """A fresh instance's state without a new process: the result cache, the learned durations and every
     per-data-version memo (imputations, selections, year look-ups) are dropped."""
-    from models.twolvlimp import service
+    import blueprints.twolvlimp as twolvlimp
 
-    service.reset_state()
+    twolvlimp.use_runtime(None)  # the next request builds a new runtime from the settings
     with data._memo_lock:
         data._memo.clear()
 

@@ -1,8 +1,9 @@
 """Two-level imputation (twolvlImp): pure ML, no HTTP.
 
-Level 1 fills the gaps of the candidate predictors with a base imputer; level 2 trains a
-cross-validated tree model on every country with a target value and predicts the SIDS whose
-value is missing, with calibrated 90% intervals. See docs/twolvlimp.md.
+Level 1 fills the gaps of the candidate predictors with a base imputer; level 2 stacks the
+user's cross-validated tree model with ridge regressions and the mean (weights chosen out of
+fold) on every country with a target value and predicts the SIDS whose value is missing, with
+conformal 90% intervals. See docs/twolvlimp.md.
 
 Public entry points (what blueprints/twolvlimp.py and scripts/eval_twolvlimp.py call):
 
@@ -12,7 +13,8 @@ Public entry points (what blueprints/twolvlimp.py and scripts/eval_twolvlimp.py 
 * :mod:`models.twolvlimp.data` -- look-ups (target years, datasets, targets, predictors...) and
   request checking (:class:`ImputationRequest`, :class:`ImputationError`);
 * the estimators: :class:`DepthForest`, :class:`BoostedTrees`, :class:`GeometricRFE`,
-  :class:`ScaledKNNImputer`, and :func:`fit_and_predict` (the second level).
+  :class:`ScaledKNNImputer`, :func:`fit_stacked` (the default method's second level) and
+  :func:`fit_and_predict` (the trees alone, with the former fixed shrinkage).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ _EXPORTS = {
     "fit_and_predict": "engine",
     "ScaledKNNImputer": "imputers", "make_base_imputer": "imputers",
     "GeometricRFE": "selection", "pca_select": "selection",
+    "fit_stacked": "stacking",
     "TwoLevelRuntime": "service",
     "BoostedTrees": "trees", "DepthForest": "trees",
 }

@@ -23,11 +23,12 @@ import time
 import numpy as np
 
 from models.twolvlimp.data import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
-from models.twolvlimp.engine import LEVEL, balanced_weights, fit_and_predict
+from models.twolvlimp.engine import LEVEL, balanced_weights
 from models.twolvlimp.imputers import impute
 from models.twolvlimp.memo import work_memo
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
-from models.twolvlimp.selection import GeometricRFE, pca_select
+from models.twolvlimp.selection import afs_select, pca_select
+from models.twolvlimp.stacking import fit_stacked
 from models.twolvlimp.temporal import own_series
 from shared.dataset import Dataset
 
@@ -88,8 +89,7 @@ def select_columns(ds: Dataset, r: ResolvedRequest, cols: np.ndarray, Z: np.ndar
     k = r.number_predictor
     if r.scheme == "AFS":
         def compute():
-            rfe = GeometricRFE(n_features_to_select=k, n_estimators=RFE_TREES, random_state=SEED)
-            return np.flatnonzero(rfe.fit(Z[train], y, w).support_)
+            return afs_select(Z[train], y, k, w, random_state=SEED, n_estimators=RFE_TREES)[0]
     else:
         def compute():
             return np.sort(pca_select(Z[train], k, standardize=True))
@@ -112,6 +112,7 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     sel = select_columns(ds, r, cols, Z, train, y, w)
     codes = [str(ds.indicators[cols[i]]) for i in sel]
     X = Z[:, sel]
+    gaps = np.isnan(ds.year_matrix(r.year)[:, cols[sel]])   # cells the base imputer filled
     prepare_seconds = time.perf_counter() - started
 
     own = own_series(ds.values[:, :, j], ds.years, info.index)
@@ -132,8 +133,9 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
         XA = np.column_stack([X, own.features()])
         base = own.estimate
         yA = column[train_own] - base[train_own]
-        fit = fit_and_predict(XA[train_own], yA, sids[train_own], XA[own_rows], r.model, r.estimators,
-                              r.interval, SEED, LEVEL)
+        fit = fit_stacked(XA[train_own], yA, sids[train_own], XA[own_rows], r.model, r.estimators,
+                          r.interval, SEED, LEVEL, missing=np.column_stack([gaps, np.zeros((gaps.shape[0], 3), bool)])[train_own],
+                          missing_pred=np.column_stack([gaps, np.zeros((gaps.shape[0], 3), bool)])[own_rows])
         prediction[own_rows] = base[own_rows] + fit.prediction
         lower[own_rows] = base[own_rows] + fit.lower
         upper[own_rows] = base[own_rows] + fit.upper
@@ -149,7 +151,12 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
 
     if cross_rows.size:
         rows = np.flatnonzero(train)
-        fit = fit_and_predict(X[rows], y, sids[rows], X[cross_rows], r.model, r.estimators, r.interval, SEED, LEVEL)
+        fit = fit_stacked(X[rows], y, sids[rows], X[cross_rows], r.model, r.estimators, r.interval, SEED, LEVEL,
+                          missing=gaps[rows], missing_pred=gaps[cross_rows],
+                          # AFS/PCA ask the service to choose predictors: ridge on every candidate competes;
+                          # MANUAL predictors are the user's choice and stay the only ones
+                          X_all=None if r.scheme == "MANUAL" else Z[rows],
+                          Xp_all=None if r.scheme == "MANUAL" else Z[cross_rows])
         prediction[cross_rows] = fit.prediction
         lower[cross_rows] = fit.lower
         upper[cross_rows] = fit.upper

@@ -84,3 +84,96 @@ def pca_select(X: np.ndarray, k: int, standardize: bool = True) -> np.ndarray:
         chosen.append(int(np.argmax(loadings)))
         comp += 1
     return np.asarray(chosen, dtype=int)
+
+
+def lars_select(X: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """The first ``k`` features to enter the least-angle regression path (standardised columns, weighted rows).
+
+    Forward selection for *linear* relevance: a feature enters when it is the most correlated with
+    what the features already in do not explain, so a feature that matters only jointly does; a
+    (near-)duplicate (|correlation| > 0.999) of a feature already taken is skipped.
+    """
+    from sklearn.linear_model import lars_path
+
+    X = np.asarray(X, dtype=np.float64)
+    n, p = X.shape
+    k = min(k, p)
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    w = w / w.mean()
+    mean = np.average(X, axis=0, weights=w)
+    sd = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=w))
+    ok = sd > 0
+    Z = (X[:, ok] - mean[ok]) / sd[ok] * np.sqrt(w)[:, None]
+    t = (y - np.average(y, weights=w)) * np.sqrt(w)
+    import warnings
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate (collinear) columns are dropped by the path itself
+        _, active, _ = lars_path(Z, t, method="lar", max_iter=min(Z.shape[1], 3 * k))
+    # in path order, skipping (near-)duplicates of a column already taken: the path itself may let a
+    # copy in, since it is exactly as correlated with the residual as the original
+    chosen, taken = [], []
+    norms = np.linalg.norm(Z, axis=0)
+    for a in np.asarray(active, dtype=int):
+        if len(chosen) >= k:
+            break
+        if taken and np.max(np.abs(Z[:, taken].T @ Z[:, a]) / (norms[taken] * norms[a] + 1e-300)) > 0.999:
+            continue
+        taken.append(int(a))
+        chosen.append(int(np.flatnonzero(ok)[a]))
+    if len(chosen) < k:  # the path stopped early (fewer informative columns): fill by |correlation|
+        with np.errstate(all="ignore"):
+            corr = np.nan_to_num(np.abs(Z.T @ t) / (np.linalg.norm(Z, axis=0) * np.linalg.norm(t) + 1e-300))
+        for c in np.flatnonzero(ok)[np.argsort(-corr, kind="stable")]:
+            if len(chosen) >= k:
+                break
+            if c not in chosen:
+                chosen.append(int(c))
+        for c in range(p):
+            if len(chosen) >= k:
+                break
+            if c not in chosen:
+                chosen.append(c)
+    return np.sort(np.asarray(chosen, dtype=int))
+
+
+def cv_error(X: np.ndarray, y: np.ndarray, w: np.ndarray, random_state: int, n_trees: int = 30) -> dict:
+    """Weighted 5-fold out-of-fold MSE of a ridge regression and of a small random forest on ``X``."""
+    import warnings
+
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold
+
+    n = X.shape[0]
+    folds = KFold(n_splits=min(5, n), shuffle=True, random_state=random_state).split(X)
+    lin, rf = np.empty(n), np.empty(n)
+    for tr, te in folds:
+        mean, sd = X[tr].mean(axis=0), X[tr].std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ridge = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit((X[tr] - mean) / sd, y[tr], sample_weight=w[tr])
+        lin[te] = ridge.predict((np.clip(X[te], X[tr].min(0), X[tr].max(0)) - mean) / sd)
+        forest = DepthForest("rf", n_estimators=n_trees, random_state=random_state).fit(X[tr], y[tr], w[tr])
+        rf[te] = forest.predict(X[te], depth=None)
+    return {"ridge": float(np.average((y - lin) ** 2, weights=w)), "forest": float(np.average((y - rf) ** 2, weights=w))}
+
+
+def afs_select(X: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndarray, random_state: int,
+               n_estimators: int = 30) -> tuple[np.ndarray, dict]:
+    """AFS: forest RFE (non-linear relevance) or the LARS path (linear relevance), chosen by inner CV.
+
+    Both give ``k`` features; each set is scored by the better of a ridge regression and a small
+    forest, 5-fold out of fold on the training rows, and the set with the lower error is kept.
+    """
+    rfe = GeometricRFE(n_features_to_select=k, n_estimators=n_estimators, random_state=random_state)
+    by_rfe = np.flatnonzero(rfe.fit(X, y, sample_weight).support_)
+    by_lars = lars_select(X, y, k, sample_weight)
+    if np.array_equal(by_rfe, by_lars):
+        return by_rfe, {"chosen": "forest RFE and LARS agree"}
+    scores = {name: cv_error(X[:, cols], y, sample_weight, random_state, n_estimators)
+              for name, cols in (("forest_rfe", by_rfe), ("lars", by_lars))}
+    best = {name: min(s.values()) for name, s in scores.items()}
+    name = min(best, key=lambda v: (best[v], v != "forest_rfe"))
+    info = {"chosen": name, "cv_rmse": {k_: float(np.sqrt(v)) for k_, v in best.items()}}
+    return (by_rfe if name == "forest_rfe" else by_lars), info

@@ -1,0 +1,384 @@
+"""Second level of the default method: the user's tree learner and a regularised linear model, combined
+by cross-validation inside the request, with locally adaptive conformal intervals.
+
+Why: trees cannot extrapolate and average toward the mean of their leaves, so on targets that are
+near-linear in the predictors, and for SIDS that are unlike most training rows, they collapse toward
+the mean; a ridge regression on the standardised predictors does not, but misses non-linear and
+sub-group structure. Neither is best everywhere, and which one is best for a request is decided on
+that request's own data:
+
+1. **Trees** (``rfr``, ``etr``, ``gbr``, or the best of the three for ``all``): the same 5-fold search
+   over ``max_depth`` as before (:mod:`models.twolvlimp.engine`'s fold models), which also gives
+   their out-of-fold predictions.
+2. **Ridge** on the same folds: per fold, columns that are non-negative and strongly right-skewed
+   are log-transformed (and, for such a target, ridge on log(target) replaces ridge on the target when
+   its out-of-fold error is lower), every column is standardised on the fold's training rows, and the penalty
+   is chosen by the closed-form leave-one-out error, with the SIDS-balancing weights. A predictor
+   the base imputer filled for a row is left out for that row (a reduced ridge per pattern of
+   missing predictors). Rows unlike the training rows are extrapolated linearly, but no further
+   than half the training range beyond it (inputs are clipped there; the final prediction is also
+   clipped to the target's observed range), and their intervals widen with the ridge leverage. For AFS/PCA a second ridge on *every* candidate predictor also competes
+   (regularisation instead of selection).
+3. **Stacking**: the weights (multiples of 0.1 summing to 1) of ridge, trees, ridge on every candidate
+   and the constant (the fold's SIDS-balanced training mean) that minimise the weighted out-of-fold
+   squared error. The prediction moves toward the mean only when that wins out of fold (heavy-tailed
+   targets where neither model generalises); otherwise the weight on the mean is 0.
+4. The final prediction averages the 5 fold models (as in CV+), so the out-of-fold errors describe it.
+
+Intervals (90%), calibrated on the out-of-fold residuals of the stacked prediction with the
+finite-sample weighted conformal quantile (SIDS weighted as much as all other countries):
+
+* ``quantile``: normalised (locally adaptive) conformal: ``|y - oof| / s(x)`` with ``s(x)`` one of: a
+  constant; the spread of the single-tree predictions plus ``b`` times its median (``b`` in 0.5, 1, 2;
+  forests in the stack); ``sqrt(1 + leverage)`` of the ridge (ridge in the stack); the one with the
+  narrowest calibrated intervals out of fold is used.
+* ``bootstrap``: the residual bootstrap of :func:`models.twolvlimp.intervals.bootstrap_interval`
+  (the same offsets for every country).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import KFold
+
+from models.twolvlimp.engine import (BOOSTING_DEPTHS, ESTIMATOR_NAMES, FOREST_DEPTHS, KINDS, N_FOLDS, FitResult,
+                                     _boosting_fold, _depth_key, _forest_fold, _wmse, balanced_weights, pool)
+from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
+
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
+SKEW_LOG = 2.0                      # log-transform non-negative columns more skewed than this
+SCALE_MIX = (0.5, 1.0, 2.0, None)
+EXTRAPOLATE = 0.5                   # ridge inputs are clipped to the training range widened by this share
+MONDRIAN_MIN = 19                  # SIDS rows needed to calibrate on them alone (finite 90% quantile)   # s(x) = spread(x) + b * median(spread); None = constant scale
+
+
+@dataclass
+class _Trees:
+    kind: str
+    depth: object
+    oof: np.ndarray
+    prediction: np.ndarray
+    spread_oof: np.ndarray | None
+    spread_pred: np.ndarray | None
+    importances: np.ndarray
+    scores: dict
+    candidates: dict
+
+
+def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int) -> _Trees:
+    """The depth (and kind, for ``all``) search of the engine, keeping what stacking needs."""
+    n = X.shape[0]
+    kinds = list(KINDS) if model == "all" else [model]
+    ex = pool()
+    jobs = {}
+    for kind in kinds:  # boosting first: its folds are the longest jobs
+        if kind == "gbr":
+            jobs[kind] = [ex.submit(_boosting_fold, X, y, w, tr, te, Xp, n_estimators, seed) for tr, te in folds]
+    for kind in kinds:
+        if kind != "gbr":
+            jobs[kind] = [ex.submit(_forest_fold, kind, X, y, w, tr, te, Xp, n_estimators, seed) for tr, te in folds]
+    summaries = {}
+    for kind in kinds:
+        outs = [job.result() for job in jobs[kind]]
+        depths = BOOSTING_DEPTHS if kind == "gbr" else FOREST_DEPTHS
+        scores, oofs = {}, {}
+        for d in depths:
+            oof = np.empty(n)
+            for (_, te), out in zip(folds, outs):
+                oof[te] = out.oof[d] if kind == "gbr" else out.oof[d].mean(axis=0)
+            oofs[d] = oof
+            scores[d] = _wmse(y, oof, w)
+        best = min(depths, key=lambda d: (scores[d], depths.index(d)))
+        summaries[kind] = {"best": best, "score": scores[best], "scores": scores, "oof": oofs[best], "folds": outs}
+    kind = min(kinds, key=lambda k: (summaries[k]["score"], kinds.index(k)))
+    s = summaries[kind]
+    depth, outs = s["best"], s["folds"]
+    spread_oof = spread_pred = None
+    if kind == "gbr":
+        prediction = np.mean([out.pred[depth] for out in outs], axis=0)
+        importances = np.mean([out.importances[depth] for out in outs], axis=0)
+    else:
+        pred_trees = np.concatenate([out.pred[depth] for out in outs], axis=0)
+        prediction = pred_trees.mean(axis=0)
+        spread_pred = pred_trees.std(axis=0)
+        spread_oof = np.empty(n)
+        for (_, te), out in zip(folds, outs):
+            spread_oof[te] = out.oof[depth].std(axis=0)
+        importances = np.mean([out.importances.importances(depth) for out in outs], axis=0)
+    importances = np.asarray(importances, dtype=np.float64)
+    if importances.sum() > 0:
+        importances = importances / importances.sum()
+    return _Trees(kind=kind, depth=depth, oof=s["oof"], prediction=prediction, spread_oof=spread_oof,
+                  spread_pred=spread_pred, importances=importances,
+                  scores={_depth_key(d): float(np.sqrt(v)) for d, v in s["scores"].items()},
+                  candidates={k: float(np.sqrt(v["score"])) for k, v in summaries.items()})
+
+
+def _skewed(col: np.ndarray) -> bool:
+    if col.min() < 0:
+        return False
+    sd = col.std()
+    if sd == 0:
+        return False
+    return float(np.mean(((col - col.mean()) / sd) ** 3)) > SKEW_LOG
+
+
+class LinearStage:
+    """Ridge on log-transformed (when skewed), standardised columns; penalty by leave-one-out CV."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> "LinearStage":
+        X = np.asarray(X, dtype=np.float64)
+        self.log_ = np.array([_skewed(X[:, k]) for k in range(X.shape[1])], dtype=bool)
+        self.offset_ = np.where(self.log_, np.array([_positive_floor(X[:, k]) for k in range(X.shape[1])]), 0.0)
+        Z = self._transform(X)
+        # rows to predict may lie beyond the training rows (SIDS often do): extrapolate, but at most half
+        # the training range beyond it, so one extreme predictor value cannot produce a wild prediction
+        span = Z.max(axis=0) - Z.min(axis=0)
+        self.lo_, self.hi_ = Z.min(axis=0) - EXTRAPOLATE * span, Z.max(axis=0) + EXTRAPOLATE * span
+        self.mean_ = np.average(Z, axis=0, weights=w)
+        sd = np.sqrt(np.average((Z - self.mean_) ** 2, axis=0, weights=w))
+        self.sd_ = np.where(sd > 0, sd, 1.0)
+        self.coef_, self.intercept_, self.alpha_, self.gram_ = ridge_loo((Z - self.mean_) / self.sd_, y, w, RIDGE_ALPHAS)
+        return self
+
+    def leverage(self, X: np.ndarray) -> np.ndarray:
+        """x' (A'A + alpha I)^-1 x (+ the intercept's 1/n) for new rows: how far a row is from the
+        training rows in the directions the model uses; the classical interval factor is sqrt(1 + h)."""
+        zm, Vt, denom, total_w = self.gram_
+        Z = (np.clip(self._transform(np.asarray(X, dtype=np.float64)), self.lo_, self.hi_) - self.mean_) / self.sd_
+        return ((Z - zm) @ Vt.T) ** 2 @ (1 / denom) + 1 / total_w
+
+    def _transform(self, X):
+        if not self.log_.any():
+            return X
+        X = X.copy()
+        X[:, self.log_] = np.log(np.maximum(X[:, self.log_], 0) + self.offset_[self.log_])
+        return X
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        Z = np.clip(self._transform(np.asarray(X, dtype=np.float64)), self.lo_, self.hi_)
+        return (Z - self.mean_) / self.sd_ @ self.coef_ + self.intercept_
+
+    @property
+    def importances(self) -> np.ndarray:
+        return np.abs(self.coef_)
+
+
+def ridge_loo(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alphas) -> tuple[np.ndarray, float, float]:
+    """Weighted ridge with intercept, its penalty chosen by the closed-form leave-one-out error
+    (one SVD for every penalty, as RidgeCV's efficient LOO): (coefficients, intercept, penalty)."""
+    w = np.asarray(w, dtype=np.float64)
+    sw = np.sqrt(w / w.mean())
+    ym = float(np.average(y, weights=w))
+    zm = np.average(Z, axis=0, weights=w)
+    A = (Z - zm) * sw[:, None]
+    t = (y - ym) * sw
+    U, sv, Vt = np.linalg.svd(A, full_matrices=False)
+    Ut = U.T @ t
+    best = None
+    for alpha in alphas:
+        d = sv ** 2 / (sv ** 2 + alpha)
+        fitted = U @ (d * Ut)
+        h = (U ** 2) @ d + sw ** 2 / (sw ** 2).sum()      # leverage, including the intercept's
+        loo = (t - fitted) / np.maximum(1 - h, 1e-6)
+        err = float(np.mean(loo ** 2))
+        if best is None or err < best[0] - 1e-15:
+            best = (err, alpha)
+    alpha = best[1]
+    coef = Vt.T @ (sv / (sv ** 2 + alpha) * Ut)
+    return coef, ym - float(zm @ coef), float(alpha), (zm, Vt, sv ** 2 + alpha, (sw ** 2).sum())
+
+
+def _positive_floor(col: np.ndarray) -> float:
+    """A small positive offset for log(x + offset): a tenth of the smallest positive value (or 1)."""
+    pos = col[col > 0]
+    return float(pos.min() / 10) if pos.size else 1.0
+
+
+def _reduced_predict(X_tr, y_tr, w_tr, full: LinearStage, X_new, missing, models: dict) -> np.ndarray:
+    """Ridge predictions where a row's own missing predictors are left out (a *reduced model* per pattern)
+    instead of read from their imputed values; rows without gaps use the full model."""
+    out = full.predict(X_new)
+    lev = full.leverage(X_new)
+    if missing is None or not missing.any():
+        return out, lev
+    patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    for k, pattern in enumerate(patterns):
+        if not pattern.any():
+            continue
+        rows = np.flatnonzero(inverse == k)
+        key = pattern.tobytes()
+        if key not in models:
+            keep = ~pattern
+            models[key] = (keep, LinearStage().fit(X_tr[:, keep], y_tr, w_tr) if keep.any() else None)
+        keep, stage = models[key]
+        if stage is None:
+            out[rows], lev[rows] = np.average(y_tr, weights=w_tr), 1 / y_tr.size
+        else:
+            out[rows], lev[rows] = stage.predict(X_new[rows][:, keep]), stage.leverage(X_new[rows][:, keep])
+    return out, lev
+
+
+def _linear(X, y, w, Xp, folds, missing=None, missing_pred=None):
+    n = X.shape[0]
+    oof, oof_lev = np.empty(n), np.empty(n)
+    preds, levs, imps, alphas = [], [], [], []
+    for tr, te in folds:
+        stage = LinearStage().fit(X[tr], y[tr], w[tr])
+        models: dict = {}
+        oof[te], oof_lev[te] = _reduced_predict(X[tr], y[tr], w[tr], stage, X[te],
+                                                None if missing is None else missing[te], models)
+        p, lev = _reduced_predict(X[tr], y[tr], w[tr], stage, Xp, missing_pred, models)
+        preds.append(p)
+        levs.append(lev)
+        imps.append(stage.importances)
+        alphas.append(stage.alpha_)
+    imp = np.mean(imps, axis=0)
+    imp = imp / imp.sum() if imp.sum() > 0 else imp
+    return oof, np.mean(preds, axis=0), imp, alphas, (oof_lev, np.mean(levs, axis=0))
+
+
+def _normalised_interval(y, oof, w, prediction, spread_oof, spread_pred, test_weight, level, leverage=None):
+    """Locally adaptive split-conformal band: the scale with the narrowest calibrated band out of fold.
+
+    Scales: constant; the single-tree spread + b x its median (when trees are in the stack);
+    sqrt(1 + ridge leverage) (when ridge is: wider for rows unlike the training rows)."""
+    resid = np.abs(y - oof)
+    scales = [("constant", np.ones_like(oof), np.ones_like(prediction))]
+    if spread_oof is not None and float(np.median(spread_oof)) > 0:
+        base = float(np.median(spread_oof))
+        scales += [(f"single-tree spread + {b} x its median", spread_oof + b * base, spread_pred + b * base)
+                   for b in SCALE_MIX if b is not None]
+    if leverage is not None:
+        scales.append(("sqrt(1 + ridge leverage)", np.sqrt(1 + leverage[0]), np.sqrt(1 + leverage[1])))
+    best = None
+    for name, s_oof, s_pred in scales:
+        q = weighted_conformal_quantile(resid / s_oof, w, level, test_weight)
+        width = float(np.average(2 * q * s_oof, weights=w))
+        if best is None or width < best[0] - 1e-12:
+            best = (width, name, q, s_pred)
+    _, name, q, s_pred = best
+    half = q * s_pred
+    return prediction - half, prediction + half, {
+        "calibration": "normalised split-conformal on out-of-fold residuals of the stacked prediction",
+        "scale": name, "adjustment": q}
+
+
+def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarray, model: str, n_estimators: int,
+                interval: str, seed: int, level: float = 0.9, missing: np.ndarray | None = None,
+                missing_pred: np.ndarray | None = None, linear: bool = True, X_all: np.ndarray | None = None,
+                Xp_all: np.ndarray | None = None) -> FitResult:
+    """Trees and ridge on the same folds, stacked by out-of-fold error; conformal intervals.
+
+    ``missing`` / ``missing_pred`` flag the cells of ``X`` / ``Xp`` that the base imputer filled: the
+    ridge stage leaves them out (reduced models). ``linear=False`` keeps the trees alone.
+    ``X_all`` / ``Xp_all`` (every candidate predictor, imputed) add a fourth part to the stack: ridge on
+    all candidates, regularisation instead of selection.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Xp = np.asarray(Xp, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = X.shape[0]
+    w = balanced_weights(is_sids)
+    folds = list(KFold(n_splits=min(N_FOLDS, n), shuffle=True, random_state=seed).split(X))
+    trees = _trees(X, y, w, Xp, model, n_estimators, folds, seed)
+    target_transform = "none"
+    if linear:
+        lin_oof, lin_pred, lin_imp, alphas, lin_lev = _linear(X, y, w, Xp, folds, missing, missing_pred)
+        if y.min() >= 0 and _skewed(y):
+            # a non-negative, strongly right-skewed target: ridge on log(y + offset) competes, out of fold
+            off = float(y[y > 0].min()) if (y > 0).any() else 1.0
+            l_oof, l_pred, l_imp, l_alphas, l_lev = _linear(X, np.log(y + off), w, Xp, folds, missing, missing_pred)
+            # (capped so that a wild extrapolation stays finite; the final prediction is clipped to the range)
+            l_oof, l_pred = np.exp(np.minimum(l_oof, 700)) - off, np.exp(np.minimum(l_pred, 700)) - off
+            if _wmse(y, l_oof, w) < _wmse(y, lin_oof, w):
+                lin_oof, lin_pred, lin_imp, alphas, lin_lev = l_oof, l_pred, l_imp, l_alphas, l_lev
+                target_transform = f"log(y + {off:.4g})"
+    else:
+        lin_oof, lin_pred, lin_imp, alphas, lin_lev = trees.oof, trees.prediction, trees.importances, [], None
+    # the constant: each fold's (SIDS-balanced) training mean, so it is scored out of fold like the others
+    const_oof = np.empty(n)
+    for tr, te in folds:
+        const_oof[te] = np.average(y[tr], weights=w[tr])
+    const_pred = np.full(Xp.shape[0], float(np.average(y, weights=w)))
+    use_all = linear and X_all is not None and X_all.shape[1] > X.shape[1]
+    if use_all:
+        all_oof, all_pred, _, all_alphas, all_lev = _linear(np.asarray(X_all, np.float64), y, w,
+                                                   np.asarray(Xp_all, np.float64), folds)
+    else:
+        all_oof, all_pred, all_alphas, all_lev = const_oof, const_pred, [], None
+    grid = [(r / 10, t / 10, c / 10, round(1 - (r + t + c) / 10, 10))
+            for r in range(11) for t in range(11 - r) for c in range(11 - r - t)]
+    if not linear:
+        grid = [g for g in grid if g[0] == 0]
+    if not use_all:
+        grid = [g for g in grid if g[3] == 0]
+
+    def mix(g, lin, tree, const, every):
+        return g[0] * lin + g[1] * tree + g[2] * const + g[3] * every
+
+    scores = {g: _wmse(y, mix(g, lin_oof, trees.oof, const_oof, all_oof), w) for g in grid}
+    # least error; among equals, the least weight on the constant, then on ridge on all candidates
+    g = min(grid, key=lambda v: (scores[v], v[2], v[3], v[0]))
+    a = g[0]
+    oof = mix(g, lin_oof, trees.oof, const_oof, all_oof)
+    prediction = mix(g, lin_pred, trees.prediction, const_pred, all_pred)
+    importances = a * lin_imp + g[1] * trees.importances
+    if importances.sum() > 0:
+        importances = importances / importances.sum()
+
+    sids = np.asarray(is_sids, bool)
+    # Calibration for SIDS: the rows to predict are SIDS, often unlike the other countries, so when
+    # enough training SIDS exist the conformal quantile is taken over the SIDS rows alone (Mondrian,
+    # group-conditional conformal prediction); otherwise over every row, SIDS weighted as all others.
+    if sids.sum() >= MONDRIAN_MIN:
+        calib, cw, tw, calibrated_on = sids, np.ones(int(sids.sum())), 1.0, "the SIDS rows (group-conditional)"
+    else:
+        calib, cw = np.ones(n, bool), w
+        tw = float(w[sids][0]) if sids.any() else 1.0
+        calibrated_on = "every row, SIDS weighted as all other countries together"
+    if interval == "bootstrap":
+        lower, upper, info = bootstrap_interval((y - oof)[calib], cw, prediction, seed=seed, level=level)
+    else:
+        spread_oof = spread_pred = None
+        if trees.spread_oof is not None and g[1] > 0:
+            spread_oof, spread_pred = g[1] * trees.spread_oof[calib], g[1] * trees.spread_pred
+        lev = lin_lev if (lin_lev is not None and a >= g[3] and a > 0) else all_lev if g[3] > 0 else None
+        lower, upper, info = _normalised_interval(y[calib], oof[calib], cw, prediction, spread_oof, spread_pred, tw,
+                                                  level, None if lev is None else (lev[0][calib], lev[1]))
+    info["calibrated_on"] = calibrated_on
+    lower, upper = np.minimum(lower, prediction), np.maximum(upper, prediction)
+
+    names = [name for name, v in zip(("ridge", "trees", "mean", "ridge_all_candidates"), g) if v > 0]
+    stack = {"chosen": "+".join(names), "weight_ridge": g[0], "weight_trees": g[1], "weight_mean": g[2],
+             "weight_ridge_all_candidates": g[3],
+             "cv_rmse": {"trees": float(np.sqrt(scores[(0.0, 1.0, 0.0, 0.0)])),
+                         "ridge": float(np.sqrt(scores[(1.0, 0.0, 0.0, 0.0)])) if linear else None,
+                         "mean": float(np.sqrt(scores[(0.0, 0.0, 1.0, 0.0)])),
+                         "ridge_all_candidates": float(np.sqrt(scores[(0.0, 0.0, 0.0, 1.0)])) if use_all else None,
+                         "stacked": float(np.sqrt(scores[g]))},
+             "ridge_all_candidates": {"n_candidates": int(X_all.shape[1]), "alpha_by_fold": all_alphas} if use_all else None,
+             "ridge": {"estimator": "ridge, penalty by leave-one-out CV", "alpha_by_fold": alphas,
+                       "transform": "log of skewed non-negative columns, standardised",
+                       "target_transform": target_transform,
+                       "missing_predictors": "left out per row (reduced models), not read from the imputed values"}
+             if linear else None}
+    params = {"estimator": ESTIMATOR_NAMES[trees.kind], "n_estimators": int(n_estimators), "max_depth": trees.depth,
+              "random_state": seed, "cv_folds": len(folds), "final_model": f"average of the {len(folds)} fold models",
+              "stack": stack}
+    if trees.kind == "gbr":
+        params.update({"learning_rate": 0.1, "loss": "squared_error"})
+    else:
+        params.update({"bootstrap": trees.kind == "rfr", "max_features": 1.0})
+    candidates = dict(trees.candidates)
+    if linear:
+        candidates["ridge"] = stack["cv_rmse"]["ridge"]
+    candidates["stacked"] = stack["cv_rmse"]["stacked"]
+    return FitResult(
+        kind=trees.kind, depth=trees.depth, params=params, prediction=prediction, lower=lower, upper=upper, oof=oof,
+        importances=importances, rmse=float(np.sqrt(np.mean((y - oof) ** 2))),
+        rmse_weighted=float(np.sqrt(_wmse(y, oof, w))),
+        rmse_sids=float(np.sqrt(np.mean((y[sids] - oof[sids]) ** 2))) if sids.any() else None,
+        cv_rmse_by_depth=trees.scores, interval_info=info, candidates=candidates)

@@ -1,0 +1,104 @@
+"""The default method's second level (models/twolvlimp/stacking.py) and AFS by inner CV, without HTTP."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.twolvlimp.selection import afs_select, lars_select
+from models.twolvlimp.stacking import LinearStage, fit_stacked, ridge_loo
+
+
+def linear_problem(seed=0, n=200, shift=0.0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6))
+    sids = rng.random(n) < 0.25
+    X[sids, 0] += shift                      # SIDS unlike the other rows
+    y = 3 * X[:, 0] - 2 * X[:, 1] + 0.3 * rng.normal(size=n)
+    return X, y, sids
+
+
+def test_ridge_loo_is_weighted_ridge():
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(1)
+    Z, w = rng.normal(size=(60, 4)), rng.uniform(0.5, 2, 60)
+    y = Z @ [1.0, -2.0, 0.0, 0.5] + rng.normal(size=60)
+    coef, intercept, alpha, _ = ridge_loo(Z, y, w, (0.1, 1.0, 10.0))
+    ref = Ridge(alpha=alpha).fit(Z, y, sample_weight=w / w.mean())
+    assert np.allclose(coef, ref.coef_) and np.isclose(intercept, ref.intercept_)
+
+
+def test_linear_target_outside_the_training_range_is_extrapolated_not_collapsed():
+    X, y, sids = linear_problem(shift=0.0)
+    rng = np.random.default_rng(5)
+    Xp = rng.normal(size=(40, 6))
+    Xp[:, 0] += 2.5                          # rows to predict beyond most training rows
+    truth = 3 * Xp[:, 0] - 2 * Xp[:, 1]
+    stacked = fit_stacked(X, y, sids, Xp, "rfr", 30, "quantile", seed=7)
+    trees = fit_stacked(X, y, sids, Xp, "rfr", 30, "quantile", seed=7, linear=False)
+    err = lambda f: float(np.sqrt(np.mean((f.prediction - truth) ** 2)))  # noqa: E731
+    assert stacked.params["stack"]["weight_ridge"] > 0.5
+    assert err(stacked) < 0.5 * err(trees)
+    assert np.std(stacked.prediction) / np.std(truth) > 0.9          # not collapsed toward the mean
+    assert stacked.params["stack"]["weight_mean"] == 0
+
+
+def test_the_mean_wins_only_when_nothing_generalises():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(150, 5))
+    y = rng.normal(size=150)                 # no relation at all
+    fit = fit_stacked(X, y, rng.random(150) < 0.3, X[:10], "rfr", 30, "quantile", seed=7)
+    assert fit.params["stack"]["weight_mean"] >= 0.5
+
+
+def test_imputed_predictors_are_left_out_of_the_ridge_for_that_row():
+    X, y, sids = linear_problem()
+    Xp = np.array([[1.0, 0.5, 0, 0, 0, 0], [1.0, 0.5, 0, 0, 0, 0]])
+    Xp_other = Xp.copy()
+    Xp_other[:, 1] = 40.0                    # a wild imputed value in column 1
+    missing = np.zeros((len(y), 6), bool)
+    missing_pred = np.zeros((2, 6), bool)
+    missing_pred[:, 1] = True
+    a = fit_stacked(X, y, sids, Xp, "rfr", 20, "quantile", seed=7, linear=True, missing=missing,
+                    missing_pred=missing_pred)
+    b = fit_stacked(X, y, sids, Xp_other, "rfr", 20, "quantile", seed=7, linear=True, missing=missing,
+                    missing_pred=missing_pred)
+    w = a.params["stack"]["weight_ridge"]
+    assert w == 1.0                          # a linear target: ridge alone
+    assert np.allclose(a.prediction, b.prediction)
+
+
+@pytest.mark.parametrize("interval", ["quantile", "bootstrap"])
+def test_conformal_intervals_cover_new_sids_rows(interval):
+    rng = np.random.default_rng(3)
+    n = 400
+    X = rng.normal(size=(n, 4))
+    sids = rng.random(n) < 0.3
+    noise = np.where(X[:, 2] > 0, 1.5, 0.3)  # heteroscedastic
+    y = 2 * X[:, 0] + np.sin(2 * X[:, 1]) + noise * rng.normal(size=n)
+    Xt = rng.normal(size=(3000, 4))
+    yt = 2 * Xt[:, 0] + np.sin(2 * Xt[:, 1]) + np.where(Xt[:, 2] > 0, 1.5, 0.3) * rng.normal(size=3000)
+    fit = fit_stacked(X, y, sids, Xt, "rfr", 40, interval, seed=7)
+    coverage = float(np.mean((yt >= fit.lower) & (yt <= fit.upper)))
+    assert 0.85 <= coverage <= 0.97, coverage
+    assert np.all(fit.lower <= fit.prediction) and np.all(fit.prediction <= fit.upper)
+    assert fit.interval_info["calibrated_on"].startswith("the SIDS rows")
+
+
+def test_lars_selection_finds_linear_features_and_skips_duplicates():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 30))
+    X[:, 7] = X[:, 3]                        # an exact duplicate
+    y = 2 * X[:, 3] - 1.5 * X[:, 11] + X[:, 20] + 0.2 * rng.normal(size=120)
+    chosen = set(lars_select(X, y, 3).tolist())
+    assert {11, 20} <= chosen and len(chosen & {3, 7}) == 1
+    cols, info = afs_select(X, y, 3, np.ones(120), random_state=7)
+    assert {11, 20} <= set(cols.tolist()) and len(set(cols.tolist()) & {3, 7}) == 1
+    assert info["chosen"]
+
+
+def test_skewed_columns_are_log_transformed():
+    rng = np.random.default_rng(6)
+    X = np.column_stack([np.exp(2 * rng.normal(size=200)), rng.normal(size=200)])
+    stage = LinearStage().fit(X, np.log(X[:, 0]) + X[:, 1], np.ones(200))
+    assert stage.log_.tolist() == [True, False]
