@@ -63,6 +63,7 @@ class Workload:
     n_predict: int = 0           # SIDS rows to predict
     gap_share: float = 0.0       # expected share of rows with an imputed cell among their predictors
     skewed_target: bool = False  # non-negative, right-skewed target: ridge on log(target) also competes
+    reduced_fits: float | None = None  # reduced ridge models per fold (None: from gap_share and the row counts)
 
     @property
     def prepare_cold(self) -> bool:
@@ -83,6 +84,8 @@ _COST = {
     "tree": 0.8e-7,        # per fold tree x row x log2(row), forests ...
     "tree_feature": 3.5e-8,  # ... plus this per feature
     "etr": 0.75,           # extra trees relative to a random forest
+    "fold_tree": 1e-4,     # default method: per forest tree of a fold (bootstrap, builder call, depth reader) ...
+    "fold_tree_scale": 0.55,  # ... plus this share of the tree's cost above (grown on 4/5 of the rows)
     "gbr": 3.5e-8,         # per boosting stage x row x log2(row) x feature
     "ridge": 1e-3,         # per ridge fit (leave-one-out penalty over 15 values; one BLAS thread) ...
     "ridge_cell": 2e-7,    # ... plus this per row x feature
@@ -156,10 +159,12 @@ def prior_model_seconds(w: Workload) -> float:
             trees += folds * _boosting_depths_grown(n_fold) * _boosting_stages(w.trees) * \
                 _COST["gbr"] * nlog * p
         else:  # per fold: one forest read at every depth
-            trees += folds * w.trees * _tree_seconds(n, p) * (_COST["etr"] if kind == "etr" else 1.0)
+            per_tree = _COST["fold_tree"] + _COST["fold_tree_scale"] * _tree_seconds(n, p)
+            trees += folds * w.trees * per_tree * (_COST["etr"] if kind == "etr" else 1.0)
     # ridge per fold: the full model and one reduced model per pattern of imputed predictors among the
     # fold's test rows and the rows to predict; again on log(target) for a skewed target
-    ridge_fits = folds * (1 + w.gap_share * (n / folds + w.n_predict)) * (2 if w.skewed_target else 1)
+    reduced = w.gap_share * (n / folds + w.n_predict) if w.reduced_fits is None else w.reduced_fits
+    ridge_fits = folds * (1 + reduced) * (2 if w.skewed_target else 1)
     ridge = _ridge_seconds(n_fold, p, ridge_fits)
     total = _COST["base"] + (trees + ridge) * w.n_submodels
     if w.scheme != "MANUAL" and w.n_candidates > p:  # ridge on every candidate (the cross-section model)
@@ -258,6 +263,15 @@ def workload(ds: Dataset, r: ResolvedRequest) -> Workload:
     else:
         shares = np.full(n_features, float(np.isnan(M[:, candidates]).mean()) if n_cand else 0.0)
     gap_share = float(1 - np.prod(1 - shares)) if len(shares) else 0.0
+    reduced_fits = None
+    if r.scheme == "MANUAL":  # the predictors are known: count the distinct patterns of imputed cells
+        def patterns(rows: np.ndarray) -> int:
+            g = np.isnan(M[np.ix_(rows, ds.indicators.get_indexer(list(r.manual_predictors)))])
+            g = g[g.any(axis=1)]
+            return int(np.unique(g, axis=0).shape[0]) if g.size else 0
+        # per fold: the prediction rows' patterns and, at most, those of a fifth of the training rows
+        in_fold = min(patterns(np.flatnonzero(train)), gap_share * n_train / N_FOLDS)
+        reduced_fits = patterns(np.flatnonzero(pred)) + in_fold
     y = column[train]
     skewed = False
     if r.method == "default":
@@ -275,7 +289,7 @@ def workload(ds: Dataset, r: ResolvedRequest) -> Workload:
                     selection_cold=selection_key(r) is not None and not work_memo_has(ds, selection_key(r)),
                     imputer=r.interpolator,
                     n_countries=len(ds.countries), n_predict=int(pred.sum()), gap_share=gap_share,
-                    skewed_target=skewed)
+                    skewed_target=skewed, reduced_fits=reduced_fits)
 
 
 # ------------------------------------------------------------------------------- service
