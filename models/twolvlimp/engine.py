@@ -4,7 +4,8 @@
 5 fold models are grown once to full depth and read at every depth of the grid (see
 :class:`~models.twolvlimp.trees.DepthForest`), so the grid costs one fit per fold instead of
 five; for gradient boosting a depth is skipped when the shallower fit never reached its limit
-(the trees would be identical). The out-of-fold predictions at the chosen depth give the
+(the trees would be identical), and each boosting fit stops early: the requested number of trees is
+the maximum number of stages (``BOOSTING_EARLY_STOPPING``). The out-of-fold predictions at the chosen depth give the
 reported RMSE *and* calibrate the intervals, with no further fit.
 """
 from __future__ import annotations
@@ -25,6 +26,10 @@ from shared.capacity import current_check
 FOREST_DEPTHS = (5, 10, 20, 100, None)
 BOOSTING_DEPTHS = (3, 5, 10, 20, None)
 N_FOLDS = 5
+# Gradient boosting: the requested number of trees is the *maximum* number of stages. Each fold model
+# holds out a fifth of its training rows, stops growing after 20 stages without a better validation
+# loss, and is refitted on all its training rows with the best stage count (BoostedTrees).
+BOOSTING_EARLY_STOPPING = {"n_iter_no_change": 20, "validation_fraction": 0.2}
 LEVEL = 0.9
 KINDS = ("rfr", "etr", "gbr")
 SHRINK_GRID = tuple(i / 10 for i in range(11))
@@ -124,6 +129,7 @@ class _Fold:
     oof: dict            # depth -> (n_trees, n_test) per-tree predictions (forests) or (n_test,) (boosting)
     pred: dict           # depth -> same for the prediction rows
     importances: dict    # depth -> importances (boosting), or the forest to read them from
+    stages: dict = field(default_factory=dict)   # boosting: depth -> stages kept (after early stopping)
 
 
 def _forest_fold(kind: str, X, y, w, train, test, Xp, n_estimators: int, seed: int) -> _Fold:
@@ -146,24 +152,27 @@ def _forest_fold(kind: str, X, y, w, train, test, Xp, n_estimators: int, seed: i
 
 def _boosting_fold(X, y, w, train, test, Xp, n_estimators: int, seed: int,
                    check: Callable[[str], None] | None = None) -> _Fold:
-    oof, pred, imp = {}, {}, {}
+    oof, pred, imp, stages = {}, {}, {}, {}
     previous = None
     for d in BOOSTING_DEPTHS:
         if check is not None and previous is not None:
             check(f"gbr fold, depth {d}")  # one fold fits up to 5 depths: the longest job of a request
         if previous is not None and previous[1] < (previous[0] if previous[0] is not None else np.inf):
             # the shallower fit never reached its depth limit: a deeper one grows the same trees
-            oof[d], pred[d], imp[d] = oof[previous[0]], pred[previous[0]], imp[previous[0]]
+            d0 = previous[0]
+            oof[d], pred[d], imp[d], stages[d] = oof[d0], pred[d0], imp[d0], stages[d0]
             continue
-        model = BoostedTrees(n_estimators=n_estimators, max_depth=d, random_state=seed).fit(X[train], y[train], w[train])
+        model = BoostedTrees(n_estimators=n_estimators, max_depth=d, random_state=seed,
+                             **BOOSTING_EARLY_STOPPING).fit(X[train], y[train], w[train])
         oof[d], pred[d], imp[d] = model.predict(X[test]), model.predict(Xp), model.feature_importances_
+        stages[d] = model.n_estimators_
         previous = (d, model.tree_max_depth_)
-    return _Fold(oof, pred, imp)
+    return _Fold(oof, pred, imp, stages)
 
 
 def _boosting_quantile(X, y, w, train, test, Xp, n_estimators: int, depth, seed: int, alpha: float):
     model = BoostedTrees(n_estimators=n_estimators, max_depth=depth, loss="quantile", alpha=alpha,
-                         random_state=seed).fit(X[train], y[train], w[train])
+                         random_state=seed, **BOOSTING_EARLY_STOPPING).fit(X[train], y[train], w[train])
     return model.predict(X[test]), model.predict(Xp)
 
 
@@ -293,7 +302,9 @@ def fit_and_predict(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.nd
               "random_state": seed, "cv_folds": len(folds), "final_model": f"average of the {len(folds)} fold models",
               "shrinkage": {"weight_on_model": lam, "toward": centre}}
     if kind == "gbr":
-        params.update({"learning_rate": 0.1, "loss": "squared_error"})
+        params.update({"learning_rate": 0.1, "loss": "squared_error",
+                       "early_stopping": dict(BOOSTING_EARLY_STOPPING, max_stages=int(n_estimators),
+                                              stages_kept_by_fold=[int(out.stages[depth]) for out in outs])})
     else:
         params.update({"bootstrap": kind == "rfr", "max_features": 1.0})
     return FitResult(

@@ -25,8 +25,10 @@ from models.twolvlimp.data import ImputationRequest, ResolvedRequest, resolve
 from models.twolvlimp.legacy import run_legacy
 from models.twolvlimp.memo import LruCache, work_memo_has
 from models.twolvlimp.method import imputation_key, run_default, selection_key
-from models.twolvlimp.engine import fit_pool, fits_on
+from models.twolvlimp.engine import BOOSTING_DEPTHS, BOOSTING_EARLY_STOPPING, N_FOLDS, fit_pool, fits_on
+from models.twolvlimp.imputers import one_blas_thread
 from models.twolvlimp.result import to_response
+from models.twolvlimp.stacking import SKEW_LOG
 from shared.capacity import Budget, ComputeGate
 from shared.dataset import Dataset
 
@@ -58,6 +60,10 @@ class Workload:
     selection_cold: bool
     imputer: str
     n_countries: int
+    n_predict: int = 0           # SIDS rows to predict
+    gap_share: float = 0.0       # expected share of rows with an imputed cell among their predictors
+    skewed_target: bool = False  # non-negative, right-skewed target: ridge on log(target) also competes
+    reduced_fits: float | None = None  # reduced ridge models per fold (None: from gap_share and the row counts)
 
     @property
     def prepare_cold(self) -> bool:
@@ -70,14 +76,21 @@ class Workload:
         return f"prepare/{self.imputer}/{self.scheme}"
 
 
-# Seconds per unit of work on the reference machine (2 cores, wall clock), measured on the embedded
-# and the synthetic platform-size data; each instance then corrects them with its own measurements.
+# Seconds per unit of work on the reference machine (2 cores, wall clock), measured on the embedded,
+# the SIDS platform and the synthetic platform-size data; each instance then corrects them with its own
+# measurements. The *amount* of work is counted from what the method runs (prior_model_seconds).
 _COST = {
-    "base": 0.02,
+    "base": 0.03,          # per request: stacking grid, conformal calibration, the response
     "tree": 0.8e-7,        # per fold tree x row x log2(row), forests ...
     "tree_feature": 3.5e-8,  # ... plus this per feature
     "etr": 0.75,           # extra trees relative to a random forest
-    "gbr": 3.5e-8,         # per boosting stage x row x log2(row) x feature, for each depth and fold
+    "fold_tree": 1e-4,     # default method: per forest tree of a fold (bootstrap, builder call, depth reader) ...
+    "fold_tree_scale": 0.55,  # ... plus this share of the tree's cost above (grown on 4/5 of the rows)
+    "gbr": 3.5e-8,         # per boosting stage x row x log2(row) x feature
+    "ridge": 1e-3,         # per ridge fit (leave-one-out penalty over 15 values; one BLAS thread) ...
+    "ridge_cell": 2e-7,    # ... plus this per row x feature
+    "ridge_all": 1.5e-9,   # ridge on every candidate: per fold row^2 x candidate (one SVD)
+    "inner_ridge": 0.015,  # AFS inner CV: one RidgeCV fit per fold and feature set
     "rfe": 2.6e-8,         # per RFE tree x row x log2(row) x feature considered, summed over rounds
     "knn": 3e-4,           # per candidate (scikit-learn's per-column loop) ...
     "knn_pairs": 4e-9,     # ... plus this per country^2 x candidate (distances)
@@ -87,10 +100,35 @@ _COST = {
     "legacy_iterative": 0.0077,  # legacy IterativeImputer: per column x round (10), fit + transform overhead ...
     "legacy_iterative_trees": 0.77,  # ... plus this times its 10-tree extra-trees fit (one thread)
 }
+# Gradient boosting stops early (engine.BOOSTING_EARLY_STOPPING): the stage count with the least validation
+# loss is not known before the fit; this is its typical value at learning rate 0.1 (measured 2026-12-01: about
+# 30 on the SIDS platform data and 40-60 on data/wdi, whether 100 or 1000 trees were asked for).
+GBR_TYPICAL_BEST_STAGES = 40
 
 
 def _tree_seconds(n: int, p: int) -> float:
     return n * math.log2(max(n, 2)) * (_COST["tree"] + _COST["tree_feature"] * max(p, 1))
+
+
+def _boosting_depths_grown(n_fold: int) -> int:
+    """Depth fits per fold: a depth is skipped when the shallower fit never reached its limit, and fully
+    grown trees on n rows reach a depth of about 2 log2(n)."""
+    reach = 2 * math.log2(max(n_fold, 2))
+    limited = [d for d in BOOSTING_DEPTHS if d is not None]
+    return min(len(BOOSTING_DEPTHS), sum(d < reach for d in limited) + 1)
+
+
+def _boosting_stages(trees: int) -> int:
+    """Stages one early-stopped fit grows: on 4/5 of the rows until ``n_iter_no_change`` stages without
+    improvement after the best, then the refit on every row with the best count."""
+    best = min(trees, GBR_TYPICAL_BEST_STAGES)
+    if not BOOSTING_EARLY_STOPPING:
+        return trees
+    return min(trees, best + BOOSTING_EARLY_STOPPING["n_iter_no_change"]) + best
+
+
+def _ridge_seconds(n: int, p: int, fits: float) -> float:
+    return fits * (_COST["ridge"] + _COST["ridge_cell"] * n * max(p, 1))
 
 
 def prior_model_seconds(w: Workload) -> float:
@@ -112,13 +150,26 @@ def prior_model_seconds(w: Workload) -> float:
                 _tree_seconds(n, min(100, max(w.n_candidates - 1, 1)))
             total += 10 * w.n_candidates * per_column
         return total
-    total = 0.0
+    # The default method (models.twolvlimp.stacking), per submodel, on the same N_FOLDS folds:
+    folds, p = N_FOLDS, max(w.n_features, 1)
+    n_fold = max(2, n * (folds - 1) // folds)
+    trees = 0.0
     for kind in w.kinds:
-        if kind == "gbr":
-            total += _COST["gbr"] * nlog * max(w.n_features, 1) * w.trees * 5 * 4 * (1.5 if w.gbr_quantile else 1.0)
-        else:
-            total += _tree_seconds(n, w.n_features) * w.trees * 5 * (_COST["etr"] if kind == "etr" else 1.0)
-    return _COST["base"] + total * w.n_submodels
+        if kind == "gbr":  # per fold: the depth grid's fits, each early-stopped
+            trees += folds * _boosting_depths_grown(n_fold) * _boosting_stages(w.trees) * \
+                _COST["gbr"] * nlog * p
+        else:  # per fold: one forest read at every depth
+            per_tree = _COST["fold_tree"] + _COST["fold_tree_scale"] * _tree_seconds(n, p)
+            trees += folds * w.trees * per_tree * (_COST["etr"] if kind == "etr" else 1.0)
+    # ridge per fold: the full model and one reduced model per pattern of imputed predictors among the
+    # fold's test rows and the rows to predict; again on log(target) for a skewed target
+    reduced = w.gap_share * (n / folds + w.n_predict) if w.reduced_fits is None else w.reduced_fits
+    ridge_fits = folds * (1 + reduced) * (2 if w.skewed_target else 1)
+    ridge = _ridge_seconds(n_fold, p, ridge_fits)
+    total = _COST["base"] + (trees + ridge) * w.n_submodels
+    if w.scheme != "MANUAL" and w.n_candidates > p:  # ridge on every candidate (the cross-section model)
+        total += folds * (_COST["ridge"] + _COST["ridge_all"] * n_fold ** 2 * w.n_candidates)
+    return total
 
 
 def prior_prepare_seconds(w: Workload) -> float:
@@ -139,6 +190,10 @@ def prior_prepare_seconds(w: Workload) -> float:
             work += p if p <= 30 else p * 0.5
             p = max(k, int(p * 0.6))
         total += _COST["rfe"] * 30 * n * math.log2(n) * work
+        # RFE's and LARS's sets scored by inner CV: per set and fold, RidgeCV and a 30-tree forest
+        k = min(max(w.n_select, 1), w.n_candidates)
+        n_fold = max(2, n * (N_FOLDS - 1) // N_FOLDS)
+        total += 2 * N_FOLDS * (_COST["inner_ridge"] + 30 * _tree_seconds(n_fold, k))
     return total
 
 
@@ -190,27 +245,51 @@ class DurationModel:
 def workload(ds: Dataset, r: ResolvedRequest) -> Workload:
     info = lookups.year_info(ds, r.year)
     j = ds.indicators.get_loc(r.target)
-    column = ds.year_matrix(r.year)[:, j]
+    M = ds.year_matrix(r.year)
+    column = M[:, j]
     train = ~np.isnan(column)
     n_train = int(train.sum())
-    n_cand = int((np.isnan(ds.year_matrix(r.year)[train]).mean(axis=0) < lookups.PREDICTOR_MISSING_MAX).sum())
+    gaps_train = np.isnan(M[train]).mean(axis=0)
+    candidates = gaps_train < lookups.PREDICTOR_MISSING_MAX
+    n_cand = int(candidates.sum())
     n_features = len(r.manual_predictors) if r.scheme == "MANUAL" else min(r.number_predictor or 1, n_cand)
     kinds = ("rfr", "etr", "gbr") if r.model == "all" else (r.model,)
     n_sub = 1
+    pred = ds.sids_mask & np.isnan(column)
+    # a row has an imputed predictor with probability 1 - prod(1 - gap share) over its predictors (the
+    # selected ones are not known yet: the candidates' mean share stands for each)
+    if r.scheme == "MANUAL":
+        shares = np.isnan(M[:, ds.indicators.get_indexer(list(r.manual_predictors))]).mean(axis=0)
+    else:
+        shares = np.full(n_features, float(np.isnan(M[:, candidates]).mean()) if n_cand else 0.0)
+    gap_share = float(1 - np.prod(1 - shares)) if len(shares) else 0.0
+    reduced_fits = None
+    if r.scheme == "MANUAL":  # the predictors are known: count the distinct patterns of imputed cells
+        def patterns(rows: np.ndarray) -> int:
+            g = np.isnan(M[np.ix_(rows, ds.indicators.get_indexer(list(r.manual_predictors)))])
+            g = g[g.any(axis=1)]
+            return int(np.unique(g, axis=0).shape[0]) if g.size else 0
+        # per fold: the prediction rows' patterns and, at most, those of a fifth of the training rows
+        in_fold = min(patterns(np.flatnonzero(train)), gap_share * n_train / N_FOLDS)
+        reduced_fits = patterns(np.flatnonzero(pred)) + in_fold
+    y = column[train]
+    skewed = False
     if r.method == "default":
         others = np.delete(ds.values[:, :, j], info.index, axis=0)
         has_own = ~np.isnan(others).all(axis=0)
-        pred = ds.sids_mask & np.isnan(column)
         own = bool(np.any(pred & has_own))
         n_sub = max(1, int(own) + int(np.any(pred & ~has_own)))
         n_features += 3 if own else 0
+        if y.size > 1 and y.min() >= 0 and y.std() > 0:
+            skewed = float(np.mean(((y - y.mean()) / y.std()) ** 3)) > SKEW_LOG
     return Workload(kinds=kinds, trees=r.estimators, n_train=n_train, n_features=n_features, n_submodels=n_sub,
                     scheme=r.scheme, n_candidates=n_cand, n_select=r.number_predictor or 0,
                     gbr_quantile=r.interval == "quantile" and "gbr" in kinds, legacy=r.method == "legacy",
                     imputation_cold=not work_memo_has(ds, imputation_key(ds, r)),
                     selection_cold=selection_key(r) is not None and not work_memo_has(ds, selection_key(r)),
                     imputer=r.interpolator,
-                    n_countries=len(ds.countries))
+                    n_countries=len(ds.countries), n_predict=int(pred.sum()), gap_share=gap_share,
+                    skewed_target=skewed, reduced_fits=reduced_fits)
 
 
 # ------------------------------------------------------------------------------- service
@@ -224,7 +303,14 @@ class PredictOutcome:
 def compute(ds: Dataset, r: ResolvedRequest) -> tuple[dict, dict]:
     """Run the imputation and build the response body (a JSON-safe dict); also its phase timings."""
     started = time.perf_counter()
-    result = run_legacy(ds, r) if r.method == "legacy" else run_default(ds, r)
+    if r.method == "legacy":
+        result = run_legacy(ds, r)
+    else:
+        # the ridge stages are many small SVDs (one per fold, per pattern of imputed predictors, and on every
+        # candidate): with BLAS threads beside the fit threads they only contend (measured on 2 busy cores:
+        # ridge on 125 rows x 2000 candidates 2.9 s with the default BLAS threads, 0.18 s with one)
+        with one_blas_thread():
+            result = run_default(ds, r)
     body = to_response(result, ds)
     total = time.perf_counter() - started
     timings = dict(result.timings) or {"prepare": 0.0, "model": total}

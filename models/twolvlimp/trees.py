@@ -294,29 +294,48 @@ class BoostedTrees(RegressorMixin, BaseEstimator):
 
     Same stages and seeding as scikit-learn's; ``tree_max_depth_`` tells whether ``max_depth``
     was reached (if not, any larger ``max_depth`` grows identical trees).
+
+    With ``n_iter_no_change`` set, ``n_estimators`` is the *maximum* number of stages: a share
+    ``validation_fraction`` of the rows (seeded) is held out, stages are grown on the others until the
+    weighted validation loss has not improved (by a relative ``tol``) for ``n_iter_no_change``
+    stages, and the model is then refitted on *every* row with the number of stages that had the least
+    validation loss (``n_estimators_``): the same model as ``n_estimators=n_estimators_`` without
+    early stopping. ``stages_grown_`` counts the stages of both fits.
     """
 
     def __init__(self, n_estimators: int = 100, max_depth: int | None = 3, loss: str = "squared_error",
-                 alpha: float = 0.9, learning_rate: float = 0.1, random_state=None):
+                 alpha: float = 0.9, learning_rate: float = 0.1, random_state=None,
+                 n_iter_no_change: int | None = None, validation_fraction: float = 0.2, tol: float = 1e-3):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.loss = loss
         self.alpha = alpha
         self.learning_rate = learning_rate
         self.random_state = random_state
+        self.n_iter_no_change = n_iter_no_change
+        self.validation_fraction = validation_fraction
+        self.tol = tol
 
-    def fit(self, X, y, sample_weight=None):
-        X = _as_x(X)
-        y = _as_y(y)
-        n = X.shape[0]
-        w = np.ones(n) if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
+    def _loss(self, y, raw, w) -> float:
+        if self.loss == "quantile":
+            d = y - raw
+            return float(np.average(np.where(d > 0, self.alpha * d, (self.alpha - 1.0) * d), weights=w))
+        return float(np.average((y - raw) ** 2, weights=w))
+
+    def _stages(self, X, y, w, n_stages: int, X_val=None, y_val=None, w_val=None):
+        """Grow up to ``n_stages`` stages; with validation rows, stop after ``n_iter_no_change`` stages
+        without improvement. Returns (init, stages, max depth reached, validation loss after each stage)."""
         quantile = self.loss == "quantile"
-        self.init_ = weighted_quantile(y, w, self.alpha) if quantile else float(np.average(y, weights=w))
-        raw = np.full(n, self.init_)
+        init = weighted_quantile(y, w, self.alpha) if quantile else float(np.average(y, weights=w))
+        raw = np.full(y.shape[0], init)
         rs = check_random_state(self.random_state)
-        self.trees_: list[tuple] = []
+        stages: list[tuple] = []
         depth_reached = 0
-        for _ in range(self.n_estimators):
+        monitor = X_val is not None
+        if monitor:
+            raw_val = np.full(y_val.shape[0], init)
+            losses, best, since = [], np.inf, 0
+        for _ in range(n_stages):
             if quantile:
                 neg_grad = np.where(y - raw > 0, self.alpha, self.alpha - 1.0)
             else:
@@ -329,8 +348,36 @@ class BoostedTrees(RegressorMixin, BaseEstimator):
                 values[leaf_ids] = leaf_q
             raw = raw + self.learning_rate * values[leaves]
             depth_reached = max(depth_reached, t.max_depth)
-            self.trees_.append((t, values))
-        self.tree_max_depth_ = depth_reached
+            stages.append((t, values))
+            if monitor:
+                raw_val = raw_val + self.learning_rate * values[t.apply(X_val)]
+                loss = self._loss(y_val, raw_val, w_val)
+                losses.append(loss)
+                if loss < best * (1 - self.tol):
+                    best, since = loss, 0
+                else:
+                    since += 1
+                    if since >= self.n_iter_no_change:
+                        break
+        return init, stages, depth_reached, (losses if monitor else None)
+
+    def fit(self, X, y, sample_weight=None):
+        X = _as_x(X)
+        y = _as_y(y)
+        n = X.shape[0]
+        w = np.ones(n) if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
+        n_stages, grown = int(self.n_estimators), 0
+        n_val = int(round(self.validation_fraction * n))
+        if self.n_iter_no_change is not None and n_val >= 2 and n - n_val >= 2:
+            seed = check_random_state(self.random_state).randint(MAX_INT)
+            order = np.random.RandomState(seed).permutation(n)
+            val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
+            _, stages, _, losses = self._stages(X[fit], y[fit], w[fit], n_stages, X[val], y[val], w[val])
+            grown = len(stages)
+            n_stages = int(np.argmin(losses)) + 1  # the first stage count with the least validation loss
+        self.init_, self.trees_, self.tree_max_depth_, _ = self._stages(X, y, w, n_stages)
+        self.n_estimators_ = len(self.trees_)
+        self.stages_grown_ = grown + self.n_estimators_
         self.n_features_in_ = X.shape[1]
         return self
 

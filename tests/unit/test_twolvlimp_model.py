@@ -110,6 +110,15 @@ def test_boosted_trees_are_scikit_learns_gradient_boosting(xy, depth):
     assert 0.8 <= np.mean(y <= q.predict(X)) <= 1.0
 
 
+def test_early_stopped_boosting_is_the_plain_model_with_the_stages_kept(xy):
+    X, y, w, Xt = xy
+    stopped = BoostedTrees(n_estimators=1000, max_depth=3, random_state=7, n_iter_no_change=20).fit(X, y, w)
+    assert 1 <= stopped.n_estimators_ < 1000  # 1000 is the maximum; the validation loss stopped it
+    assert stopped.stages_grown_ <= 2 * stopped.n_estimators_ + 20
+    plain = BoostedTrees(n_estimators=stopped.n_estimators_, max_depth=3, random_state=7).fit(X, y, w)
+    np.testing.assert_allclose(stopped.predict(Xt), plain.predict(Xt), rtol=1e-12)
+
+
 # ------------------------------------------------------------------------------ building blocks
 def test_conformal_quantile_and_intervals():
     scores = np.arange(1, 11, dtype=float)
