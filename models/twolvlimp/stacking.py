@@ -17,8 +17,10 @@ that request's own data:
    the base imputer filled for a row is left out for that row (a reduced ridge per pattern of
    missing predictors). Rows unlike the training rows are extrapolated linearly, but no further
    than half the training range beyond it (inputs are clipped there; the final prediction is also
-   clipped to the target's observed range), and their intervals widen with the ridge leverage. For AFS/PCA a second ridge on *every* candidate predictor also competes
-   (regularisation instead of selection).
+   clipped to the target's observed range), and their intervals widen with the ridge leverage. For AFS/PCA a second ridge on the candidate
+   predictors also competes: per fold, the candidates most correlated with the target on the fold's
+   training rows, their count (5 to 100, or every candidate) and the log of skewed columns (or not)
+   chosen by leave-one-out error (wider linear screening than the selected predictors).
 3. **Stacking**: the weights (multiples of 0.1 summing to 1) of ridge, trees, ridge on every candidate
    and the constant (the fold's SIDS-balanced training mean) that minimise the weighted out-of-fold
    squared error. The prediction moves toward the mean only when that wins out of fold (heavy-tailed
@@ -51,6 +53,7 @@ RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
 SKEW_LOG = 2.0                      # log-transform non-negative columns more skewed than this
 SCALE_MIX = (0.5, 1.0, 2.0, None)
 EXTRAPOLATE = 0.5                   # ridge inputs are clipped to the training range widened by this share
+SCREEN_COUNTS = (5, 10, 20, 30, 50, 100)   # candidate counts tried by the screened ridge (plus every one)
 MONDRIAN_MIN = 19                  # SIDS rows needed to calibrate on them alone (finite 90% quantile)   # s(x) = spread(x) + b * median(spread); None = constant scale
 
 
@@ -108,9 +111,12 @@ def _skewed(col: np.ndarray) -> bool:
 class LinearStage:
     """Ridge on log-transformed (when skewed), standardised columns; penalty by leave-one-out CV."""
 
+    def __init__(self, log: bool = True):
+        self.log = log
+
     def fit(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> "LinearStage":
         X = np.asarray(X, dtype=np.float64)
-        self.log_ = np.array([_skewed(X[:, k]) for k in range(X.shape[1])], dtype=bool)
+        self.log_ = np.array([self.log and _skewed(X[:, k]) for k in range(X.shape[1])], dtype=bool)
         self.offset_ = np.where(self.log_, np.array([_positive_floor(X[:, k]) for k in range(X.shape[1])]), 0.0)
         Z = self._transform(X)
         # rows to predict may lie beyond the training rows (SIDS often do): extrapolate, but at most half
@@ -121,12 +127,13 @@ class LinearStage:
         sd = np.sqrt(np.average((Z - self.mean_) ** 2, axis=0, weights=w))
         self.sd_ = np.where(sd > 0, sd, 1.0)
         self.coef_, self.intercept_, self.alpha_, self.gram_ = ridge_loo((Z - self.mean_) / self.sd_, y, w, RIDGE_ALPHAS)
+        self.loo_ = self.gram_[4]
         return self
 
     def leverage(self, X: np.ndarray) -> np.ndarray:
         """x' (A'A + alpha I)^-1 x (+ the intercept's 1/n) for new rows: how far a row is from the
         training rows in the directions the model uses; the classical interval factor is sqrt(1 + h)."""
-        zm, Vt, denom, total_w = self.gram_
+        zm, Vt, denom, total_w, _ = self.gram_
         Z = (np.clip(self._transform(np.asarray(X, dtype=np.float64)), self.lo_, self.hi_) - self.mean_) / self.sd_
         return ((Z - zm) @ Vt.T) ** 2 @ (1 / denom) + 1 / total_w
 
@@ -168,7 +175,7 @@ def ridge_loo(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alphas) -> tuple[np.n
             best = (err, alpha)
     alpha = best[1]
     coef = Vt.T @ (sv / (sv ** 2 + alpha) * Ut)
-    return coef, ym - float(zm @ coef), float(alpha), (zm, Vt, sv ** 2 + alpha, (sw ** 2).sum())
+    return coef, ym - float(zm @ coef), float(alpha), (zm, Vt, sv ** 2 + alpha, (sw ** 2).sum(), best[0])
 
 
 def _positive_floor(col: np.ndarray) -> float:
@@ -221,6 +228,45 @@ def _linear(X, y, w, Xp, folds, missing=None, missing_pred=None):
     return oof, np.mean(preds, axis=0), imp, alphas, (oof_lev, np.mean(levs, axis=0))
 
 
+def _screen_order(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Columns by decreasing |weighted correlation| with the target (constant columns last)."""
+    xm = np.average(X, axis=0, weights=w)
+    ym = float(np.average(y, weights=w))
+    cov = np.average((X - xm) * (y - ym)[:, None], axis=0, weights=w)
+    sx = np.sqrt(np.average((X - xm) ** 2, axis=0, weights=w))
+    sy = np.sqrt(np.average((y - ym) ** 2, weights=w))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.nan_to_num(np.abs(cov / (sx * sy)))
+    return np.argsort(-corr, kind="stable")
+
+
+def _screened_linear(X, y, w, Xp, folds):
+    """Ridge on the candidates most correlated with the target: per fold, the candidates are ranked by
+    |correlation| on the fold's training rows and the count (SCREEN_COUNTS, or every candidate), with or
+    without the log of skewed columns, is the one with the least leave-one-out error on those rows; the
+    held-out rows score the whole procedure."""
+    n, p = X.shape
+    counts = sorted({min(c, p) for c in SCREEN_COUNTS} | {p})
+    oof, oof_lev = np.empty(n), np.empty(n)
+    preds, levs, alphas, chosen = [], [], [], []
+    for tr, te in folds:
+        order = _screen_order(X[tr], y[tr], w[tr])
+        best = None
+        for c in counts:
+            cols = order[:c]
+            for log in (True, False):   # skewed columns log-transformed or not (the target stays as it is)
+                stage = LinearStage(log).fit(X[tr][:, cols], y[tr], w[tr])
+                if best is None or stage.loo_ < best[0] - 1e-15:
+                    best = (stage.loo_, cols, stage)
+        _, cols, stage = best
+        oof[te], oof_lev[te] = stage.predict(X[te][:, cols]), stage.leverage(X[te][:, cols])
+        preds.append(stage.predict(Xp[:, cols]))
+        levs.append(stage.leverage(Xp[:, cols]))
+        alphas.append(stage.alpha_)
+        chosen.append(int(cols.size))
+    return oof, np.mean(preds, axis=0), alphas, chosen, (oof_lev, np.mean(levs, axis=0))
+
+
 def _normalised_interval(y, oof, w, prediction, spread_oof, spread_pred, test_weight, level, leverage=None):
     """Locally adaptive split-conformal band: the scale with the narrowest calibrated band out of fold.
 
@@ -256,7 +302,7 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
     ``missing`` / ``missing_pred`` flag the cells of ``X`` / ``Xp`` that the base imputer filled: the
     ridge stage leaves them out (reduced models). ``linear=False`` keeps the trees alone.
     ``X_all`` / ``Xp_all`` (every candidate predictor, imputed) add a fourth part to the stack: ridge on
-    all candidates, regularisation instead of selection.
+    the candidates most correlated with the target, their count chosen inside each fold.
     """
     X = np.asarray(X, dtype=np.float64)
     Xp = np.asarray(Xp, dtype=np.float64)
@@ -286,10 +332,10 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
     const_pred = np.full(Xp.shape[0], float(np.average(y, weights=w)))
     use_all = linear and X_all is not None and X_all.shape[1] > X.shape[1]
     if use_all:
-        all_oof, all_pred, _, all_alphas, all_lev = _linear(np.asarray(X_all, np.float64), y, w,
-                                                   np.asarray(Xp_all, np.float64), folds)
+        all_oof, all_pred, all_alphas, all_counts, all_lev = _screened_linear(
+            np.asarray(X_all, np.float64), y, w, np.asarray(Xp_all, np.float64), folds)
     else:
-        all_oof, all_pred, all_alphas, all_lev = const_oof, const_pred, [], None
+        all_oof, all_pred, all_alphas, all_counts, all_lev = const_oof, const_pred, [], [], None
     grid = [(r / 10, t / 10, c / 10, round(1 - (r + t + c) / 10, 10))
             for r in range(11) for t in range(11 - r) for c in range(11 - r - t)]
     if not linear:
@@ -340,7 +386,10 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
                          "mean": float(np.sqrt(scores[(0.0, 0.0, 1.0, 0.0)])),
                          "ridge_all_candidates": float(np.sqrt(scores[(0.0, 0.0, 0.0, 1.0)])) if use_all else None,
                          "stacked": float(np.sqrt(scores[g]))},
-             "ridge_all_candidates": {"n_candidates": int(X_all.shape[1]), "alpha_by_fold": all_alphas} if use_all else None,
+             "ridge_all_candidates": {"n_candidates": int(X_all.shape[1]), "alpha_by_fold": all_alphas,
+                                      "screening": "the candidates most correlated with the target on the fold's "
+                                                   "training rows; their count by leave-one-out error",
+                                      "count_by_fold": all_counts} if use_all else None,
              "ridge": {"estimator": "ridge, penalty by leave-one-out CV", "alpha_by_fold": alphas,
                        "transform": "log of skewed non-negative columns, standardised",
                        "target_transform": target_transform,

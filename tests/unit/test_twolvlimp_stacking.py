@@ -102,3 +102,19 @@ def test_skewed_columns_are_log_transformed():
     X = np.column_stack([np.exp(2 * rng.normal(size=200)), rng.normal(size=200)])
     stage = LinearStage().fit(X, np.log(X[:, 0]) + X[:, 1], np.ones(200))
     assert stage.log_.tolist() == [True, False]
+
+
+def test_ridge_on_candidates_screens_the_few_relevant_ones_among_many():
+    # few rows (as on SIDS-only data), hundreds of candidates, the target linear in one column that the
+    # selected predictors miss: the screened ridge keeps few candidates and carries the stack
+    rng = np.random.default_rng(8)
+    n, p = 45, 400
+    X_all = rng.normal(size=(n + 10, p))
+    y_all = 2 * X_all[:, 7] + 0.1 * rng.normal(size=n + 10)
+    X = X_all[:, 100:104]                    # selected predictors without the relevant column
+    fit = fit_stacked(X[:n], y_all[:n], np.ones(n, bool), X[n:], "rfr", 30, "quantile", seed=7,
+                      X_all=X_all[:n], Xp_all=X_all[n:])
+    stack = fit.params["stack"]
+    assert max(stack["ridge_all_candidates"]["count_by_fold"]) <= 20
+    assert stack["weight_ridge_all_candidates"] >= 0.8
+    assert np.sqrt(np.mean((fit.prediction - y_all[n:]) ** 2)) < 0.3 * np.std(y_all)
