@@ -170,11 +170,11 @@ def baselines(M: np.ndarray, j: int, rows: np.ndarray) -> dict:
 
 # The evaluation's own runtime, with no result cache: every masked copy is a new data version anyway.
 RUNTIME = TwoLevelRuntime(cache_size=0, concurrency=1, queue_length=0, fit_workers=available_cpus())
-INTERPOLATOR = {"name": "KNNImputer"}  # --interpolator: the base imputer of the default method's requests
 
 
-def _request(code: str, year: int, method: str, interval: str, estimators: int) -> ImputationRequest:
-    return ImputationRequest(target=code, target_year=str(year), interpolator=INTERPOLATOR["name"], scheme="AFS",
+def _request(code: str, year: int, method: str, interval: str, estimators: int,
+             interpolator: str = "KNNImputer") -> ImputationRequest:
+    return ImputationRequest(target=code, target_year=str(year), interpolator=interpolator, scheme="AFS",
                              estimators=estimators, model="rfr", interval=interval, number_predictor=10,
                              method=method)
 
@@ -200,7 +200,7 @@ def metrics(truth, pred, lo, hi, sd) -> dict:
 
 
 def evaluate_case(ds: Dataset, code: str, year: int, folds: int = 5, estimators: int = 100,
-                  legacy: bool = False, interval: str = "quantile") -> dict:
+                  legacy: bool = False, interval: str = "quantile", interpolator: str = "KNNImputer") -> dict:
     """Every method on every fold of one case, both scenarios: ``{scenario: {method: metrics}}``."""
     j = ds.indicators.get_loc(code)
     yi = ds.years.index(year)
@@ -225,7 +225,7 @@ def evaluate_case(ds: Dataset, code: str, year: int, folds: int = 5, estimators:
         for s in SCENARIOS:
             data = masked(ds, j, yi, rows, s, f"eval-{ds.version}-{code}-{year}-{s}-{f}")
             started = time.perf_counter()
-            p, lo, hi, body = _service(data, _request(code, year, "default", interval, estimators), ds, rows)
+            p, lo, hi, body = _service(data, _request(code, year, "default", interval, estimators, interpolator), ds, rows)
             seconds["default"] += time.perf_counter() - started
             add(s, "default", p, lo, hi)
             chosen[s].append(body.get("model", {}).get("params", {}).get("stack", {}).get("chosen"))
@@ -235,7 +235,7 @@ def evaluate_case(ds: Dataset, code: str, year: int, folds: int = 5, estimators:
                 seconds["baselines"] += time.perf_counter() - started
                 if legacy:
                     started = time.perf_counter()
-                    lp, llo, lhi, _ = _service(data, _request(code, year, "legacy", interval, estimators), ds, rows)
+                    lp, llo, lhi, _ = _service(data, _request(code, year, "legacy", interval, estimators, interpolator), ds, rows)
                     seconds["legacy"] += time.perf_counter() - started
                     base["legacy"] = (lp, llo, lhi)
         for m, (p, lo, hi) in base.items():  # the old method and the baselines only read the target year
@@ -352,7 +352,8 @@ def datasets(platform: Path | None, names: list[str]) -> list[tuple[str, Dataset
 
 
 def run(names: list[str], platform: Path | None, folds: int, max_cases: dict, legacy_cases: int,
-        estimators: int = 100, interval: str = "quantile", log=print, only: list | None = None) -> dict:
+        estimators: int = 100, interval: str = "quantile", log=print, only: list | None = None,
+        interpolator: str = "KNNImputer") -> dict:
     report = {"commit": git_commit(), "folds": folds, "estimators": estimators, "interval": interval, "datasets": {}}
     for name, ds, oracle in datasets(platform, names):
         started = time.perf_counter()
@@ -364,7 +365,7 @@ def run(names: list[str], platform: Path | None, folds: int, max_cases: dict, le
         results = []
         for code, year in cases:
             res = evaluate_case(ds, code, year, folds=folds, estimators=estimators,
-                                legacy=(code, year) in with_legacy, interval=interval)
+                                legacy=(code, year) in with_legacy, interval=interval, interpolator=interpolator)
             if oracle is not None and year == 2010:
                 res["oracle"] = oracle.get(code)
             results.append(res)
@@ -415,7 +416,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="write the tables here (--full: bench-results/eval.md)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the goals hold")
     args = parser.parse_args(argv)
-    INTERPOLATOR["name"] = args.interpolator
 
     preset = QUICK if args.quick else FULL if args.full else {"folds": 5, "cases": {"wdi": 8, "platform": 8,
                                                                                   "synthetic": None},
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     report = run(args.datasets.split(","), args.platform, args.folds or preset["folds"], max_cases,
                  preset["legacy_cases"] if args.legacy_cases is None else args.legacy_cases,
-                 interval=args.interval, log=lambda m: print(m, flush=True),
+                 interval=args.interval, log=lambda m: print(m, flush=True), interpolator=args.interpolator,
                  only=[(c.rpartition(":")[0], int(c.rpartition(":")[2])) for c in args.case])
     text = markdown(report)
     print()

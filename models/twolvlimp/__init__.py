@@ -13,8 +13,7 @@ Public entry points (what blueprints/twolvlimp.py and scripts/eval_twolvlimp.py 
 * :mod:`models.twolvlimp.data` -- look-ups (target years, datasets, targets, predictors...) and
   request checking (:class:`ImputationRequest`, :class:`ImputationError`);
 * the estimators: :class:`DepthForest`, :class:`BoostedTrees`, :class:`GeometricRFE`,
-  :class:`ScaledKNNImputer`, :func:`fit_stacked` (the default method's second level) and
-  :func:`fit_and_predict` (the trees alone, with the former fixed shrinkage).
+  :class:`ScaledKNNImputer`, :func:`fit_stacked` (the default method's second level).
 """
 from __future__ import annotations
 
@@ -25,7 +24,6 @@ import importlib
 # in scikit-learn, which only fitting needs (a second of every instance's start otherwise).
 _EXPORTS = {
     "ImputationError": "data", "ImputationRequest": "data", "resolve": "data",
-    "fit_and_predict": "engine",
     "ScaledKNNImputer": "imputers", "make_base_imputer": "imputers",
     "GeometricRFE": "selection", "pca_select": "selection",
     "fit_stacked": "stacking",

@@ -1,12 +1,13 @@
-"""Second level: the tree model, its depth chosen by 5-fold cross-validation, and its intervals.
+"""Second level's trees: each kind's depth chosen by 5-fold cross-validation, on the request's fit pool.
 
-:func:`fit_and_predict` runs the whole second level for one design matrix. For forests the
+:func:`search_trees` fits the fold models the stacked second level (``models.twolvlimp.stacking``)
+reads. For forests the
 5 fold models are grown once to full depth and read at every depth of the grid (see
 :class:`~models.twolvlimp.trees.DepthForest`), so the grid costs one fit per fold instead of
 five; for gradient boosting a depth is skipped when the shallower fit never reached its limit
 (the trees would be identical), and each boosting fit stops early: the requested number of trees is
-the maximum number of stages (``BOOSTING_EARLY_STOPPING``). The out-of-fold predictions at the chosen depth give the
-reported RMSE *and* calibrate the intervals, with no further fit.
+the maximum number of stages (``BOOSTING_EARLY_STOPPING``). The out-of-fold predictions at the chosen
+depth feed the stack and its interval calibration, with no further fit.
 """
 from __future__ import annotations
 
@@ -17,11 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
-from sklearn.model_selection import KFold
 
-from models.twolvlimp.intervals import bootstrap_interval, quantile_interval
 from models.twolvlimp.trees import BoostedTrees, DepthForest
-from shared.capacity import current_check
 
 FOREST_DEPTHS = (5, 10, 20, 100, None)
 BOOSTING_DEPTHS = (3, 5, 10, 20, None)
@@ -170,12 +168,6 @@ def _boosting_fold(X, y, w, train, test, Xp, n_estimators: int, seed: int,
     return _Fold(oof, pred, imp, stages)
 
 
-def _boosting_quantile(X, y, w, train, test, Xp, n_estimators: int, depth, seed: int, alpha: float):
-    model = BoostedTrees(n_estimators=n_estimators, max_depth=depth, loss="quantile", alpha=alpha,
-                         random_state=seed, **BOOSTING_EARLY_STOPPING).fit(X[train], y[train], w[train])
-    return model.predict(X[test]), model.predict(Xp)
-
-
 def _wmse(y, pred, w) -> float:
     return float(np.average((y - pred) ** 2, weights=w))
 
@@ -214,107 +206,3 @@ def search_trees(X, y, w, Xp, kinds: list[str], n_estimators: int, folds, seed: 
         best = min(depths, key=lambda d: (scores[d], depths.index(d)))
         summaries[kind] = {"best": best, "score": scores[best], "scores": scores, "oof": oofs[best], "folds": outs}
     return summaries
-
-
-def fit_and_predict(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarray, model: str,
-                    n_estimators: int, interval: str, seed: int, level: float = LEVEL,
-                    check: Callable[[str], None] | None = None) -> FitResult:
-    """Cross-validate the depth (and the model kind for ``all``) and predict ``Xp`` with intervals.
-
-    The 5 fold models (each trained on 4/5 of the rows, with ``n_estimators`` trees) are also the
-    final model: their average predicts the new rows (a cross-validation ensemble, as in CV+),
-    so nothing is refitted after the search.
-
-    ``check(stage)`` (default: the active request budget's) is called before every fold fit and
-    between phases; it raises to stop the work (deadline passed, client gone).
-    """
-    check = check or current_check()
-    check("model fit")
-    n = X.shape[0]
-    w = balanced_weights(is_sids)
-    kinds = list(KINDS) if model == "all" else [model]
-    folds = list(KFold(n_splits=min(N_FOLDS, n), shuffle=True, random_state=seed).split(X))
-    summaries = search_trees(X, y, w, Xp, kinds, n_estimators, folds, seed, check)
-
-    kind = min(kinds, key=lambda k: (summaries[k]["score"], kinds.index(k)))
-    s = summaries[kind]
-    depth, oof, outs = s["best"], s["oof"], s["folds"]
-    if kind == "gbr":
-        prediction = np.mean([out.pred[depth] for out in outs], axis=0)
-    else:
-        pred_trees = np.concatenate([out.pred[depth] for out in outs], axis=0)
-        prediction = pred_trees.mean(axis=0)
-    importances = np.mean([out.importances[depth] if kind == "gbr" else out.importances.importances(depth)
-                           for out in outs], axis=0)
-    if importances.sum() > 0:
-        importances = importances / importances.sum()
-    raw_rmse = float(np.sqrt(np.mean((y - oof) ** 2)))
-
-    # Shrinkage toward the (SIDS-balanced) mean of the target, its weight chosen on the out-of-fold
-    # predictions: where the trees do not generalise to SIDS (heavy tails), this limits the damage.
-    centre = float(np.average(y, weights=w))
-    shrink_scores = {lam: _wmse(y, lam * oof + (1 - lam) * centre, w) for lam in SHRINK_GRID}
-    lam = min(SHRINK_GRID, key=lambda v: (shrink_scores[v], -v))
-
-    def shrink(a):  # affine, so it maps quantiles to quantiles
-        return lam * a + (1 - lam) * centre
-
-    oof = shrink(oof)
-    prediction = shrink(prediction)
-    sids = np.asarray(is_sids, bool)
-    sids_w = float(w[sids][0]) if sids.any() else 1.0
-    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    if interval == "bootstrap":
-        lower, upper, info = bootstrap_interval(y - oof, w, prediction, seed=seed, level=level)
-    elif kind == "gbr":
-        check("quantile fits")
-        ex = pool()
-        qjobs = {a: [ex.submit(_checked, check, "quantile fold", _boosting_quantile, X, y, w, tr, te, Xp,
-                               n_estimators, depth, seed, a) for tr, te in folds]
-                 for a in (lo_q, hi_q)}
-        bands = {}
-        for a, fold_jobs in qjobs.items():
-            oof_q, pred_q = np.empty(n), []
-            for (_, te), job in zip(folds, fold_jobs):
-                try:
-                    oof_part, pred_part = job.result()
-                except BaseException:
-                    _cancel_all(qjobs)
-                    raise
-                oof_q[te] = oof_part
-                pred_q.append(pred_part)
-            bands[a] = (shrink(oof_q), shrink(np.mean(pred_q, axis=0)))
-        lower, upper, info = quantile_interval(y, bands[lo_q][0], bands[hi_q][0], w, prediction,
-                                               bands[lo_q][1], bands[hi_q][1], sids_w, level)
-        info["band"] = "quantile-loss gradient boosting at 5% and 95%"
-    else:
-        oof_lo, oof_hi = np.empty(n), np.empty(n)
-        for (_, te), out in zip(folds, outs):
-            oof_lo[te] = np.quantile(out.oof[depth], lo_q, axis=0)
-            oof_hi[te] = np.quantile(out.oof[depth], hi_q, axis=0)
-        lower, upper, info = quantile_interval(
-            y, shrink(oof_lo), shrink(oof_hi), w, prediction,
-            shrink(np.quantile(pred_trees, lo_q, axis=0)), shrink(np.quantile(pred_trees, hi_q, axis=0)),
-            sids_w, level)
-        info["band"] = "5% and 95% quantiles of the single-tree predictions"
-
-    params = {"estimator": ESTIMATOR_NAMES[kind], "n_estimators": int(n_estimators), "max_depth": depth,
-              "random_state": seed, "cv_folds": len(folds), "final_model": f"average of the {len(folds)} fold models",
-              "shrinkage": {"weight_on_model": lam, "toward": centre}}
-    if kind == "gbr":
-        params.update({"learning_rate": 0.1, "loss": "squared_error",
-                       "early_stopping": dict(BOOSTING_EARLY_STOPPING, max_stages=int(n_estimators),
-                                              stages_kept_by_fold=[int(out.stages[depth]) for out in outs])})
-    else:
-        params.update({"bootstrap": kind == "rfr", "max_features": 1.0})
-    return FitResult(
-        kind=kind, depth=depth, params=params, prediction=prediction, lower=lower, upper=upper, oof=oof,
-        importances=np.asarray(importances, dtype=np.float64),
-        rmse=float(np.sqrt(np.mean((y - oof) ** 2))),
-        rmse_weighted=float(np.sqrt(_wmse(y, oof, w))),
-        rmse_sids=float(np.sqrt(np.mean((y[sids] - oof[sids]) ** 2))) if sids.any() else None,
-        cv_rmse_by_depth={_depth_key(d): float(np.sqrt(v)) for d, v in s["scores"].items()},
-        interval_info=info,
-        candidates={k: float(np.sqrt(v["score"])) for k, v in summaries.items()},
-        rmse_before_shrinkage=raw_rmse,
-    )

@@ -54,7 +54,6 @@ class Workload:
     scheme: str
     n_candidates: int
     n_select: int
-    gbr_quantile: bool
     legacy: bool
     imputation_cold: bool
     selection_cold: bool
@@ -284,7 +283,7 @@ def workload(ds: Dataset, r: ResolvedRequest) -> Workload:
             skewed = float(np.mean(((y - y.mean()) / y.std()) ** 3)) > SKEW_LOG
     return Workload(kinds=kinds, trees=r.estimators, n_train=n_train, n_features=n_features, n_submodels=n_sub,
                     scheme=r.scheme, n_candidates=n_cand, n_select=r.number_predictor or 0,
-                    gbr_quantile=r.interval == "quantile" and "gbr" in kinds, legacy=r.method == "legacy",
+                    legacy=r.method == "legacy",
                     imputation_cold=not work_memo_has(ds, imputation_key(ds, r)),
                     selection_cold=selection_key(r) is not None and not work_memo_has(ds, selection_key(r)),
                     imputer=r.interpolator,
@@ -426,7 +425,7 @@ def _fitting_options(durations: DurationModel, ds: Dataset, r: ResolvedRequest, 
         default = workload(ds, dataclasses.replace(r, method="default"))
         steps.append(({"method": "default"}, lambda w: dataclasses.replace(default, trees=w.trees)))
     if r.model == "all":
-        steps.append(({"model": "rfr"}, lambda w: dataclasses.replace(w, kinds=("rfr",), gbr_quantile=False)))
+        steps.append(({"model": "rfr"}, lambda w: dataclasses.replace(w, kinds=("rfr",))))
     if load.imputation_cold and r.interpolator != "SimpleImputer":
         for imputer in ("KNNImputer", "SimpleImputer"):
             if imputer != r.interpolator:
