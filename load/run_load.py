@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,16 +31,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "scripts"))
 import requests_pool  # noqa: E402  (beside this file)
+from processes import free_port, stop_process  # noqa: E402  (scripts/processes.py)
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 OLD_PER_MINUTE = 34.6
 OLD_ERROR_RATE = 0.30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, timeout: float = 60) -> tuple[int, bytes]:
@@ -76,15 +71,6 @@ def start_host(workers: int, env_extra: dict[str, str]) -> tuple[subprocess.Pope
         time.sleep(0.3)
     proc.terminate()
     raise RuntimeError(f"the local host did not become healthy: {log.read_text()[-2000:]}")
-
-
-def stop_host(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def warm_up(base: str, workers: int) -> None:
@@ -254,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 if proc.poll() is not None:
                     raise RuntimeError(f"the local host died during {label}: {log.read_text()[-2000:]}")
         finally:
-            stop_host(proc)
+            stop_process(proc, grace=20)
     print()
     print_table(results)
     print(f"\n(Locust output, request pools and host logs: {out_dir}, /tmp/load-host-*.log)")

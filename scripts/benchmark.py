@@ -242,14 +242,6 @@ def worker_load(args: dict) -> dict:
     }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0) -> dict:
     """One new instance: seconds from starting the local host's process to ``/health`` answering ok.
 
@@ -261,7 +253,9 @@ def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0)
     import urllib.error
     import urllib.request
 
-    port = _free_port()
+    from processes import free_port, stop_process  # beside this file
+
+    port = free_port()
     env = dict(os.environ, DATASET_PATH=str(dataset), PYTHONHASHSEED="0")
     url = f"http://127.0.0.1:{port}/health"
     with tempfile.TemporaryFile() as log:
@@ -288,12 +282,7 @@ def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0)
                             "indicators": health.get("indicators"), "countries": health.get("countries")}
                 time.sleep(0.01)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, grace=30)
 
 
 def choose_synthetic_target(data, year: int = 2015) -> dict:

@@ -28,16 +28,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from scripts.processes import free_port, stop_process  # noqa: E402,F401  (re-exported to the tests)
 os.environ.setdefault("DATASET_PATH", str(ROOT / "data" / "wdi"))
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(url: str, timeout: float = 60, ok=(200, 503)) -> None:
@@ -117,15 +112,6 @@ def start_local_host(env_overrides: dict[str, str] | None = None, workers: int =
         proc.kill()
         raise RuntimeError(Path(log.name).read_text()[-3000:])
     return proc, base, Path(log.name)
-
-
-def stop_process(proc: subprocess.Popen, grace: float = 5) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
 
 from models.twolvlimp.trees import BoostedTrees, DepthForest
+from models.twolvlimp.work import job, nlog, tree_terms
 
 FOREST_DEPTHS = (5, 10, 20, 100, None)
 BOOSTING_DEPTHS = (3, 5, 10, 20, None)
@@ -28,6 +29,10 @@ N_FOLDS = 5
 # holds out a fifth of its training rows, stops growing after 20 stages without a better validation
 # loss, and is refitted on all its training rows with the best stage count (BoostedTrees).
 BOOSTING_EARLY_STOPPING = {"n_iter_no_change": 20, "validation_fraction": 0.2}
+# The stage count with the least validation loss is not known before the fit; this is its typical value at
+# learning rate 0.1 (measured 2026-12-01: about 30 on the SIDS platform data and 40-60 on data/wdi, whether
+# 100 or 1000 trees were asked for). Only the work plan (the /estimate) uses it.
+BOOSTING_TYPICAL_BEST_STAGES = 40
 LEVEL = 0.9
 KINDS = ("rfr", "etr", "gbr")
 SHRINK_GRID = tuple(i / 10 for i in range(11))
@@ -83,8 +88,8 @@ def _checked(check: Callable[[str], None], stage: str, fn, *args):
 def _cancel_all(jobs: dict[object, list[Future]]) -> None:
     """Drop the fits not started yet (after one failed or the request was stopped)."""
     for fold_jobs in jobs.values():
-        for job in fold_jobs:
-            job.cancel()
+        for future in fold_jobs:
+            future.cancel()
 
 
 def balanced_weights(is_sids: np.ndarray) -> np.ndarray:
@@ -130,7 +135,42 @@ class _Fold:
     stages: dict = field(default_factory=dict)   # boosting: depth -> stages kept (after early stopping)
 
 
+def forest_fold_terms(n_estimators: int, n_train: int, n_features: int, n_read: int) -> dict[str, float]:
+    """One fold's forest: grown once on ``n_train`` rows, read at every depth for ``n_read`` rows."""
+    return {**tree_terms(n_estimators, n_train, n_features),
+            "reads": float(n_estimators * n_read * len(FOREST_DEPTHS))}
+
+
+def boosting_fold_terms(fits: float, stages_per_fit: float, n_train: int, n_features: int) -> dict[str, float]:
+    """One fold's boosting fits (one per depth grown), each ``stages_per_fit`` stages (early-stopped fit
+    and refit together) on ``n_train`` rows."""
+    return {"fits": float(fits), "stage_cells": fits * stages_per_fit * nlog(n_train) * max(n_features, 1)}
+
+
+def boosting_depths_expected(n_train: int) -> int:
+    """Depth fits expected per fold: a depth is skipped when the shallower fit never reached its limit,
+    and fully grown trees on n rows reach a depth of about 2 log2(n)."""
+    reach = 2 * np.log2(max(n_train, 2))
+    limited = [d for d in BOOSTING_DEPTHS if d is not None]
+    return min(len(BOOSTING_DEPTHS), sum(d < reach for d in limited) + 1)
+
+
+def boosting_stages_expected(n_estimators: int) -> int:
+    """Stages one early-stopped fit is expected to grow: until ``n_iter_no_change`` stages without
+    improvement after the best, then the refit on every row with the best count."""
+    best = min(n_estimators, BOOSTING_TYPICAL_BEST_STAGES)
+    if not BOOSTING_EARLY_STOPPING:
+        return n_estimators
+    return min(n_estimators, best + BOOSTING_EARLY_STOPPING["n_iter_no_change"]) + best
+
+
 def _forest_fold(kind: str, X, y, w, train, test, Xp, n_estimators: int, seed: int) -> _Fold:
+    with job(f"forest_fold_{kind}", parallel=True,
+             **forest_fold_terms(n_estimators, train.size, X.shape[1], test.size + Xp.shape[0])):
+        return _grow_and_read_forest(kind, X, y, w, train, test, Xp, n_estimators, seed)
+
+
+def _grow_and_read_forest(kind: str, X, y, w, train, test, Xp, n_estimators: int, seed: int) -> _Fold:
     forest = DepthForest("rf" if kind == "rfr" else "et", n_estimators=n_estimators, random_state=seed)
     forest.fit(X[train], y[train], w[train])
     leaves_test, leaves_pred = forest.leaves(X[test]), forest.leaves(Xp)
@@ -150,7 +190,15 @@ def _forest_fold(kind: str, X, y, w, train, test, Xp, n_estimators: int, seed: i
 
 def _boosting_fold(X, y, w, train, test, Xp, n_estimators: int, seed: int,
                    check: Callable[[str], None] | None = None) -> _Fold:
-    oof, pred, imp, stages = {}, {}, {}, {}
+    with job("boosting_fold", parallel=True) as terms:
+        out, grown = _boost_every_depth(X, y, w, train, test, Xp, n_estimators, seed, check)
+        terms.update(boosting_fold_terms(len(grown), np.mean(grown) if grown else 0.0, train.size, X.shape[1]))
+    return out
+
+
+def _boost_every_depth(X, y, w, train, test, Xp, n_estimators: int, seed: int,
+                       check: Callable[[str], None] | None) -> tuple[_Fold, list[int]]:
+    oof, pred, imp, stages, grown = {}, {}, {}, {}, []
     previous = None
     for d in BOOSTING_DEPTHS:
         if check is not None and previous is not None:
@@ -164,8 +212,9 @@ def _boosting_fold(X, y, w, train, test, Xp, n_estimators: int, seed: int,
                              **BOOSTING_EARLY_STOPPING).fit(X[train], y[train], w[train])
         oof[d], pred[d], imp[d] = model.predict(X[test]), model.predict(Xp), model.feature_importances_
         stages[d] = model.n_estimators_
+        grown.append(model.stages_grown_)
         previous = (d, model.tree_max_depth_)
-    return _Fold(oof, pred, imp, stages)
+    return _Fold(oof, pred, imp, stages), grown
 
 
 def _wmse(y, pred, w) -> float:
@@ -180,14 +229,18 @@ def search_trees(X, y, w, Xp, kinds: list[str], n_estimators: int, folds, seed: 
     n = X.shape[0]
     ex = pool()
     jobs = {}
+
+    def submit(*args):  # in a copy of this context: the request's work tally (if any) follows the fit
+        return ex.submit(copy_context().run, _checked, check, *args)
+
     for kind in kinds:  # boosting first: its folds are the longest jobs
         if kind == "gbr":
-            jobs[kind] = [ex.submit(_checked, check, "gbr fold", _boosting_fold, X, y, w, tr, te, Xp, n_estimators,
-                                    seed, check) for tr, te in folds]
+            jobs[kind] = [submit("gbr fold", _boosting_fold, X, y, w, tr, te, Xp, n_estimators, seed, check)
+                          for tr, te in folds]
     for kind in kinds:
         if kind != "gbr":
-            jobs[kind] = [ex.submit(_checked, check, f"{kind} fold", _forest_fold, kind, X, y, w, tr, te, Xp,
-                                    n_estimators, seed) for tr, te in folds]
+            jobs[kind] = [submit(f"{kind} fold", _forest_fold, kind, X, y, w, tr, te, Xp, n_estimators, seed)
+                          for tr, te in folds]
     summaries = {}
     for kind in kinds:
         try:

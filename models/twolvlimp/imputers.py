@@ -17,6 +17,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers IterativeImputer)
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
+from models.twolvlimp.work import job
+
 INTERPOLATORS = ("KNNImputer", "IterativeImputer", "SimpleImputer")
 
 
@@ -316,25 +318,46 @@ def make_base_imputer(name: str, random_state: int = 0):
     raise ValueError(f"unknown interpolator {name!r}; use one of {', '.join(INTERPOLATORS)}")
 
 
+def imputation_terms(name: str, X: np.ndarray, rounds: int | None = None) -> dict[str, float]:
+    """The size of imputing ``X`` with the default method's imputer ``name`` (a job of
+    :mod:`models.twolvlimp.work`); ``rounds`` of the iterative imputer: at most ``max_iter``."""
+    n, p = X.shape
+    if name == "IterativeImputer":
+        missing = np.isnan(X)
+        gaps = missing.sum(axis=0)
+        modelled = int(((gaps > 0) & (n - gaps >= 2)).sum())
+        rounds = NearestFeatureIterativeImputer().max_iter if rounds is None else rounds
+        return {"column_rounds": float(modelled * rounds), "pair_columns": float(n * modelled * p)}
+    if name == "KNNImputer":
+        return {"columns": float(p), "pair_columns": float(n * n * p)}
+    return {"cells": float(n * p)}
+
+
+def needs_imputation(X_fit: np.ndarray, X_apply: np.ndarray | None = None) -> bool:
+    """Whether :func:`impute` has anything to fill (if not, it returns a copy at once)."""
+    target = X_fit if X_apply is None else X_apply
+    return X_fit.shape[1] > 0 and bool(np.isnan(X_fit).any() or np.isnan(target).any())
+
+
 def impute(name: str, X_fit: np.ndarray, X_apply: np.ndarray | None = None, random_state: int = 0) -> np.ndarray:
     """Fit the base imputer on ``X_fit`` and fill ``X_apply`` (default: ``X_fit`` itself).
 
     The default method's imputers: KNN and mean as :func:`make_base_imputer`, iterative as
-    :class:`NearestFeatureIterativeImputer`.
+    :class:`NearestFeatureIterativeImputer`. A job of the request's work (``impute_<name>``, phase prepare).
     """
     X_fit = np.asarray(X_fit, dtype=np.float64)
     target = X_fit if X_apply is None else np.asarray(X_apply, dtype=np.float64)
-    if X_fit.shape[1] == 0:
+    if not needs_imputation(X_fit, target):
         return target.copy()
-    if not np.isnan(X_fit).any() and not np.isnan(target).any():
-        return target.copy()
-    if name == "IterativeImputer":
-        model = NearestFeatureIterativeImputer(random_state=random_state)
-        out = model.fit_transform(X_fit) if X_apply is None else model.fit(X_fit).transform(target)
-        return np.where(np.isnan(out), 0.0, out)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = make_base_imputer(name, random_state).fit(X_fit)
-        out = np.asarray(model.transform(target), dtype=np.float64)
+    with job(f"impute_{name}", "prepare", **imputation_terms(name, X_fit)) as terms:
+        if name == "IterativeImputer":
+            model = NearestFeatureIterativeImputer(random_state=random_state)
+            out = model.fit_transform(X_fit) if X_apply is None else model.fit(X_fit).transform(target)
+            terms.update(imputation_terms(name, X_fit, rounds=model.n_iter_))
+            return np.where(np.isnan(out), 0.0, out)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = make_base_imputer(name, random_state).fit(X_fit)
+            out = np.asarray(model.transform(target), dtype=np.float64)
     # A column with no value at all among the fitting rows cannot be filled from them.
     return np.where(np.isnan(out), 0.0, out)

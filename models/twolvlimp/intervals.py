@@ -1,13 +1,11 @@
-"""Prediction intervals calibrated on cross-validated (out-of-fold) predictions.
+"""Building blocks of the prediction intervals, calibrated on cross-validated (out-of-fold) predictions.
 
-Both methods use the out-of-fold predictions that the depth search has already computed, so
-calibration costs no extra model fit, and both weigh SIDS and non-SIDS rows equally (the same
-inverse-frequency weights as the model), since the intervals are for SIDS.
+Both use the out-of-fold predictions the stack has already computed, so calibration costs no extra
+model fit, and both can weigh SIDS and non-SIDS rows equally, since the intervals are for SIDS.
 
-* ``quantile``: conformalised quantile regression. The 5% and 95% quantiles of the single-tree
-  predictions (or of two quantile-loss boosting models) give a locally adaptive band; the
-  band is widened (or narrowed) by the conformal quantile of how far the true values fell
-  outside their out-of-fold band.
+* :func:`weighted_conformal_quantile`: the finite-sample conformal quantile of out-of-fold scores;
+  the ``quantile`` interval (normalised split-conformal, in :mod:`models.twolvlimp.stacking`) is
+  built on it.
 * ``bootstrap``: residual bootstrap. The out-of-fold residuals are resampled (seeded, weighted)
   and the 5% / 95% residual quantiles, with the finite-sample conformal correction, are averaged
   over the resamples and added to the prediction: a band of the same width for every country.
@@ -38,17 +36,6 @@ def weighted_conformal_quantile(scores: np.ndarray, weights: np.ndarray, level: 
 
 def _contain(prediction: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(lower, prediction), np.maximum(upper, prediction)
-
-
-def quantile_interval(y: np.ndarray, oof_low: np.ndarray, oof_high: np.ndarray, weights: np.ndarray,
-                      prediction: np.ndarray, low: np.ndarray, high: np.ndarray, test_weight: float,
-                      level: float = 0.9) -> tuple[np.ndarray, np.ndarray, dict]:
-    """CQR: [low - q, high + q] with q the conformal quantile of max(low - y, y - high) out of fold."""
-    scores = np.maximum(oof_low - y, y - oof_high)
-    q = weighted_conformal_quantile(scores, weights, level, test_weight)
-    lower, upper = _contain(prediction, low - q, high + q)
-    return lower, upper, {"calibration": "conformalized quantile regression on out-of-fold predictions",
-                          "adjustment": q}
 
 
 def bootstrap_interval(residuals: np.ndarray, weights: np.ndarray, prediction: np.ndarray, seed: int,

@@ -23,6 +23,7 @@ from models.twolvlimp.imputers import make_base_imputer
 from models.twolvlimp.method import absent_sids
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
 from models.twolvlimp.selection import pca_select
+from models.twolvlimp.work import Job, WorkPlan, job, nlog, tree_terms
 from shared.capacity import checkpoint
 from shared.dataset import Dataset
 
@@ -30,9 +31,11 @@ LEVEL = 0.9
 
 
 def _impute(name: str, train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    model = make_base_imputer(name, random_state=0).fit(train.to_numpy())
-    fill = lambda frame: pd.DataFrame(np.nan_to_num(np.asarray(model.transform(frame.to_numpy()), dtype=float)),
-                                      index=frame.index, columns=frame.columns)
+    # writable copies: the dataset's values are read-only, and scikit-learn's IterativeImputer writes into its input
+    model = make_base_imputer(name, random_state=0).fit(np.array(train.to_numpy(), dtype=float))
+    fill = lambda frame: pd.DataFrame(
+        np.nan_to_num(np.asarray(model.transform(np.array(frame.to_numpy(), dtype=float)), dtype=float)),
+        index=frame.index, columns=frame.columns)
     return fill(train), fill(test)
 
 
@@ -55,6 +58,61 @@ def _grid(model: str, n_estimators: int, interval: str) -> list[dict]:
     return grid
 
 
+# ----------------------------------------------------------------------------- the work it needs
+GRID_FITS = 5 * 5 + 1      # GridSearchCV: 5 depths x 5 folds, and the refit
+RFE_FOREST_TREES = 100     # scikit-learn's default forest in the old RFE
+
+
+def _imputation_terms(name: str, X_fit: np.ndarray, n_apply: int) -> dict[str, float]:
+    n, p = X_fit.shape
+    if name == "KNNImputer":
+        return {"columns": float(p), "pair_columns": float(n * (n + n_apply) * p)}
+    if name == "IterativeImputer":   # scikit-learn's: each column with gaps, 10 rounds, 10-tree extra trees
+        gaps = int(np.isnan(X_fit).any(axis=0).sum())
+        return {"column_rounds": 10.0 * gaps, **tree_terms(10 * 10 * gaps, n, min(100, max(p - 1, 1)))}
+    return {"cells": float((n + n_apply) * p)}
+
+
+def _rfe_terms(n: int, p: int, k: int) -> dict[str, float]:
+    terms: dict[str, float] = {}
+    while p > k:   # step k: k features dropped per round, each round a 100-tree forest
+        for term, value in tree_terms(RFE_FOREST_TREES, n, p).items():
+            terms[term] = terms.get(term, 0.0) + value
+        p = max(k, p - k)
+    return terms
+
+
+def _grid_terms(model: str, n_estimators: int, n: int, p: int) -> dict[str, float]:
+    kinds = ["rfr", "etr", "gbr"] if model == "all" else [model]
+    terms: dict[str, float] = {}
+    for kind in kinds:
+        sizes = {f"{kind}_tree_cells": GRID_FITS * n_estimators * nlog(n) * max(p, 1),
+                 f"{kind}_trees": float(GRID_FITS * n_estimators)}
+        terms.update(sizes)
+    return terms
+
+
+def plan_legacy(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
+    """The jobs :func:`run_legacy` will run (one phase: the old method memoises nothing)."""
+    frame_cols = ds.year_matrix(r.year)
+    j = int(ds.indicators.get_loc(r.target))
+    train = ~np.isnan(frame_cols[:, j])
+    n_test = int((np.asarray(ds.sids_mask, bool) & ~train).sum())
+    X = np.delete(frame_cols[train], j, axis=1)
+    complete = np.isnan(X).mean(axis=0) < PREDICTOR_MISSING_MAX
+    others = [c for c in ds.indicators if c != r.target]
+    extra = [c for c in r.manual_predictors if not complete[others.index(c)]]
+    X_fit = np.column_stack([X[:, complete]] + [X[:, [others.index(c)]] for c in extra])
+    n, p = X_fit.shape
+    jobs = [Job(f"legacy_impute_{r.interpolator}", _imputation_terms(r.interpolator, X_fit, n_test))]
+    if r.scheme == "AFS":
+        jobs.append(Job("legacy_rfe", _rfe_terms(n, p, r.number_predictor)))
+    k = len(r.manual_predictors) if r.scheme == "MANUAL" else min(r.number_predictor, p)
+    jobs.append(Job("legacy_grid", _grid_terms(r.model, r.estimators, n, k)))
+    kinds = ("rfr", "etr", "gbr") if r.model == "all" else (r.model,)
+    return WorkPlan(tuple(jobs), group=f"legacy/{'+'.join(kinds)}")
+
+
 def run_legacy(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     frame = ds.year_frame(r.year)
     sids = pd.Index(sorted(ds.sids))
@@ -68,13 +126,16 @@ def run_legacy(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     rank = rank.sort_values(["percent_missing", "column_name"])
     complete = list(rank[rank.percent_missing < PREDICTOR_MISSING_MAX * 100]["column_name"])
     extra = [c for c in r.manual_predictors if c not in complete]
-    X_train, X_test = _impute(r.interpolator, X_train[complete + extra], X_test[complete + extra])
+    with job(f"legacy_impute_{r.interpolator}",
+             **_imputation_terms(r.interpolator, X_train[complete + extra].to_numpy(), len(X_test))):
+        X_train, X_test = _impute(r.interpolator, X_train[complete + extra], X_test[complete + extra])
     checkpoint("legacy selection")  # the request's budget (deadline, client gone), between the long steps
 
     if r.scheme == "AFS":
         k = r.number_predictor
         selector = RFE(RandomForestRegressor(random_state=SEED), n_features_to_select=k, step=k)
-        features = list(X_train.columns[selector.fit(X_train, y_train).support_])
+        with job("legacy_rfe", **_rfe_terms(*X_train.shape, k)):
+            features = list(X_train.columns[selector.fit(X_train, y_train).support_])
     elif r.scheme == "PCA":
         cols = list(X_train[complete].columns)
         features = [cols[i] for i in pca_select(X_train[complete].to_numpy(), r.number_predictor, standardize=False)]
@@ -89,7 +150,8 @@ def run_legacy(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     pipeline = Pipeline([("regressor", grid[0]["regressor"][0])])
     gs = GridSearchCV(pipeline, grid, cv=5, scoring="neg_mean_squared_error", refit=True, n_jobs=1)
     checkpoint("legacy grid search")
-    gs.fit(X_train, y_train, regressor__sample_weight=weights)
+    with job("legacy_grid", **_grid_terms(r.model, r.estimators, *X_train.shape)):
+        gs.fit(X_train, y_train, regressor__sample_weight=weights)
     rmse = float(np.sqrt(-gs.best_score_))
     best = gs.best_estimator_["regressor"]
     prediction = gs.predict(X_test)

@@ -87,6 +87,12 @@ def work_memo(ds: Dataset, key, compute):
     return table.get_or_compute(key, compute)[0]
 
 
+def work_memo_get(ds: Dataset, key):
+    """The memoised value, or None (never computes it)."""
+    table: LruCache = ds.memo(("twolvlimp", "work"), lambda: LruCache(WORK_MEMO_SIZE))
+    return table.get(key)
+
+
 def work_memo_has(ds: Dataset, key) -> bool:
     table: LruCache = ds.memo(("twolvlimp", "work"), lambda: LruCache(WORK_MEMO_SIZE))
     return table.contains(key)

@@ -19,17 +19,21 @@ What differs from the old service (``method: "legacy"`` in :mod:`models.twolvlim
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from models.twolvlimp.data import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
-from models.twolvlimp.engine import LEVEL, balanced_weights
-from models.twolvlimp.imputers import impute
-from models.twolvlimp.memo import work_memo
+from models.twolvlimp.engine import (KINDS, LEVEL, balanced_weights, boosting_depths_expected,
+                                     boosting_fold_terms, boosting_stages_expected, forest_fold_terms)
+from models.twolvlimp.imputers import impute, imputation_terms, needs_imputation
+from models.twolvlimp.memo import work_memo, work_memo_get, work_memo_has
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
-from models.twolvlimp.selection import afs_select, pca_select
-from models.twolvlimp.stacking import fit_stacked
-from models.twolvlimp.temporal import own_series
+from models.twolvlimp.selection import afs_select, afs_terms, pca_select
+from models.twolvlimp.stacking import (fit_stacked, log_target_competes, ridge_terms, screened_terms,
+                                       stack_folds, stack_terms)
+from models.twolvlimp.temporal import OWN_FEATURES, OwnSeries, own_series
+from models.twolvlimp.work import Job, WorkPlan, svd_cells
 from shared.dataset import Dataset
 
 MIN_OWN_SERIES_TRAIN = 20   # fewer training countries with an own series: use the cross-section model
@@ -45,16 +49,23 @@ def candidate_matrix(ds: Dataset, year: int, interpolator: str, target: int,
     that are sparser among the training rows). The base imputer is fitted on every country
     (the target is not among its columns), once per data version, year, imputer and target.
     """
-    base = training_candidates(ds, year, target)
-    needed = tuple(sorted({int(c) for c in extra} - set(base.tolist())))
+    key, cols = imputation_key(ds, year, interpolator, target, extra)
 
     def compute():
-        cols = np.concatenate([base, np.asarray(needed, dtype=base.dtype)])
         filled = impute(interpolator, ds.year_matrix(year)[:, cols], random_state=0)
         filled.setflags(write=False)
         return cols, filled
 
-    return work_memo(ds, ("imputed", year, interpolator, target, needed), compute)
+    return work_memo(ds, key, compute)
+
+
+def imputation_key(ds: Dataset, year: int, interpolator: str, target: int,
+                   extra: tuple[int, ...] = ()) -> tuple[tuple, np.ndarray]:
+    """The work-memo key of the imputed candidate matrix, and its columns (the training candidates,
+    then the ``extra`` columns that are not among them)."""
+    base = training_candidates(ds, year, target)
+    needed = tuple(sorted({int(c) for c in extra} - set(base.tolist())))
+    return ("imputed", year, interpolator, target, needed), np.concatenate([base, np.asarray(needed, dtype=base.dtype)])
 
 
 def training_candidates(ds: Dataset, year: int, target: int) -> np.ndarray:
@@ -63,14 +74,6 @@ def training_candidates(ds: Dataset, year: int, target: int) -> np.ndarray:
     train = ~np.isnan(M[:, target])
     cols = np.flatnonzero(np.isnan(M[train]).mean(axis=0) < PREDICTOR_MISSING_MAX)
     return cols[cols != target]
-
-
-def imputation_key(ds: Dataset, r: ResolvedRequest) -> tuple:
-    """The work-memo key of the imputed candidate matrix this request needs."""
-    j = int(ds.indicators.get_loc(r.target))
-    base = training_candidates(ds, r.year, j)
-    extra = {int(ds.indicators.get_loc(c)) for c in r.manual_predictors}
-    return ("imputed", r.year, r.interpolator, j, tuple(sorted(extra - set(base.tolist()))))
 
 
 def selection_key(r: ResolvedRequest) -> tuple | None:
@@ -96,14 +99,46 @@ def select_columns(ds: Dataset, r: ResolvedRequest, cols: np.ndarray, Z: np.ndar
     return work_memo(ds, selection_key(r), compute)
 
 
-def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
-    started = time.perf_counter()
-    info = year_info(ds, r.year)
-    j = ds.indicators.get_loc(r.target)
+@dataclass(frozen=True)
+class Layout:
+    """Who is trained and predicted by which submodel: known before any imputation or fit."""
+
+    target: int                 # the target's column
+    column: np.ndarray          # the target in the request's year, every country
+    sids: np.ndarray            # bool, every country
+    train: np.ndarray           # bool: countries with a target value
+    to_predict: np.ndarray      # SIDS without one (row indices)
+    own: OwnSeries              # the target's own series in the other years
+    train_own: np.ndarray       # training rows of the own-series submodel
+    own_rows: np.ndarray        # rows it predicts
+    cross_rows: np.ndarray      # rows the cross-section submodel predicts
+
+
+def layout(ds: Dataset, r: ResolvedRequest) -> Layout:
+    j = int(ds.indicators.get_loc(r.target))
     column = ds.year_matrix(r.year)[:, j]
     sids = np.asarray(ds.sids_mask, dtype=bool)
     train = ~np.isnan(column)
     to_predict = np.flatnonzero(sids & np.isnan(column))
+    own = own_series(ds.values[:, :, j], ds.years, year_info(ds, r.year).index)
+    has_own = own.available
+    train_own = np.flatnonzero(train & has_own)
+    own_rows = to_predict[has_own[to_predict]]
+    cross_rows = to_predict[~has_own[to_predict]]
+    if own_rows.size and train_own.size < MIN_OWN_SERIES_TRAIN:
+        own_rows, cross_rows = own_rows[:0], to_predict
+    return Layout(j, column, sids, train, to_predict, own, train_own, own_rows, cross_rows)
+
+
+def _with_own_gaps(gaps: np.ndarray) -> np.ndarray:
+    """The own-series submodel's gap flags: its three own-series features are never imputed."""
+    return np.column_stack([gaps, np.zeros((gaps.shape[0], len(OWN_FEATURES)), bool)])
+
+
+def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
+    started = time.perf_counter()
+    lay = layout(ds, r)
+    j, column, sids, train, to_predict = lay.target, lay.column, lay.sids, lay.train, lay.to_predict
 
     extra = tuple(int(ds.indicators.get_loc(c)) for c in r.manual_predictors)
     cols, Z = candidate_matrix(ds, r.year, r.interpolator, j, extra)
@@ -114,14 +149,7 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     X = Z[:, sel]
     gaps = np.isnan(ds.year_matrix(r.year)[:, cols[sel]])   # cells the base imputer filled
     prepare_seconds = time.perf_counter() - started
-
-    own = own_series(ds.values[:, :, j], ds.years, info.index)
-    has_own = own.available
-    train_own = np.flatnonzero(train & has_own)
-    own_rows = to_predict[has_own[to_predict]]
-    cross_rows = to_predict[~has_own[to_predict]]
-    if own_rows.size and train_own.size < MIN_OWN_SERIES_TRAIN:
-        own_rows, cross_rows = own_rows[:0], to_predict
+    own, train_own, own_rows, cross_rows = lay.own, lay.train_own, lay.own_rows, lay.cross_rows
 
     prediction = np.empty(ds.countries.size)
     lower = np.empty_like(prediction)
@@ -134,8 +162,8 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
         base = own.estimate
         yA = column[train_own] - base[train_own]
         fit = fit_stacked(XA[train_own], yA, sids[train_own], XA[own_rows], r.model, r.estimators,
-                          r.interval, SEED, LEVEL, missing=np.column_stack([gaps, np.zeros((gaps.shape[0], 3), bool)])[train_own],
-                          missing_pred=np.column_stack([gaps, np.zeros((gaps.shape[0], 3), bool)])[own_rows])
+                          r.interval, SEED, LEVEL, missing=_with_own_gaps(gaps)[train_own],
+                          missing_pred=_with_own_gaps(gaps)[own_rows])
         prediction[own_rows] = base[own_rows] + fit.prediction
         lower[own_rows] = base[own_rows] + fit.lower
         upper[own_rows] = base[own_rows] + fit.upper
@@ -191,3 +219,80 @@ def absent_sids(ds: Dataset) -> list[dict]:
     """SIDS named by the country metadata that have no row at all in the data: they cannot be imputed."""
     missing = sorted(set(ds.sids) - set(ds.countries))
     return [{"Country Code": c, "reason": "no data at all for this country in the dataset"} for c in missing]
+
+
+# ----------------------------------------------------------------------------- the work it needs
+def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
+    """The jobs :func:`run_default` will run for this request (:mod:`models.twolvlimp.work`): the base
+    imputation and the selection unless memoised, then per submodel each tree kind's fold fits, the
+    ridge fits (one per fold and pattern of imputed predictors), the screened ridge, the stacking;
+    and the response. Counted with the functions and constants the method runs with; where a count
+    depends on the fit itself (boosting stages, the patterns of predictors not selected yet) the
+    expected value. ``tests/unit/test_work_plan.py`` checks it against the tally of real runs."""
+    lay = layout(ds, r)
+    M = ds.year_matrix(r.year)
+    extra = tuple(int(ds.indicators.get_loc(c)) for c in r.manual_predictors)
+    memo_key, cols = imputation_key(ds, r.year, r.interpolator, lay.target, extra)
+    n = int(lay.train.sum())
+    jobs: list[Job] = []
+    if not work_memo_has(ds, memo_key) and needs_imputation(M[:, cols]):
+        jobs.append(Job(f"impute_{r.interpolator}", imputation_terms(r.interpolator, M[:, cols]), "prepare"))
+
+    selected = None
+    if r.scheme == "MANUAL":
+        where = {int(c): i for i, c in enumerate(cols)}
+        selected = np.asarray([where[c] for c in extra], dtype=int)
+    elif (selected := work_memo_get(ds, selection_key(r))) is None:
+        if r.scheme == "AFS":
+            jobs += [Job(kind, terms, "prepare")
+                     for kind, terms in afs_terms(n, cols.size, r.number_predictor, RFE_TREES).items()]
+        else:
+            jobs.append(Job("pca", {"svd": svd_cells(n, cols.size)}, "prepare"))
+    p = selected.size if selected is not None else min(r.number_predictor, cols.size)
+    gaps = None if selected is None else np.isnan(M[:, cols[selected]])
+    candidate_gap_share = float(np.isnan(M[:, cols]).mean()) if cols.size else 0.0
+
+    kinds = KINDS if r.model == "all" else (r.model,)
+    if lay.own_rows.size:
+        y = lay.column[lay.train_own] - lay.own.estimate[lay.train_own]
+        jobs += _submodel_jobs(r, kinds, lay.train_own, lay.own_rows, y, None if gaps is None else _with_own_gaps(gaps),
+                               p + len(OWN_FEATURES), candidate_gap_share, candidates=0)
+    if lay.cross_rows.size:
+        rows = np.flatnonzero(lay.train)
+        jobs += _submodel_jobs(r, kinds, rows, lay.cross_rows, lay.column[rows], gaps, p, candidate_gap_share,
+                               candidates=0 if r.scheme == "MANUAL" else cols.size)
+    return WorkPlan(tuple(jobs), group=f"model/{'+'.join(kinds)}", prepare_group=f"prepare/{r.interpolator}/{r.scheme}")
+
+
+def _submodel_jobs(r: ResolvedRequest, kinds, train_rows: np.ndarray, pred_rows: np.ndarray, y: np.ndarray,
+                   gaps: np.ndarray | None, p: int, candidate_gap_share: float, candidates: int) -> list[Job]:
+    """One :func:`fit_stacked` call: ``gaps`` flags every country's imputed predictors (None: the
+    predictors are not chosen yet), ``candidates`` the columns of the screened ridge (0: none)."""
+    folds = stack_folds(train_rows.size, SEED)
+    jobs: list[Job] = []
+    for kind in kinds:
+        for tr, te in folds:
+            if kind == "gbr":
+                terms = boosting_fold_terms(boosting_depths_expected(tr.size), boosting_stages_expected(r.estimators),
+                                            tr.size, p)
+                jobs.append(Job("boosting_fold", terms, parallel=True))
+            else:
+                terms = forest_fold_terms(r.estimators, tr.size, p, te.size + pred_rows.size)
+                jobs.append(Job(f"forest_fold_{kind}", terms, parallel=True))
+    shapes = []
+    for tr, te in folds:
+        shapes.append((tr.size, p))
+        if gaps is None:  # each row has an imputed predictor with probability 1 - (1 - share)^p
+            reduced = (1 - (1 - candidate_gap_share) ** p) * (te.size + pred_rows.size)
+            shapes += [(tr.size, p)] * int(round(reduced))
+            continue
+        flags = np.concatenate([gaps[train_rows][te], gaps[pred_rows]])
+        patterns = np.unique(flags[flags.any(axis=1)], axis=0)
+        shapes += [(tr.size, int((~pattern).sum())) for pattern in patterns if not pattern.all()]
+    for _ in range(2 if log_target_competes(y) else 1):
+        jobs.append(Job("ridge", ridge_terms(shapes)))
+    use_all = candidates > p
+    if use_all:
+        jobs.append(Job("screened_ridge", screened_terms([tr.size for tr, _ in folds], candidates)))
+    jobs.append(Job("stack", stack_terms(train_rows.size, pred_rows.size, r.model, r.estimators, True, use_all)))
+    return jobs

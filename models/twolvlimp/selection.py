@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from models.twolvlimp.trees import DepthForest
+from models.twolvlimp.work import job, svd_cells, tree_terms
 
 SCHEMES = ("MANUAL", "AFS", "PCA")
 
@@ -32,17 +33,13 @@ class GeometricRFE(BaseEstimator):
     def fit(self, X, y, sample_weight=None):
         X = np.asarray(X, dtype=np.float64)
         p = X.shape[1]
-        k = min(self.n_features_to_select, p)
         alive = np.arange(p)
         dropped_in: list[np.ndarray] = []
-        while alive.size > k:
-            # Small matrices: consider every feature at each split, as the old forest did.
-            max_features = 1.0 if alive.size <= 30 else self.max_features
-            forest = DepthForest("rf", n_estimators=self.n_estimators, max_features=max_features,
+        for n_keep in self.schedule(p):
+            forest = DepthForest("rf", n_estimators=self.n_estimators, max_features=self._max_features(alive.size),
                                  random_state=self.random_state)
             forest.fit(X[:, alive], y, sample_weight)
             imp = forest.importances(None)
-            n_keep = max(k, math.floor(alive.size * self.keep))
             order = np.argsort(-imp, kind="stable")
             dropped_in.append(alive[order[n_keep:]])
             alive = np.sort(alive[order[:n_keep]])
@@ -55,6 +52,29 @@ class GeometricRFE(BaseEstimator):
         self.n_rounds_ = rounds
         self.ranking_ = ranking
         return self
+
+    def schedule(self, p: int) -> list[int]:
+        """The features kept after each round, starting from ``p``."""
+        k, alive, kept = min(self.n_features_to_select, p), p, []
+        while alive > k:
+            alive = max(k, math.floor(alive * self.keep))
+            kept.append(alive)
+        return kept
+
+    def _max_features(self, alive: int) -> float:
+        # small matrices: consider every feature at each split, as the old forest did
+        return 1.0 if alive <= 30 else self.max_features
+
+    def work_terms(self, n: int, p: int) -> dict[str, float]:
+        """The size of :meth:`fit` on ``n`` rows x ``p`` features (a job of :mod:`models.twolvlimp.work`):
+        each round's forest on the surviving features, a share ``max_features`` of them tried per split."""
+        terms: dict[str, float] = {}
+        alive = p
+        for n_keep in self.schedule(p):
+            for term, value in tree_terms(self.n_estimators, n, alive * self._max_features(alive)).items():
+                terms[term] = terms.get(term, 0.0) + value
+            alive = n_keep
+        return terms
 
 
 def pca_select(X: np.ndarray, k: int, standardize: bool = True) -> np.ndarray:
@@ -74,7 +94,8 @@ def pca_select(X: np.ndarray, k: int, standardize: bool = True) -> np.ndarray:
         Z = Z / np.where(sd > 0, sd, 1.0)
     from models.twolvlimp.imputers import one_blas_thread
 
-    with one_blas_thread():  # one small LAPACK call: BLAS threads only contend (measured 0.2 s vs 5-10 ms)
+    with one_blas_thread(), job("pca", "prepare", svd=svd_cells(*Z.shape)):
+        # one small LAPACK call: BLAS threads only contend (measured 0.2 s vs 5-10 ms)
         _, _, vt = np.linalg.svd(Z, full_matrices=False)
     chosen: list[int] = []
     comp = 0
@@ -159,6 +180,24 @@ def cv_error(X: np.ndarray, y: np.ndarray, w: np.ndarray, random_state: int, n_t
     return {"ridge": float(np.average((y - lin) ** 2, weights=w)), "forest": float(np.average((y - rf) ** 2, weights=w))}
 
 
+def afs_terms(n: int, p: int, k: int, n_estimators: int) -> dict[str, dict[str, float]]:
+    """The jobs of :func:`afs_select` on ``n`` rows x ``p`` candidates (the inner CV runs only when
+    the two selections differ)."""
+    rfe = GeometricRFE(n_features_to_select=k, n_estimators=n_estimators)
+    return {"afs_rfe": rfe.work_terms(n, p), "afs_lars": lars_terms(n, p, k),
+            "afs_inner_cv": inner_cv_terms(n, min(k, p), n_estimators)}
+
+
+def lars_terms(n: int, p: int, k: int) -> dict[str, float]:
+    return {"cells": float(n * p * min(p, 3 * k))}
+
+
+def inner_cv_terms(n: int, k: int, n_estimators: int) -> dict[str, float]:
+    """Two feature sets, each scored by 5-fold ridge and forest fits."""
+    n_fold = n - n // min(5, max(n, 2))
+    return {"fits": 10.0, **{t: 10 * v for t, v in tree_terms(n_estimators, n_fold, k).items()}}
+
+
 def afs_select(X: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndarray, random_state: int,
                n_estimators: int = 30) -> tuple[np.ndarray, dict]:
     """AFS: forest RFE (non-linear relevance) or the LARS path (linear relevance), chosen by inner CV.
@@ -167,12 +206,15 @@ def afs_select(X: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndarray, 
     forest, 5-fold out of fold on the training rows, and the set with the lower error is kept.
     """
     rfe = GeometricRFE(n_features_to_select=k, n_estimators=n_estimators, random_state=random_state)
-    by_rfe = np.flatnonzero(rfe.fit(X, y, sample_weight).support_)
-    by_lars = lars_select(X, y, k, sample_weight)
+    with job("afs_rfe", "prepare", **rfe.work_terms(*X.shape)):
+        by_rfe = np.flatnonzero(rfe.fit(X, y, sample_weight).support_)
+    with job("afs_lars", "prepare", **lars_terms(*X.shape, k)):
+        by_lars = lars_select(X, y, k, sample_weight)
     if np.array_equal(by_rfe, by_lars):
         return by_rfe, {"chosen": "forest RFE and LARS agree"}
-    scores = {name: cv_error(X[:, cols], y, sample_weight, random_state, n_estimators)
-              for name, cols in (("forest_rfe", by_rfe), ("lars", by_lars))}
+    with job("afs_inner_cv", "prepare", **inner_cv_terms(X.shape[0], min(k, X.shape[1]), n_estimators)):
+        scores = {name: cv_error(X[:, cols], y, sample_weight, random_state, n_estimators)
+                  for name, cols in (("forest_rfe", by_rfe), ("lars", by_lars))}
     best = {name: min(s.values()) for name, s in scores.items()}
     name = min(best, key=lambda v: (best[v], v != "forest_rfe"))
     info = {"chosen": name, "cv_rmse": {k_: float(np.sqrt(v)) for k_, v in best.items()}}

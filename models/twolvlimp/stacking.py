@@ -44,9 +44,10 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold
 
-from models.twolvlimp.engine import (ESTIMATOR_NAMES, KINDS, N_FOLDS, FitResult, _depth_key, _wmse,
+from models.twolvlimp.engine import (ESTIMATOR_NAMES, FOREST_DEPTHS, KINDS, N_FOLDS, FitResult, _depth_key, _wmse,
                                      balanced_weights, search_trees)
 from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
+from models.twolvlimp.work import job, svd_cells
 from shared.capacity import current_check
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
@@ -106,6 +107,11 @@ def _skewed(col: np.ndarray) -> bool:
     if sd == 0:
         return False
     return float(np.mean(((col - col.mean()) / sd) ** 3)) > SKEW_LOG
+
+
+def log_target_competes(y: np.ndarray) -> bool:
+    """A non-negative, strongly right-skewed target: ridge on log(target) also competes."""
+    return bool(y.min() >= 0 and _skewed(y))
 
 
 class LinearStage:
@@ -209,23 +215,36 @@ def _reduced_predict(X_tr, y_tr, w_tr, full: LinearStage, X_new, missing, models
     return out, lev
 
 
+def ridge_terms(fit_shapes) -> dict[str, float]:
+    """The size of ridge fits on matrices of the given (rows, columns) (a job of :mod:`models.twolvlimp.work`)."""
+    return {"fits": float(len(fit_shapes)), "svd": float(sum(svd_cells(n, p) for n, p in fit_shapes))}
+
+
 def _linear(X, y, w, Xp, folds, missing=None, missing_pred=None):
+    with job("ridge") as terms:
+        out, shapes = _linear_folds(X, y, w, Xp, folds, missing, missing_pred)
+        terms.update(ridge_terms(shapes))
+    return out
+
+
+def _linear_folds(X, y, w, Xp, folds, missing, missing_pred):
     n = X.shape[0]
     oof, oof_lev = np.empty(n), np.empty(n)
-    preds, levs, imps, alphas = [], [], [], []
+    preds, levs, imps, alphas, shapes = [], [], [], [], []
     for tr, te in folds:
         stage = LinearStage().fit(X[tr], y[tr], w[tr])
         models: dict = {}
         oof[te], oof_lev[te] = _reduced_predict(X[tr], y[tr], w[tr], stage, X[te],
                                                 None if missing is None else missing[te], models)
         p, lev = _reduced_predict(X[tr], y[tr], w[tr], stage, Xp, missing_pred, models)
+        shapes += [(tr.size, X.shape[1])] + [(tr.size, int(keep.sum())) for keep, m in models.values() if m is not None]
         preds.append(p)
         levs.append(lev)
         imps.append(stage.importances)
         alphas.append(stage.alpha_)
     imp = np.mean(imps, axis=0)
     imp = imp / imp.sum() if imp.sum() > 0 else imp
-    return oof, np.mean(preds, axis=0), imp, alphas, (oof_lev, np.mean(levs, axis=0))
+    return (oof, np.mean(preds, axis=0), imp, alphas, (oof_lev, np.mean(levs, axis=0))), shapes
 
 
 def _screen_order(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -240,13 +259,31 @@ def _screen_order(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.argsort(-corr, kind="stable")
 
 
+def screen_counts(p: int) -> list[int]:
+    """The candidate counts the screened ridge tries among ``p`` candidates."""
+    return sorted({min(c, p) for c in SCREEN_COUNTS} | {p})
+
+
+def screened_terms(train_sizes, p: int) -> dict[str, float]:
+    """The size of :func:`_screened_linear` on ``p`` candidates, folds of the given training sizes: a
+    ranking of the candidates and two ridge fits (log or not) per count, per fold."""
+    counts = screen_counts(p)
+    return {"folds": float(len(train_sizes)), "rank": float(sum(n * p for n in train_sizes)),
+            "svd": float(sum(2 * svd_cells(n, c) for n in train_sizes for c in counts))}
+
+
 def _screened_linear(X, y, w, Xp, folds):
+    with job("screened_ridge", **screened_terms([tr.size for tr, _ in folds], X.shape[1])):
+        return _screened_linear_folds(X, y, w, Xp, folds)
+
+
+def _screened_linear_folds(X, y, w, Xp, folds):
     """Ridge on the candidates most correlated with the target: per fold, the candidates are ranked by
     |correlation| on the fold's training rows and the count (SCREEN_COUNTS, or every candidate), with or
     without the log of skewed columns, is the one with the least leave-one-out error on those rows; the
     held-out rows score the whole procedure."""
     n, p = X.shape
-    counts = sorted({min(c, p) for c in SCREEN_COUNTS} | {p})
+    counts = screen_counts(p)
     oof, oof_lev = np.empty(n), np.empty(n)
     preds, levs, alphas, chosen = [], [], [], []
     for tr, te in folds:
@@ -293,10 +330,43 @@ def _normalised_interval(y, oof, w, prediction, spread_oof, spread_pred, test_we
         "scale": name, "adjustment": q}
 
 
+def stack_folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (training, test) rows of the N_FOLDS folds every part of the stack is fitted on."""
+    return list(KFold(n_splits=min(N_FOLDS, n), shuffle=True, random_state=seed).split(np.empty((n, 1))))
+
+
+def stacking_grid(linear: bool, use_all: bool) -> list[tuple[float, float, float, float]]:
+    """Weights of (ridge, trees, mean, ridge on every candidate): multiples of 0.1 summing to 1."""
+    grid = [(r / 10, t / 10, c / 10, round(1 - (r + t + c) / 10, 10))
+            for r in range(11) for t in range(11 - r) for c in range(11 - r - t)]
+    if not linear:
+        grid = [g for g in grid if g[0] == 0]
+    if not use_all:
+        grid = [g for g in grid if g[3] == 0]
+    return grid
+
+
+def stack_terms(n: int, n_pred: int, model: str, n_estimators: int, linear: bool, use_all: bool) -> dict[str, float]:
+    """The size of :func:`fit_stacked`'s own work (its fits are jobs of their own): reading the forests'
+    per-tree outputs at every depth, scoring the stacking grid, the intervals."""
+    forests = sum(1 for kind in (KINDS if model == "all" else (model,)) if kind != "gbr")
+    outputs = forests * n_estimators * (len(FOREST_DEPTHS) * n + N_FOLDS * n_pred)
+    return {"rows": float(n), "tree_outputs": float(outputs),
+            "grid_rows": float(len(stacking_grid(linear, use_all)) * n)}
+
+
 def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarray, model: str, n_estimators: int,
                 interval: str, seed: int, level: float = 0.9, missing: np.ndarray | None = None,
                 missing_pred: np.ndarray | None = None, linear: bool = True, X_all: np.ndarray | None = None,
                 Xp_all: np.ndarray | None = None) -> FitResult:
+    use_all = linear and X_all is not None and X_all.shape[1] > X.shape[1]
+    with job("stack", **stack_terms(X.shape[0], Xp.shape[0], model, n_estimators, linear, use_all)):
+        return _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, missing, missing_pred,
+                            linear, X_all, Xp_all)
+
+
+def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, missing, missing_pred, linear,
+                 X_all, Xp_all) -> FitResult:
     """Trees and ridge on the same folds, stacked by out-of-fold error; conformal intervals.
 
     ``missing`` / ``missing_pred`` flag the cells of ``X`` / ``Xp`` that the base imputer filled: the
@@ -309,12 +379,12 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
     y = np.asarray(y, dtype=np.float64)
     n = X.shape[0]
     w = balanced_weights(is_sids)
-    folds = list(KFold(n_splits=min(N_FOLDS, n), shuffle=True, random_state=seed).split(X))
+    folds = stack_folds(n, seed)
     trees = _trees(X, y, w, Xp, model, n_estimators, folds, seed)
     target_transform = "none"
     if linear:
         lin_oof, lin_pred, lin_imp, alphas, lin_lev = _linear(X, y, w, Xp, folds, missing, missing_pred)
-        if y.min() >= 0 and _skewed(y):
+        if log_target_competes(y):
             # a non-negative, strongly right-skewed target: ridge on log(y + offset) competes, out of fold
             off = float(y[y > 0].min()) if (y > 0).any() else 1.0
             l_oof, l_pred, l_imp, l_alphas, l_lev = _linear(X, np.log(y + off), w, Xp, folds, missing, missing_pred)
@@ -336,12 +406,7 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
             np.asarray(X_all, np.float64), y, w, np.asarray(Xp_all, np.float64), folds)
     else:
         all_oof, all_pred, all_alphas, all_counts, all_lev = const_oof, const_pred, [], [], None
-    grid = [(r / 10, t / 10, c / 10, round(1 - (r + t + c) / 10, 10))
-            for r in range(11) for t in range(11 - r) for c in range(11 - r - t)]
-    if not linear:
-        grid = [g for g in grid if g[0] == 0]
-    if not use_all:
-        grid = [g for g in grid if g[3] == 0]
+    grid = stacking_grid(linear, use_all)
 
     def mix(g, lin, tree, const, every):
         return g[0] * lin + g[1] * tree + g[2] * const + g[3] * every
