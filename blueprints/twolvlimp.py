@@ -22,7 +22,7 @@ import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.twolvlimp import data as lookups
-from models.twolvlimp.data import ImputationError, ImputationRequest
+from models.twolvlimp.data import ImputationRequest
 from shared.capacity import Budget, favour_light_requests
 from shared.http import ApiBlueprint
 from shared.settings import Settings, available_cpus, get_settings
@@ -79,33 +79,17 @@ def use_runtime(new: TwoLevelRuntime | None) -> TwoLevelRuntime | None:
         return old
 
 
-class Interpolator(str, Enum):
-    KNNImputer = "KNNImputer"
-    IterativeImputer = "IterativeImputer"
-    SimpleImputer = "SimpleImputer"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum whose members are ``values`` (member name = value): the request's choices for validation,
+    OpenAPI and /params, from the model package's tuples, their one source."""
+    return Enum(name, {v: v for v in values}, type=str, module=__name__)
 
 
-class Scheme(str, Enum):
-    MANUAL = "MANUAL"
-    AFS = "AFS"
-    PCA = "PCA"
-
-
-class ModelKind(str, Enum):
-    rfr = "rfr"
-    gbr = "gbr"
-    etr = "etr"
-    all = "all"
-
-
-class Interval(str, Enum):
-    quantile = "quantile"
-    bootstrap = "bootstrap"
-
-
-class Method(str, Enum):
-    default = "default"
-    legacy = "legacy"
+Interpolator = _choices("Interpolator", lookups.INTERPOLATORS)
+Scheme = _choices("Scheme", lookups.SCHEMES)
+ModelKind = _choices("ModelKind", lookups.MODELS)
+Interval = _choices("Interval", lookups.INTERVALS)
+Method = _choices("Method", lookups.METHODS)
 
 
 def _year_text(value: Any) -> Any:
@@ -167,15 +151,10 @@ class TrainRequest(ApiModel):
 
     @field_validator("manual_predictors")
     @classmethod
-    def _unique(cls, value: Optional[list[str]]):
-        if value is not None:
-            seen, dupes = set(), []
-            for code in value:
-                if code in seen and code not in dupes:
-                    dupes.append(code)
-                seen.add(code)
-            if dupes:
-                raise ValueError(f"predictors must be distinct; repeated: {', '.join(dupes)}")
+    def _distinct(cls, value: Optional[list[str]]):
+        # The model's rule (resolve applies it again after the key- aliases); here it gives repeated codes
+        # the 422 of a malformed body, with the field in "loc". ImputationError is a ValueError.
+        lookups.check_distinct(value or ())
         return value
 
     def to_model(self) -> ImputationRequest:
@@ -299,22 +278,6 @@ def _dataset():
     return get_dataset()
 
 
-def _dataset_for(ds, year: int, dataset: Optional[str], target: Optional[str]) -> str:
-    if dataset and not lookups.is_legacy_dataset_alias(ds, dataset):
-        return lookups.check_dataset(ds, year, dataset)
-    if target:
-        code, _ = lookups.resolve_code(ds, target)
-        if code in ds.indicators:
-            return str(ds.indicator_meta.at[code, "Dataset"])
-        meta = ds.indicator_meta
-        named = meta.index[meta["Indicator"].astype(str) == str(target).strip()]
-        if len(named):
-            return str(meta.at[named[0], "Dataset"])
-    options = lookups.datasets(ds, year)
-    raise ImputationError(f"dataset is required here; datasets with targets in {year}: {', '.join(options)}",
-                          allowed=list(options))
-
-
 @blueprint.get("target_years", response=list[str])
 def target_years() -> list[str]:
     """The years that can be targets (derived from the data)."""
@@ -333,7 +296,7 @@ def targets(q: TargetsQuery) -> dict[str, str]:
     """{indicator code: name}: indicators missing for fewer than 80% of countries that year, and for at least one."""
     ds = _dataset()
     year = lookups.check_year(ds, q.target_year)
-    return lookups.targets(ds, year, _dataset_for(ds, year, q.dataset, None))
+    return lookups.targets(ds, year, lookups.dataset_for(ds, year, q.dataset, None, lookup=True))
 
 
 @blueprint.get("dimensions", query=DimensionsQuery, response=list[Dimension])
@@ -341,7 +304,7 @@ def dimensions(q: DimensionsQuery) -> list[dict]:
     """[{label, value}]: the dimensions of an indicator (by name or code) that are valid targets that year."""
     ds = _dataset()
     year = lookups.check_year(ds, q.target_year)
-    return lookups.dimensions(ds, year, _dataset_for(ds, year, q.dataset, q.target), q.target)
+    return lookups.dimensions(ds, year, lookups.dataset_for(ds, year, q.dataset, q.target, lookup=True), q.target)
 
 
 @blueprint.post("predictors", body=PredictorListRequest, response=dict[str, Any])
@@ -350,7 +313,7 @@ def predictors(req: PredictorListRequest) -> dict:
     AFS/PCA: the allowed numbers of predictors ({n: n})."""
     ds = _dataset()
     year = lookups.check_year(ds, req.target_year)
-    dataset = _dataset_for(ds, year, req.dataset, req.target)
+    dataset = lookups.dataset_for(ds, year, req.dataset, req.target, lookup=True)
     target = lookups.check_target(ds, year, dataset, req.target)
     if req.scheme == Scheme.MANUAL:
         return lookups.manual_predictor_options(ds, year, target)

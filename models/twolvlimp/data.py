@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Iterable
 
 import numpy as np
 
@@ -21,6 +22,10 @@ SEED = 7                      # the old service's seed, now used by every random
 LEGACY_PREFIX = "key-"        # the old platform's codes: "key-wdi-EG.ELC.ACCS.ZS" is "wdi-EG.ELC.ACCS.ZS"
 LEGACY_DATASET = "key"
 
+# The allowed values of a request's choices, in one place: the HTTP layer's enums (blueprints/twolvlimp.py)
+# are built from these, and resolve checks a request against them.
+INTERPOLATORS = ("KNNImputer", "IterativeImputer", "SimpleImputer")
+SCHEMES = ("MANUAL", "AFS", "PCA")
 MODELS = ("rfr", "gbr", "etr", "all")
 INTERVALS = ("quantile", "bootstrap")
 METHODS = ("default", "legacy")
@@ -151,6 +156,32 @@ def check_dataset(ds: Dataset, year: int, dataset: str) -> str:
     return dataset
 
 
+def dataset_for(ds: Dataset, year: int, dataset: str | None, target: str | None, *, lookup: bool = False) -> str:
+    """The dataset a request is about, by one rule for :func:`resolve` (/predict, /estimate) and the look-ups.
+
+    ``dataset`` when given (checked against the year by :func:`check_dataset`), unless it is the old platform's
+    ``key`` (:func:`is_legacy_dataset_alias`); otherwise the dataset of ``target``, given by one of its codes
+    (``key-`` codes accepted) or, in a look-up (``lookup``), also by its indicator name, as /dimensions takes it.
+    When the target does not tell: "unknown target" for a request, "dataset is required here" for a look-up.
+    A dataset read from the target is not checked against the year.
+    """
+    if dataset and not is_legacy_dataset_alias(ds, dataset):
+        return check_dataset(ds, year, dataset)
+    code, _ = resolve_code(ds, target or "")
+    if code in ds.indicators:
+        return str(_dataset_of(ds)[ds.indicators.get_loc(code)])
+    if not lookup:
+        raise ImputationError(f"unknown target {target!r}: see /twolvlImp/targets for the valid targets")
+    if target:
+        meta = ds.indicator_meta
+        named = meta.index[meta["Indicator"].astype(str) == str(target).strip()]
+        if len(named):
+            return str(meta.at[named[0], "Dataset"])
+    options = datasets(ds, year)
+    raise ImputationError(f"dataset is required here; datasets with targets in {year}: {', '.join(options)}",
+                          allowed=list(options))
+
+
 def targets(ds: Dataset, year: int, dataset: str) -> dict[str, str]:
     def compute():
         info = year_info(ds, year)
@@ -168,6 +199,19 @@ def resolve_code(ds: Dataset, code: str) -> tuple[str, bool]:
     if code.startswith(LEGACY_PREFIX) and code[len(LEGACY_PREFIX):] in ds.indicators:
         return code[len(LEGACY_PREFIX):], True
     return code, False
+
+
+def check_distinct(predictors: Iterable[str]) -> None:
+    """Raise :class:`ImputationError` naming the predictors given more than once, in the order they repeat."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for code in predictors:
+        if code in seen and code not in repeated:
+            repeated.append(code)
+        seen.add(code)
+    if repeated:
+        raise ImputationError(f"manual_predictors must be distinct; repeated: {', '.join(repeated)}",
+                              repeated=repeated)
 
 
 def check_target(ds: Dataset, year: int, dataset: str, target: str) -> str:
@@ -267,23 +311,23 @@ def complete_for_estimate(ds: Dataset, req: ImputationRequest) -> ImputationRequ
 
 
 def resolve(ds: Dataset, req: ImputationRequest) -> ResolvedRequest:
-    """Check a request against the data; raise :class:`ImputationError` saying what is allowed."""
+    """Check a request against the data and the allowed choices; raise :class:`ImputationError` saying what
+    is allowed."""
+    for name, allowed in (("interpolator", INTERPOLATORS), ("scheme", SCHEMES), ("model", MODELS),
+                          ("interval", INTERVALS), ("method", METHODS)):
+        if getattr(req, name) not in allowed:
+            raise ImputationError(f"{name} must be one of {', '.join(allowed)}", allowed=list(allowed))
     notes = []
     year = check_year(ds, req.target_year)
     target, alias = resolve_code(ds, req.target)
     if alias:
         notes.append(f"target {req.target!r} is the old platform's code for {target!r}")
-    dataset = req.dataset.strip() if req.dataset else None
-    if not dataset or is_legacy_dataset_alias(ds, dataset):
-        if target not in ds.indicators:
-            raise ImputationError(f"unknown target {req.target!r}: see /twolvlImp/targets for the valid targets")
-        dataset = str(_dataset_of(ds)[ds.indicators.get_loc(target)])
-        if req.dataset:
-            notes.append(f"dataset {req.dataset!r} (old platform) read as the target's dataset {dataset!r}")
-    check_dataset(ds, year, dataset)
+    given = req.dataset.strip() if req.dataset else None
+    dataset = dataset_for(ds, year, given, req.target)
+    if req.dataset and dataset != given:
+        notes.append(f"dataset {req.dataset!r} (old platform) read as the target's dataset {dataset!r}")
+    check_dataset(ds, year, dataset)  # dataset_for checks a given dataset, not one read from the target
     target = check_target(ds, year, dataset, target)
-    if req.method not in METHODS:
-        raise ImputationError(f"method must be one of {', '.join(METHODS)}")
     if not 1 <= int(req.estimators) <= MAX_ESTIMATORS:
         raise ImputationError(f"estimators must be between 1 and {MAX_ESTIMATORS}")
 
@@ -308,9 +352,7 @@ def resolve(ds: Dataset, req: ImputationRequest) -> ResolvedRequest:
             if was_alias:
                 notes.append(f"predictor {code!r} is the old platform's code for {c!r}")
             resolved.append(c)
-        if len(set(resolved)) != len(resolved):
-            dupes = sorted({c for c in resolved if resolved.count(c) > 1})
-            raise ImputationError(f"manual_predictors must be unique; repeated: {', '.join(dupes)}")
+        check_distinct(resolved)  # after the key- aliases: key-X and X are one predictor
         if target in resolved:
             raise ImputationError(f"the target {target!r} cannot be one of its own predictors")
         valid = set(predictor_codes(ds, year))

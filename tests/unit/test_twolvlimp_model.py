@@ -190,6 +190,17 @@ def test_each_error_carries_its_own_values(wdi):
     assert "wdi-NOT.B" in messages[1] and "wdi-NOT.A" not in messages[1]
 
 
+def test_resolve_checks_every_choice_and_repeats_after_the_old_codes(wdi):
+    # What the HTTP layer's enums check, a direct caller of the model code gets as a clear error too.
+    for name, allowed in (("interpolator", lookups.INTERPOLATORS), ("scheme", lookups.SCHEMES),
+                          ("model", lookups.MODELS), ("interval", lookups.INTERVALS), ("method", lookups.METHODS)):
+        with pytest.raises(ImputationError, match=f"{name} must be one of") as err:
+            resolve(wdi, ImputationRequest(**{**SIMPLE, name: "nonsense"}))
+        assert err.value.context["allowed"] == list(allowed)
+    with pytest.raises(ImputationError, match="repeated: wdi-EN.POP.DNST$"):
+        resolve(wdi, ImputationRequest(**{**SIMPLE, "manual_predictors": ("key-wdi-EN.POP.DNST", "wdi-EN.POP.DNST")}))
+
+
 def test_same_request_same_numbers(wdi, runtime, new_runtime):
     a = predict(runtime, wdi, scheme="AFS", number_predictor=5, manual_predictors=None, estimators=20)
     # a new data version with the same values, on a new runtime: nothing memoised or cached, selection runs again
