@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from scipy.optimize import nnls  # noqa: E402
 
 from models.twolvlimp.costs import UNIT_COSTS_FILE  # noqa: E402
+from models.twolvlimp.data import INTERPOLATORS as IMPUTERS, MODELS, SCHEMES  # noqa: E402
 from models.twolvlimp.data import ImputationRequest, resolve, year_info  # noqa: E402
 from models.twolvlimp.engine import fits_on  # noqa: E402
 from models.twolvlimp.service import compute, plan_request  # noqa: E402
@@ -38,9 +39,6 @@ from shared.dataset import Dataset, build_dataset  # noqa: E402
 
 DEFAULT_PLATFORM = ROOT.parent / "shared" / "data" / "sids-platform"
 DEFAULT_SYNTHETIC = ROOT / "bench-results" / "synthetic-3000x250-2000-2020-seed0"
-IMPUTERS = ("KNNImputer", "IterativeImputer", "SimpleImputer")
-SCHEMES = ("MANUAL", "AFS", "PCA")
-MODELS = ("rfr", "etr", "gbr", "all")
 TREES = (10, 100, 300, 1000)
 
 

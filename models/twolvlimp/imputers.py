@@ -17,9 +17,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers IterativeImputer)
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
+from models.twolvlimp.data import INTERPOLATORS
 from models.twolvlimp.work import job
-
-INTERPOLATORS = ("KNNImputer", "IterativeImputer", "SimpleImputer")
 
 
 class ScaledKNNImputer(TransformerMixin, BaseEstimator):

@@ -9,8 +9,6 @@ from sklearn.base import BaseEstimator
 from models.twolvlimp.trees import DepthForest
 from models.twolvlimp.work import job, svd_cells, tree_terms
 
-SCHEMES = ("MANUAL", "AFS", "PCA")
-
 
 class GeometricRFE(BaseEstimator):
     """Recursive feature elimination with a random forest, dropping a fixed share of the features per round.
