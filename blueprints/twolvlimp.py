@@ -3,13 +3,13 @@
 The method itself lives in :mod:`models.twolvlimp`; this module only validates requests,
 calls it and maps its errors to HTTP answers (422 with a message saying what is allowed).
 
-Only the look-ups (:mod:`models.twolvlimp.data`: numpy, no scikit-learn) are imported with this
-module. The method (:mod:`models.twolvlimp.service` and the scikit-learn code behind it) is
+Only the look-ups (:mod:`models.twolvlimp.lookups`: numpy, no scikit-learn) are imported with this
+module. The method (:mod:`models.twolvlimp.runtime` and the scikit-learn code behind it) is
 imported by the first /estimate or /predict, or before that in the background once the dataset
 is loaded (``MODEL_CODE``, shared/warmup.py), so that an instance's start does not pay for it.
 
 What the model keeps between requests (result cache, compute slots, fit pool, learned durations)
-is one :class:`~models.twolvlimp.service.TwoLevelRuntime`, sized here from the settings
+is one :class:`~models.twolvlimp.runtime.TwoLevelRuntime`, sized here from the settings
 (:func:`build_runtime`) and reached through :func:`runtime`; the model code reads no settings.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from models.twolvlimp import data as lookups
-from models.twolvlimp.data import ImputationRequest
+from models.twolvlimp import lookups
+from models.twolvlimp.lookups import ImputationRequest
 from shared.capacity import Budget, favour_light_requests
 from shared.http import ApiBlueprint
 from shared.settings import Settings, available_cpus, get_settings
@@ -30,7 +30,7 @@ from shared.store import get_dataset
 from shared.validation import ApiModel, Lookup, RequiredIf
 
 if TYPE_CHECKING:
-    from models.twolvlimp.service import TwoLevelRuntime
+    from models.twolvlimp.runtime import TwoLevelRuntime
 
 blueprint = ApiBlueprint(
     "twolvlImp", label="Two-level imputation", prefix="twolvlImp",
@@ -40,14 +40,14 @@ blueprint = ApiBlueprint(
 
 PREFIX = "/twolvlImp"
 # Imported by /estimate and /predict on first use; shared/warmup.py imports it after the dataset load.
-MODEL_CODE = ("models.twolvlimp.service",)
+MODEL_CODE = ("models.twolvlimp.runtime",)
 
 
 def build_runtime(settings: Settings) -> TwoLevelRuntime:
     """A twolvlImp runtime sized by ``settings`` and by the CPUs this process may use (its cgroup
     limit, not the machine's cores): as many computations at once as usable CPUs unless
     MAX_CONCURRENT_PREDICTIONS says otherwise, one fit thread per usable CPU."""
-    from models.twolvlimp.service import TwoLevelRuntime  # scikit-learn: imported on first use, not at start
+    from models.twolvlimp.runtime import TwoLevelRuntime  # scikit-learn: imported on first use, not at start
 
     cpus = available_cpus()
     favour_light_requests()  # fits may now run beside light requests

@@ -503,7 +503,7 @@ def most_complete_predictors(data, target: str, year: int, count: int) -> list[s
     """The ``count`` predictors valid in ``year`` with the fewest gaps among the target's training rows (by code)."""
     import numpy as np
 
-    from models.twolvlimp.data import predictor_codes
+    from models.twolvlimp.lookups import predictor_codes
 
     matrix = data.year_matrix(year)
     train = ~np.isnan(matrix[:, data.indicators.get_loc(target)])

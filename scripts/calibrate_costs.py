@@ -30,10 +30,10 @@ import numpy as np  # noqa: E402
 from scipy.optimize import nnls  # noqa: E402
 
 from models.twolvlimp.costs import UNIT_COSTS_FILE  # noqa: E402
-from models.twolvlimp.data import INTERPOLATORS as IMPUTERS, MODELS, SCHEMES  # noqa: E402
-from models.twolvlimp.data import ImputationRequest, resolve, year_info  # noqa: E402
-from models.twolvlimp.engine import fits_on  # noqa: E402
-from models.twolvlimp.service import compute, plan_request  # noqa: E402
+from models.twolvlimp.lookups import INTERPOLATORS as IMPUTERS, MODELS, SCHEMES  # noqa: E402
+from models.twolvlimp.lookups import ImputationRequest, resolve, year_info  # noqa: E402
+from models.twolvlimp.tree_search import fits_on  # noqa: E402
+from models.twolvlimp.runtime import compute, plan_request  # noqa: E402
 from models.twolvlimp.work import tallied  # noqa: E402
 from shared.dataset import Dataset, build_dataset  # noqa: E402
 

@@ -17,7 +17,7 @@ Protocol:
   ``--max-cases N`` keeps N evenly spread over that list (``np.linspace(0, n - 1, N).round()``).
 * Folds: the SIDS with a known value are permuted with ``numpy.random.RandomState(0)`` and cut into
   K folds (5 by default). For each fold the cells are blanked in a copy of the dataset (a new data
-  version) and ``TwoLevelRuntime.predict_response`` (models.twolvlimp.service) -- what /twolvlImp/predict
+  version) and ``TwoLevelRuntime.predict_response`` (models.twolvlimp.runtime) -- what /twolvlImp/predict
   calls -- imputes them (AFS, 10 predictors, 100 trees, rfr, KNNImputer, quantile intervals).
 * Scenarios: (a) ``gap``: only the target year is hidden (the SIDS's other years are kept);
   (b) ``never``: the whole target series of those SIDS is hidden.
@@ -60,9 +60,9 @@ from sklearn.impute import IterativeImputer  # noqa: E402
 from sklearn.linear_model import BayesianRidge  # noqa: E402
 
 from eval_synthetic import TARGETS as SYN_TARGETS, make_synthetic  # noqa: E402
-from models.twolvlimp.data import ImputationRequest  # noqa: E402
+from models.twolvlimp.lookups import ImputationRequest  # noqa: E402
 from models.twolvlimp.imputers import ScaledKNNImputer  # noqa: E402
-from models.twolvlimp.service import TwoLevelRuntime  # noqa: E402
+from models.twolvlimp.runtime import TwoLevelRuntime  # noqa: E402
 from shared.settings import available_cpus  # noqa: E402
 from shared.dataset import Dataset, build_dataset  # noqa: E402
 

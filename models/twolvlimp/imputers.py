@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers IterativeImputer)
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
-from models.twolvlimp.data import INTERPOLATORS
+from models.twolvlimp.lookups import INTERPOLATORS
 from models.twolvlimp.work import job
 
 

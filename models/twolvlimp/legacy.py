@@ -17,8 +17,8 @@ from sklearn.feature_selection import RFE
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 from sklearn.pipeline import Pipeline
 
-from models.twolvlimp.data import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest
-from models.twolvlimp.engine import ESTIMATOR_NAMES
+from models.twolvlimp.lookups import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest
+from models.twolvlimp.tree_search import ESTIMATOR_NAMES
 from models.twolvlimp.imputers import make_base_imputer
 from models.twolvlimp.method import absent_sids
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.twolvlimp.data import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
-from models.twolvlimp.engine import (KINDS, LEVEL, balanced_weights, boosting_depths_expected,
+from models.twolvlimp.lookups import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
+from models.twolvlimp.tree_search import (KINDS, LEVEL, balanced_weights, boosting_depths_expected,
                                      boosting_fold_terms, boosting_stages_expected, forest_fold_terms)
 from models.twolvlimp.imputers import impute, imputation_terms, needs_imputation
 from models.twolvlimp.memo import work_memo, work_memo_get, work_memo_has

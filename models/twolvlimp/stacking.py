@@ -8,7 +8,7 @@ sub-group structure. Neither is best everywhere, and which one is best for a req
 that request's own data:
 
 1. **Trees** (``rfr``, ``etr``, ``gbr``, or the best of the three for ``all``): the same 5-fold search
-   over ``max_depth`` as before (:mod:`models.twolvlimp.engine`'s fold models), which also gives
+   over ``max_depth`` as before (:mod:`models.twolvlimp.tree_search`'s fold models), which also gives
    their out-of-fold predictions.
 2. **Ridge** on the same folds: per fold, columns that are non-negative and strongly right-skewed
    are log-transformed (and, for such a target, ridge on log(target) replaces ridge on the target when
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold
 
-from models.twolvlimp.engine import (ESTIMATOR_NAMES, FOREST_DEPTHS, KINDS, N_FOLDS, FitResult, _depth_key, _wmse,
+from models.twolvlimp.tree_search import (ESTIMATOR_NAMES, FOREST_DEPTHS, KINDS, N_FOLDS, FitResult, _depth_key, _wmse,
                                      balanced_weights, search_trees)
 from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
 from models.twolvlimp.work import job, svd_cells
@@ -72,7 +72,7 @@ class _Trees:
 
 
 def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int) -> _Trees:
-    """The depth (and kind, for ``all``) search of the engine, keeping what stacking needs."""
+    """The depth (and kind, for ``all``) search (:mod:`models.twolvlimp.tree_search`), keeping what stacking needs."""
     n = X.shape[0]
     kinds = list(KINDS) if model == "all" else [model]
     summaries = search_trees(X, y, w, Xp, kinds, n_estimators, folds, seed, current_check())

@@ -102,7 +102,7 @@ _active: ContextVar[Tally | None] = ContextVar("twolvlimp_tally", default=None)
 @contextmanager
 def tallied() -> Iterator[Tally]:
     """Record the jobs the computation in this block runs (on this thread and on the fit pool: the
-    engine submits fits in a copy of this context)."""
+    tree search submits fits in a copy of this context)."""
     tally = Tally()
     token = _active.set(tally)
     try:

@@ -110,24 +110,24 @@ def test_the_blueprint_serves_with_one_runtime_built_from_the_settings(call):
 
 
 def test_fits_run_on_the_runtime_pool(wdi, monkeypatch):
-    from models.twolvlimp import engine
-    from models.twolvlimp.data import ImputationRequest
-    from models.twolvlimp.service import TwoLevelRuntime
+    from models.twolvlimp import tree_search
+    from models.twolvlimp.lookups import ImputationRequest
+    from models.twolvlimp.runtime import TwoLevelRuntime
 
-    threads, real = set(), engine._forest_fold
+    threads, real = set(), tree_search._forest_fold
 
     def recorded(*args):
         threads.add(threading.current_thread().name)
         return real(*args)
 
-    monkeypatch.setattr(engine, "_forest_fold", recorded)
+    monkeypatch.setattr(tree_search, "_forest_fold", recorded)
     runtime = TwoLevelRuntime(cache_size=0, concurrency=1, queue_length=0, fit_workers=2)
     try:
         runtime.predict_response(wdi, ImputationRequest(**SIMPLE))
     finally:
         runtime.close()
     assert threads and all(name.startswith("twolvlimp-fit") for name in threads), threads
-    assert engine.pool() is not runtime.fit_pool  # outside the runtime's computation, fits run on the caller
+    assert tree_search.pool() is not runtime.fit_pool  # outside the runtime's computation, fits run on the caller
 
 
 # ---------------------------------------------------------------------------------- budgets
@@ -264,18 +264,18 @@ def with_settings():
 @pytest.fixture
 def fold_fits(monkeypatch):
     """Counts the forest and boosting fold fits that actually run."""
-    from models.twolvlimp import engine
+    from models.twolvlimp import tree_search
 
     count, lock = [0], threading.Lock()
     for name in ("_forest_fold", "_boosting_fold"):
-        real = getattr(engine, name)
+        real = getattr(tree_search, name)
 
         def counted(*args, _real=real):
             with lock:
                 count[0] += 1
             return _real(*args)
 
-        monkeypatch.setattr(engine, name, counted)
+        monkeypatch.setattr(tree_search, name, counted)
     return count
 
 
@@ -299,12 +299,12 @@ def test_predict_answers_503_with_retry_after_when_the_queue_is_full(call, with_
 
 
 def test_predict_refuses_up_front_what_the_cost_model_says_overruns_the_budget(call, with_settings, monkeypatch):
-    from models.twolvlimp import service
+    from models.twolvlimp import runtime as twolvlimp_runtime
 
     with_settings(request_time_budget_seconds=1.0)
     heavy = {**HEAVY, "estimators": 500, "interpolator": "IterativeImputer"}
     assert call("POST", "/twolvlImp/estimate", heavy).json() > 1.0
-    monkeypatch.setattr(service, "compute", lambda ds, r: pytest.fail("refused work must not start"))
+    monkeypatch.setattr(twolvlimp_runtime, "compute", lambda ds, r: pytest.fail("refused work must not start"))
     reply = call("POST", "/twolvlImp/predict", heavy)
     assert reply.status == 422, reply.body
     detail = reply.json()["detail"]
@@ -320,11 +320,11 @@ def test_predict_refuses_up_front_what_the_cost_model_says_overruns_the_budget(c
 
 
 def test_predict_stops_at_a_checkpoint_when_the_budget_runs_out(call, with_settings, monkeypatch, fold_fits):
-    from models.twolvlimp import service
+    from models.twolvlimp import runtime as twolvlimp_runtime
 
     runtime = with_settings(request_time_budget_seconds=0.3)
     # The cost model can be wrong (a busy machine): the budget is also enforced during the work.
-    monkeypatch.setattr(service.DurationModel, "estimate", lambda self, w: 0.0)
+    monkeypatch.setattr(twolvlimp_runtime.DurationModel, "estimate", lambda self, w: 0.0)
     reply = call("POST", "/twolvlImp/predict", HEAVY)
     assert reply.status == 504, reply.body
     detail = reply.json()["detail"]
@@ -335,7 +335,7 @@ def test_predict_stops_at_a_checkpoint_when_the_budget_runs_out(call, with_setti
 
 
 def test_cancelled_request_stops_its_fits(wdi, with_settings, fold_fits):
-    from models.twolvlimp.data import ImputationRequest
+    from models.twolvlimp.lookups import ImputationRequest
 
     runtime = with_settings()
     runtime.predict_response(wdi, ImputationRequest(**{**HEAVY, "estimators": 20}))  # prepare phase memoised
@@ -348,12 +348,12 @@ def test_cancelled_request_stops_its_fits(wdi, with_settings, fold_fits):
 
 
 def test_work_that_no_longer_fits_after_queueing_is_refused_before_it_starts(wdi, with_settings, monkeypatch):
-    from models.twolvlimp import service
-    from models.twolvlimp.data import ImputationRequest
+    from models.twolvlimp import runtime as twolvlimp_runtime
+    from models.twolvlimp.lookups import ImputationRequest
 
     runtime = with_settings(max_concurrent_predictions=1, max_queued_predictions=4)
-    monkeypatch.setattr(service.DurationModel, "estimate", lambda self, w: 0.5)  # fits a 0.8 s budget...
-    monkeypatch.setattr(service, "compute", lambda ds, r: pytest.fail("work that cannot fit must not start"))
+    monkeypatch.setattr(twolvlimp_runtime.DurationModel, "estimate", lambda self, w: 0.5)  # fits a 0.8 s budget...
+    monkeypatch.setattr(twolvlimp_runtime, "compute", lambda ds, r: pytest.fail("work that cannot fit must not start"))
     gate = runtime.slots
     gate._mean_hold = 0.01  # the queue looks short when the request arrives
     release, entered = threading.Event(), threading.Event()
@@ -405,7 +405,7 @@ def test_local_host_pool_is_sized_like_the_functions_host():
 
 
 def test_legacy_method_checks_the_budget_between_its_steps(wdi, with_settings):
-    from models.twolvlimp.data import ImputationRequest
+    from models.twolvlimp.lookups import ImputationRequest
 
     runtime = with_settings()
     gone = threading.Event()

@@ -168,12 +168,12 @@ def test_over_http(live_server):
 
 
 def test_a_body_outside_the_response_schema_is_never_sent_as_a_200(call, monkeypatch):
-    from models.twolvlimp import service
+    from models.twolvlimp import runtime as twolvlimp_runtime
 
     real = call("POST", "/twolvlImp/predict", DASHBOARD).json()
     broken = dict(real, rmse=None, prediction=dict(real["prediction"], prediction=[None] * len(real["prediction"]["lower"])))
-    monkeypatch.setattr(service.TwoLevelRuntime, "predict_response",
-                        lambda self, ds, req, **kwargs: service.PredictOutcome(body=json.dumps(broken).encode(), cached=False, seconds=0.1))
+    monkeypatch.setattr(twolvlimp_runtime.TwoLevelRuntime, "predict_response",
+                        lambda self, ds, req, **kwargs: twolvlimp_runtime.PredictOutcome(body=json.dumps(broken).encode(), cached=False, seconds=0.1))
     reply = call("POST", "/twolvlImp/predict", DASHBOARD)
     assert reply.status == 500
     assert reply.json()["detail"]["type"] == "internal_error" and "null" not in reply.body.decode()

@@ -11,9 +11,9 @@ import pytest
 from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
 from sklearn.tree import DecisionTreeRegressor
 
-from models.twolvlimp import data as lookups
-from models.twolvlimp import service, trees
-from models.twolvlimp.data import ImputationError, ImputationRequest, resolve
+from models.twolvlimp import lookups
+from models.twolvlimp import runtime as twolvlimp_runtime, trees
+from models.twolvlimp.lookups import ImputationError, ImputationRequest, resolve
 from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
 from models.twolvlimp.selection import GeometricRFE, pca_select
 from models.twolvlimp.temporal import NO_VALUE_GAP, own_series
@@ -33,8 +33,8 @@ def new_runtime():
     slots, fit pool, durations), closed after the test."""
     built = []
 
-    def make(cache_size: int = 16, concurrency: int = 2) -> service.TwoLevelRuntime:
-        built.append(service.TwoLevelRuntime(cache_size=cache_size, concurrency=concurrency, queue_length=64,
+    def make(cache_size: int = 16, concurrency: int = 2) -> twolvlimp_runtime.TwoLevelRuntime:
+        built.append(twolvlimp_runtime.TwoLevelRuntime(cache_size=cache_size, concurrency=concurrency, queue_length=64,
                                              fit_workers=2))
         return built[-1]
 
@@ -263,13 +263,13 @@ def test_legacy_method_is_the_old_one(wdi, runtime):
 # -------------------------------------------------------------------------- cache and estimates
 def test_result_cache_same_bytes_and_one_computation_for_concurrent_requests(wdi, runtime, monkeypatch):
     calls = []
-    real = service.compute
+    real = twolvlimp_runtime.compute
 
     def counting(ds, r):
         calls.append(r)
         return real(ds, r)
 
-    monkeypatch.setattr(service, "compute", counting)
+    monkeypatch.setattr(twolvlimp_runtime, "compute", counting)
     req = ImputationRequest(**SIMPLE)
     outs = []
     threads = [threading.Thread(target=lambda: outs.append(runtime.predict_response(wdi, req))) for _ in range(4)]
@@ -284,7 +284,7 @@ def test_result_cache_same_bytes_and_one_computation_for_concurrent_requests(wdi
 
 
 def test_cache_is_bounded():
-    cache = service.ResultCache(2)
+    cache = twolvlimp_runtime.ResultCache(2)
     for k in "abc":
         cache.put(k, k)
     assert len(cache) == 2 and cache.get("a") is None and cache.get("c") == "c"
@@ -364,7 +364,7 @@ def test_concurrent_predictions_are_bounded_by_compute_slots(wdi, new_runtime, m
             running[0] -= 1
         return {"ok": True}, {"prepare": 0.0, "model": 0.05}
 
-    monkeypatch.setattr(service, "compute", slow_compute)
+    monkeypatch.setattr(twolvlimp_runtime, "compute", slow_compute)
     runtime = new_runtime(concurrency=1)
     requests = [ImputationRequest(**{**SIMPLE, "estimators": n}) for n in range(10, 16)]
     threads = [threading.Thread(target=runtime.predict_response, args=(wdi, req)) for req in requests]

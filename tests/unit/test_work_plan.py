@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from models.twolvlimp.costs import DurationModel, UnitCosts, makespan, plan_seconds
-from models.twolvlimp.data import ImputationRequest, resolve
-from models.twolvlimp.engine import BOOSTING_DEPTHS
-from models.twolvlimp.service import compute, plan_request
+from models.twolvlimp.lookups import ImputationRequest, resolve
+from models.twolvlimp.tree_search import BOOSTING_DEPTHS
+from models.twolvlimp.runtime import compute, plan_request
 from models.twolvlimp.work import Job, WorkPlan, job, tallied
 from shared.dataset import Dataset
 

@@ -75,7 +75,7 @@ def fits_on(executor: Executor) -> Iterator[Executor]:
 
 def pool() -> Executor:
     """Where this computation's fits run: the pool given by :func:`fits_on` (the runtime's, see
-    :class:`models.twolvlimp.service.TwoLevelRuntime`), else the calling thread, one fit after another."""
+    :class:`models.twolvlimp.runtime.TwoLevelRuntime`), else the calling thread, one fit after another."""
     return _active_pool.get() or _ON_THIS_THREAD
 
 

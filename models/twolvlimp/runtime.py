@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from models.errors import Overloaded, OverTimeBudget
 from models.twolvlimp.costs import DurationModel, UnitCosts
-from models.twolvlimp.data import ImputationRequest, ResolvedRequest, resolve
-from models.twolvlimp.engine import fit_pool, fits_on
+from models.twolvlimp.lookups import ImputationRequest, ResolvedRequest, resolve
+from models.twolvlimp.tree_search import fit_pool, fits_on
 from models.twolvlimp.imputers import one_blas_thread
 from models.twolvlimp.legacy import plan_legacy, run_legacy
 from models.twolvlimp.memo import LruCache, work_memo_has
@@ -42,7 +42,7 @@ def request_terms(ds: Dataset) -> dict[str, float]:
     return {"countries": float(ds.countries.size)}
 
 
-# ------------------------------------------------------------------------------- service
+# ------------------------------------------------------------------------------- runtime
 @dataclass
 class PredictOutcome:
     body: bytes
