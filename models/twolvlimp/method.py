@@ -151,12 +151,18 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
 
     if cross_rows.size:
         rows = np.flatnonzero(train)
+        # the candidates as the data has them (NaN where no value) for the chained linear member: every
+        # country's row, the training rows and the rows to predict first
+        raw = None if r.scheme == "MANUAL" else ds.year_matrix(r.year)[:, cols]
+        other = np.setdiff1d(np.arange(ds.countries.size), np.concatenate([rows, cross_rows]))
         fit = fit_stacked(X[rows], y, sids[rows], X[cross_rows], r.model, r.estimators, r.interval, SEED, LEVEL,
                           missing=gaps[rows], missing_pred=gaps[cross_rows],
                           # AFS/PCA ask the service to choose predictors: ridge on every candidate competes;
                           # MANUAL predictors are the user's choice and stay the only ones
                           X_all=None if r.scheme == "MANUAL" else Z[rows],
-                          Xp_all=None if r.scheme == "MANUAL" else Z[cross_rows])
+                          Xp_all=None if r.scheme == "MANUAL" else Z[cross_rows],
+                          R_all=None if raw is None else raw[rows], Rp_all=None if raw is None else raw[cross_rows],
+                          R_other=None if raw is None else raw[other])
         prediction[cross_rows] = fit.prediction
         lower[cross_rows] = fit.lower
         upper[cross_rows] = fit.upper
