@@ -26,7 +26,8 @@ that request's own data:
    candidates most correlated with the target, *unimputed* (not the base imputer's values), and the
    target (kept on the fold's training rows only) are filled by chained linear equations over every
    country's row; the target of the held-out rows and of the rows to predict is read from the result.
-   Each column stays within its observed range widened by half of it (so the chain cannot diverge).
+   Each column stays within its observed range widened by half of it (so the chain cannot diverge); the
+   chain runs on the columns as they are and with skewed ones in logs, the lower out-of-fold error kept.
 3. **Stacking**: the weights (multiples of 0.1 summing to 1: 1,001 combinations) of ridge, trees, ridge on
    every candidate, the chained linear member and the constant (the fold's SIDS-balanced training mean)
    that minimise the weighted out-of-fold squared error. The prediction moves toward the mean only when that wins out of fold (heavy-tailed
@@ -64,6 +65,7 @@ SCREEN_COUNTS = (5, 10, 20, 30, 50, 100)   # candidate counts tried by the scree
 CHAINED_COLUMNS = 30               # candidates (most correlated with the target) in the chained linear member
 CHAINED_ITER = 10                  # at most this many rounds of chained equations per fold
 CHAINED_EXTRAPOLATE = EXTRAPOLATE  # chained values may leave each column's observed range by this share of it
+CHAINED_SHAPES = ("none", "log")    # chains run on the columns as they are and with skewed ones in logs
 CHAINED_MIN_OVERLAP = 5            # a candidate needs this many training rows with a value to be ranked
 MONDRIAN_MIN = 19                  # SIDS rows needed to calibrate on them alone (finite 90% quantile)   # s(x) = spread(x) + b * median(spread); None = constant scale
 
@@ -305,31 +307,41 @@ def _chained_linear(R, y, w, Rp, R_other, folds):
     fold's held-out rows, the rows to predict and the other countries), the target is kept on the fold's
     training rows only, and :class:`~models.twolvlimp.imputers.NearestFeatureIterativeImputer` fills the
     matrix (every column with gaps regressed on the others by ridge with its penalty by generalised
-    cross-validation, on standardised columns, skewed non-negative ones in logs, in rounds until the
-    imputed values settle or CHAINED_ITER rounds): the predictors of a row are filled from the other
-    predictors *and* the target where it is known, and the target of the held-out rows and the rows to
-    predict is read from the filled matrix. Imputed values stay within each column's observed range, so
-    the chain cannot diverge (scikit-learn's iterative imputer with BayesianRidge can, on raw magnitudes).
+    cross-validation, on standardised columns, in rounds until the imputed values settle or CHAINED_ITER
+    rounds): the predictors of a row are filled from the other predictors *and* the target where it is
+    known, and the target of the held-out rows and the rows to predict is read from the filled matrix.
+    Imputed values stay within each column's observed range widened by CHAINED_EXTRAPOLATE of it, so the
+    chain cannot diverge (scikit-learn's iterative imputer with BayesianRidge can, on raw magnitudes).
+    Each of CHAINED_SHAPES is run (the columns as they are; skewed non-negative columns in logs) and the
+    one with the lower (weighted) out-of-fold error is kept, as the ridge's target transform.
 
-    Work per fold: (number of columns with gaps, at most CHAINED_COLUMNS + 1) x (rounds, at most
-    CHAINED_ITER) ridge fits on at most CHAINED_COLUMNS inputs over the rows with a value (all countries).
+    Work: folds x len(CHAINED_SHAPES) chains, each (columns with gaps, at most CHAINED_COLUMNS + 1) x
+    (rounds, at most CHAINED_ITER) ridge fits on at most CHAINED_COLUMNS inputs over the rows where the
+    column has a value (up to every country), plus one pass of pairwise correlations.
     """
     n, n_pred = R.shape[0], Rp.shape[0]
     full = np.vstack([R, Rp] + ([R_other] if R_other is not None and R_other.size else []))
-    oof = np.empty(n)
-    preds, chosen, rounds = [], [], []
-    for tr, te in folds:
-        order = _nan_screen_order(R[tr], y[tr], w[tr])[:CHAINED_COLUMNS]
-        target = np.full(full.shape[0], np.nan)
-        target[tr] = y[tr]
-        imputer = NearestFeatureIterativeImputer(n_nearest_features=CHAINED_COLUMNS, max_iter=CHAINED_ITER,
-                                                 extrapolate=CHAINED_EXTRAPOLATE, random_state=0)
-        filled = imputer.fit_transform(np.column_stack([full[:, order], target]))
-        oof[te] = filled[te, -1]
-        preds.append(filled[n:n + n_pred, -1])
-        chosen.append(int(order.size))
-        rounds.append(int(imputer.n_iter_))
-    return oof, np.mean(preds, axis=0), chosen, rounds
+    orders = [_nan_screen_order(R[tr], y[tr], w[tr])[:CHAINED_COLUMNS] for tr, _ in folds]
+    best = None
+    for shape in CHAINED_SHAPES:
+        oof = np.empty(n)
+        preds, rounds = [], []
+        for (tr, te), order in zip(folds, orders):
+            target = np.full(full.shape[0], np.nan)
+            target[tr] = y[tr]
+            imputer = NearestFeatureIterativeImputer(n_nearest_features=CHAINED_COLUMNS, max_iter=CHAINED_ITER,
+                                                     extrapolate=CHAINED_EXTRAPOLATE, shape=shape, random_state=0)
+            filled = imputer.fit_transform(np.column_stack([full[:, order], target]))
+            oof[te] = filled[te, -1]
+            preds.append(filled[n:n + n_pred, -1])
+            rounds.append(int(imputer.n_iter_))
+        pred = np.mean(preds, axis=0)
+        ok = np.isfinite(oof)
+        err = _wmse(y[ok], oof[ok], w[ok]) if ok.any() else np.inf
+        if best is None or err < best[0]:
+            best = (err, oof, pred, shape, rounds)
+    _, oof, pred, shape, rounds = best
+    return oof, pred, [int(o.size) for o in orders], rounds, shape
 
 
 def _normalised_interval(y, oof, w, prediction, spread_oof, spread_pred, test_weight, level, leverage=None):
@@ -407,14 +419,14 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
         all_oof, all_pred, all_alphas, all_counts, all_lev = const_oof, const_pred, [], [], None
     use_chained = linear and R_all is not None and Rp_all is not None and R_all.shape[1] > 0
     if use_chained:
-        ch_oof, ch_pred, ch_counts, ch_rounds = _chained_linear(
+        ch_oof, ch_pred, ch_counts, ch_rounds, ch_shape = _chained_linear(
             np.asarray(R_all, np.float64), y, w, np.asarray(Rp_all, np.float64),
             None if R_other is None else np.asarray(R_other, np.float64), folds)
         # (a fold whose chain left the target unfilled falls back to the constant)
         ch_oof = np.where(np.isfinite(ch_oof), ch_oof, const_oof)
         ch_pred = np.where(np.isfinite(ch_pred), ch_pred, const_pred)
     else:
-        ch_oof, ch_pred, ch_counts, ch_rounds = const_oof, const_pred, [], []
+        ch_oof, ch_pred, ch_counts, ch_rounds, ch_shape = const_oof, const_pred, [], [], None
     # weights in multiples of 0.1 summing to 1: (ridge, trees, mean, ridge on all candidates, chained linear)
     grid = [(r / 10, t / 10, c / 10, e / 10, round(1 - (r + t + c + e) / 10, 10))
             for r in range(11) for t in range(11 - r) for c in range(11 - r - t) for e in range(11 - r - t - c)]
@@ -471,7 +483,7 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
                          "chained_linear": float(np.sqrt(scores[(0.0, 0.0, 0.0, 0.0, 1.0)])) if use_chained else None,
                          "stacked": float(np.sqrt(scores[g]))},
              "chained_linear": {"n_candidates": int(R_all.shape[1]), "columns_by_fold": ch_counts,
-                                "rounds_by_fold": ch_rounds,
+                                "rounds_by_fold": ch_rounds, "shape": {"none": "columns as they are", "log": "skewed non-negative columns in logs"}.get(ch_shape),
                                 "estimator": "chained equations (NearestFeatureIterativeImputer: ridge, penalty by "
                                              "generalised CV, each column on the others) on the unimputed candidates "
                                              "most correlated with the target and the target, every country's row; "
