@@ -53,7 +53,7 @@ from sklearn.model_selection import KFold
 
 from models.twolvlimp.engine import (ESTIMATOR_NAMES, KINDS, N_FOLDS, FitResult, _depth_key, _wmse,
                                      balanced_weights, search_trees)
-from models.twolvlimp.imputers import NearestFeatureIterativeImputer
+from models.twolvlimp.imputers import NearestFeatureIterativeImputer, one_blas_thread
 from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
 from shared.capacity import current_check
 
@@ -322,6 +322,11 @@ def _chained_linear(R, y, w, Rp, R_other, folds):
     n, n_pred = R.shape[0], Rp.shape[0]
     full = np.vstack([R, Rp] + ([R_other] if R_other is not None and R_other.size else []))
     orders = [_nan_screen_order(R[tr], y[tr], w[tr])[:CHAINED_COLUMNS] for tr, _ in folds]
+    with one_blas_thread():   # once for every chain (each imputer would otherwise set and restore the limit)
+        return _chains(full, n, n_pred, y, w, folds, orders)
+
+
+def _chains(full, n, n_pred, y, w, folds, orders):
     best = None
     for shape in CHAINED_SHAPES:
         oof = np.empty(n)
