@@ -27,7 +27,8 @@ that request's own data:
    target (kept on the fold's training rows only) are filled by chained linear equations over every
    country's row; the target of the held-out rows and of the rows to predict is read from the result.
    Each column stays within its observed range widened by half of it (so the chain cannot diverge); the
-   chain runs on the columns as they are and with skewed ones in logs, the lower out-of-fold error kept.
+   chain runs on the columns as they are and, for a skewed target (the rule of the ridge's target
+   transform), also with skewed columns in logs, the lower out-of-fold error kept.
 3. **Stacking**: the weights (multiples of 0.1 summing to 1: 1,001 combinations) of ridge, trees, ridge on
    every candidate, the chained linear member and the constant (the fold's SIDS-balanced training mean)
    that minimise the weighted out-of-fold squared error. The prediction moves toward the mean only when that wins out of fold (heavy-tailed
@@ -65,7 +66,7 @@ SCREEN_COUNTS = (5, 10, 20, 30, 50, 100)   # candidate counts tried by the scree
 CHAINED_COLUMNS = 30               # candidates (most correlated with the target) in the chained linear member
 CHAINED_ITER = 10                  # at most this many rounds of chained equations per fold
 CHAINED_EXTRAPOLATE = EXTRAPOLATE  # chained values may leave each column's observed range by this share of it
-CHAINED_SHAPES = ("none", "log")    # chains run on the columns as they are and with skewed ones in logs
+CHAINED_SHAPES = ("none", "log")    # chains on the columns as they are; and in logs (skewed targets only)
 CHAINED_MIN_OVERLAP = 5            # a candidate needs this many training rows with a value to be ranked
 MONDRIAN_MIN = 19                  # SIDS rows needed to calibrate on them alone (finite 90% quantile)   # s(x) = spread(x) + b * median(spread); None = constant scale
 
@@ -312,23 +313,27 @@ def _chained_linear(R, y, w, Rp, R_other, folds):
     known, and the target of the held-out rows and the rows to predict is read from the filled matrix.
     Imputed values stay within each column's observed range widened by CHAINED_EXTRAPOLATE of it, so the
     chain cannot diverge (scikit-learn's iterative imputer with BayesianRidge can, on raw magnitudes).
-    Each of CHAINED_SHAPES is run (the columns as they are; skewed non-negative columns in logs) and the
-    one with the lower (weighted) out-of-fold error is kept, as the ridge's target transform.
+    The chain runs on the columns as they are; for a non-negative, strongly right-skewed target (the rule of
+    the ridge's target transform) also with skewed non-negative columns in logs, and the one with the lower
+    (weighted) out-of-fold error is kept.
 
-    Work: folds x len(CHAINED_SHAPES) chains, each (columns with gaps, at most CHAINED_COLUMNS + 1) x
+    Work: folds x (1, or 2 for a skewed target) chains, each (columns with gaps, at most CHAINED_COLUMNS + 1) x
     (rounds, at most CHAINED_ITER) ridge fits on at most CHAINED_COLUMNS inputs over the rows where the
     column has a value (up to every country), plus one pass of pairwise correlations.
     """
     n, n_pred = R.shape[0], Rp.shape[0]
     full = np.vstack([R, Rp] + ([R_other] if R_other is not None and R_other.size else []))
     orders = [_nan_screen_order(R[tr], y[tr], w[tr])[:CHAINED_COLUMNS] for tr, _ in folds]
+    # as the ridge's target transform: the chain in logs competes only for a non-negative, strongly
+    # right-skewed target (in logs, a skewed target's chain can blow up the rows it extrapolates)
+    shapes = CHAINED_SHAPES if (y.min() >= 0 and _skewed(y)) else CHAINED_SHAPES[:1]
     with one_blas_thread():   # once for every chain (each imputer would otherwise set and restore the limit)
-        return _chains(full, n, n_pred, y, w, folds, orders)
+        return _chains(full, n, n_pred, y, w, folds, orders, shapes)
 
 
-def _chains(full, n, n_pred, y, w, folds, orders):
+def _chains(full, n, n_pred, y, w, folds, orders, shapes):
     best = None
-    for shape in CHAINED_SHAPES:
+    for shape in shapes:
         oof = np.empty(n)
         preds, rounds = [], []
         for (tr, te), order in zip(folds, orders):
