@@ -128,7 +128,8 @@ class NearestFeatureIterativeImputer(TransformerMixin, BaseEstimator):
     imputed values move by less than ``tol`` standard deviations of their columns (root mean
     square over the imputed cells), or ``max_iter`` rounds. Skewed non-negative columns are
     modelled in logs (``shape="log"``; ``"none"`` keeps every column as it is). Imputed values
-    stay within the range the column takes where observed; observed values are returned as given.
+    stay within the range the column takes where observed (widened on both sides by ``extrapolate``
+    times that range, in the modelling scale: logs for logged columns); observed values are returned as given.
 
     Work: at most (columns with gaps) x ``max_iter`` regressions on at most ``n_nearest_features``
     inputs each, plus one pass of pairwise correlations; memory a few copies of the matrix.
@@ -136,8 +137,9 @@ class NearestFeatureIterativeImputer(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, n_nearest_features: int = 10, max_iter: int = 5, tol: float = 0.05,
-                 min_overlap: int = 5, shape: str = "log", random_state: int | None = 0):
+                 min_overlap: int = 5, shape: str = "log", extrapolate: float = 0.0, random_state: int | None = 0):
         self.shape = shape
+        self.extrapolate = extrapolate
         self.n_nearest_features = n_nearest_features
         self.max_iter = max_iter
         self.tol = tol
@@ -241,7 +243,8 @@ class NearestFeatureIterativeImputer(TransformerMixin, BaseEstimator):
             high = np.where(empty, 0.0, np.nanmax(np.where(empty, 0.0, X), axis=0))
         self.mean_ = mean
         self.scale_ = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
-        self.low_, self.high_ = self._standardise(low), self._standardise(high)
+        span = (high - low) * float(self.extrapolate)
+        self.low_, self.high_ = self._standardise(low - span), self._standardise(high + span)
         Z = np.where(missing, 0.0, self._standardise(np.where(missing, 0.0, X)))   # gaps at the mean
 
         gaps = missing.sum(axis=0)

@@ -30,8 +30,8 @@ from models.twolvlimp.imputers import impute, imputation_terms, needs_imputation
 from models.twolvlimp.memo import work_memo, work_memo_get, work_memo_has
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
 from models.twolvlimp.selection import afs_select, afs_terms, pca_select
-from models.twolvlimp.stacking import (fit_stacked, log_target_competes, ridge_terms, screened_terms,
-                                       stack_folds, stack_terms)
+from models.twolvlimp.stacking import (chained_terms, fit_stacked, log_target_competes, ridge_terms,
+                                       screened_terms, stack_folds, stack_terms)
 from models.twolvlimp.temporal import OWN_FEATURES, OwnSeries, own_series
 from models.twolvlimp.work import Job, WorkPlan, svd_cells
 from shared.dataset import Dataset
@@ -179,12 +179,18 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
 
     if cross_rows.size:
         rows = np.flatnonzero(train)
+        # the candidates as the data has them (NaN where no value) for the chained linear member: every
+        # country's row, the training rows and the rows to predict first
+        raw = None if r.scheme == "MANUAL" else ds.year_matrix(r.year)[:, cols]
+        other = np.setdiff1d(np.arange(ds.countries.size), np.concatenate([rows, cross_rows]))
         fit = fit_stacked(X[rows], y, sids[rows], X[cross_rows], r.model, r.estimators, r.interval, SEED, LEVEL,
                           missing=gaps[rows], missing_pred=gaps[cross_rows],
                           # AFS/PCA ask the service to choose predictors: ridge on every candidate competes;
                           # MANUAL predictors are the user's choice and stay the only ones
                           X_all=None if r.scheme == "MANUAL" else Z[rows],
-                          Xp_all=None if r.scheme == "MANUAL" else Z[cross_rows])
+                          Xp_all=None if r.scheme == "MANUAL" else Z[cross_rows],
+                          R_all=None if raw is None else raw[rows], Rp_all=None if raw is None else raw[cross_rows],
+                          R_other=None if raw is None else raw[other])
         prediction[cross_rows] = fit.prediction
         lower[cross_rows] = fit.lower
         upper[cross_rows] = fit.upper
@@ -256,18 +262,20 @@ def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
     if lay.own_rows.size:
         y = lay.column[lay.train_own] - lay.own.estimate[lay.train_own]
         jobs += _submodel_jobs(r, kinds, lay.train_own, lay.own_rows, y, None if gaps is None else _with_own_gaps(gaps),
-                               p + len(OWN_FEATURES), candidate_gap_share, candidates=0)
+                               p + len(OWN_FEATURES), candidate_gap_share, candidates=0, countries=ds.countries.size)
     if lay.cross_rows.size:
         rows = np.flatnonzero(lay.train)
         jobs += _submodel_jobs(r, kinds, rows, lay.cross_rows, lay.column[rows], gaps, p, candidate_gap_share,
-                               candidates=0 if r.scheme == "MANUAL" else cols.size)
+                               candidates=0 if r.scheme == "MANUAL" else cols.size, countries=ds.countries.size)
     return WorkPlan(tuple(jobs), group=f"model/{'+'.join(kinds)}", prepare_group=f"prepare/{r.interpolator}/{r.scheme}")
 
 
 def _submodel_jobs(r: ResolvedRequest, kinds, train_rows: np.ndarray, pred_rows: np.ndarray, y: np.ndarray,
-                   gaps: np.ndarray | None, p: int, candidate_gap_share: float, candidates: int) -> list[Job]:
+                   gaps: np.ndarray | None, p: int, candidate_gap_share: float, candidates: int,
+                   countries: int) -> list[Job]:
     """One :func:`fit_stacked` call: ``gaps`` flags every country's imputed predictors (None: the
-    predictors are not chosen yet), ``candidates`` the columns of the screened ridge (0: none)."""
+    predictors are not chosen yet), ``candidates`` the columns of the screened ridge and the chained
+    linear member (0: neither runs), ``countries`` every row the chained member fills."""
     folds = stack_folds(train_rows.size, SEED)
     jobs: list[Job] = []
     for kind in kinds:
@@ -291,8 +299,12 @@ def _submodel_jobs(r: ResolvedRequest, kinds, train_rows: np.ndarray, pred_rows:
         shapes += [(tr.size, int((~pattern).sum())) for pattern in patterns if not pattern.all()]
     for _ in range(2 if log_target_competes(y) else 1):
         jobs.append(Job("ridge", ridge_terms(shapes)))
-    use_all = candidates > p
+    use_all, use_chained = candidates > p, candidates > 0
     if use_all:
         jobs.append(Job("screened_ridge", screened_terms([tr.size for tr, _ in folds], candidates)))
-    jobs.append(Job("stack", stack_terms(train_rows.size, pred_rows.size, r.model, r.estimators, True, use_all)))
+    if use_chained:
+        jobs.append(Job("chained_linear", chained_terms([tr.size for tr, _ in folds], candidates, countries,
+                                                        log_target_competes(y))))
+    jobs.append(Job("stack", stack_terms(train_rows.size, pred_rows.size, r.model, r.estimators, True, use_all,
+                                         use_chained)))
     return jobs

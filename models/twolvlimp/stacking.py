@@ -21,9 +21,17 @@ that request's own data:
    predictors also competes: per fold, the candidates most correlated with the target on the fold's
    training rows, their count (5 to 100, or every candidate) and the log of skewed columns (or not)
    chosen by leave-one-out error (wider linear screening than the selected predictors).
-3. **Stacking**: the weights (multiples of 0.1 summing to 1) of ridge, trees, ridge on every candidate
-   and the constant (the fold's SIDS-balanced training mean) that minimise the weighted out-of-fold
-   squared error. The prediction moves toward the mean only when that wins out of fold (heavy-tailed
+   For AFS/PCA a **chained linear** member competes too (:func:`_chained_linear`, what makes iterative
+   imputation with a linear model strong for a country that never reported the target): per fold, the
+   candidates most correlated with the target, *unimputed* (not the base imputer's values), and the
+   target (kept on the fold's training rows only) are filled by chained linear equations over every
+   country's row; the target of the held-out rows and of the rows to predict is read from the result.
+   Each column stays within its observed range widened by half of it (so the chain cannot diverge); the
+   chain runs on the columns as they are and, for a skewed target (the rule of the ridge's target
+   transform), also with skewed columns in logs, the lower out-of-fold error kept.
+3. **Stacking**: the weights (multiples of 0.1 summing to 1: 1,001 combinations) of ridge, trees, ridge on
+   every candidate, the chained linear member and the constant (the fold's SIDS-balanced training mean)
+   that minimise the weighted out-of-fold squared error. The prediction moves toward the mean only when that wins out of fold (heavy-tailed
    targets where neither model generalises); otherwise the weight on the mean is 0.
 4. The final prediction averages the 5 fold models (as in CV+), so the out-of-fold errors describe it.
 
@@ -46,6 +54,7 @@ from sklearn.model_selection import KFold
 
 from models.twolvlimp.tree_search import (ESTIMATOR_NAMES, FOREST_DEPTHS, KINDS, N_FOLDS, FitResult, _depth_key, _wmse,
                                      balanced_weights, search_trees)
+from models.twolvlimp.imputers import NearestFeatureIterativeImputer, one_blas_thread
 from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
 from models.twolvlimp.work import job, svd_cells
 from shared.capacity import current_check
@@ -55,6 +64,11 @@ SKEW_LOG = 2.0                      # log-transform non-negative columns more sk
 SCALE_MIX = (0.5, 1.0, 2.0, None)
 EXTRAPOLATE = 0.5                   # ridge inputs are clipped to the training range widened by this share
 SCREEN_COUNTS = (5, 10, 20, 30, 50, 100)   # candidate counts tried by the screened ridge (plus every one)
+CHAINED_COLUMNS = 30               # candidates (most correlated with the target) in the chained linear member
+CHAINED_ITER = 10                  # at most this many rounds of chained equations per fold
+CHAINED_EXTRAPOLATE = EXTRAPOLATE  # chained values may leave each column's observed range by this share of it
+CHAINED_SHAPES = ("none", "log")    # chains on the columns as they are; and in logs (skewed targets only)
+CHAINED_MIN_OVERLAP = 5            # a candidate needs this many training rows with a value to be ranked
 MONDRIAN_MIN = 19                  # SIDS rows needed to calibrate on them alone (finite 90% quantile)   # s(x) = spread(x) + b * median(spread); None = constant scale
 
 
@@ -304,6 +318,94 @@ def _screened_linear_folds(X, y, w, Xp, folds):
     return oof, np.mean(preds, axis=0), alphas, chosen, (oof_lev, np.mean(levs, axis=0))
 
 
+def _nan_screen_order(R: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """As :func:`_screen_order` on a matrix with gaps: |weighted correlation| with the target over the rows
+    where each column has a value (columns with fewer than CHAINED_MIN_OVERLAP such rows, or constant, last)."""
+    O = ~np.isnan(R)
+    W = O * w[:, None]
+    sw = W.sum(axis=0)
+    R0 = np.where(O, R, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xm = (W * R0).sum(axis=0) / sw
+        ym = (W * y[:, None]).sum(axis=0) / sw
+        D = np.where(O, R0 - xm, 0.0)
+        E = np.where(O, y[:, None] - ym, 0.0)
+        cov = (W * D * E).sum(axis=0)
+        corr = np.abs(cov / np.sqrt((W * D * D).sum(axis=0) * (W * E * E).sum(axis=0)))
+    corr = np.where(O.sum(axis=0) >= CHAINED_MIN_OVERLAP, np.nan_to_num(corr), -1.0)
+    return np.argsort(-corr, kind="stable")
+
+
+def _chained_linear(R, y, w, Rp, R_other, folds):
+    """The target imputed by chained linear equations with its most correlated candidates, as iterative
+    imputation does, but scored out of fold and bounded.
+
+    Per fold: the CHAINED_COLUMNS candidates most correlated with the target on the fold's training rows
+    (pairwise over the rows where each has a value) are taken *unimputed* for every row (training rows, the
+    fold's held-out rows, the rows to predict and the other countries), the target is kept on the fold's
+    training rows only, and :class:`~models.twolvlimp.imputers.NearestFeatureIterativeImputer` fills the
+    matrix (every column with gaps regressed on the others by ridge with its penalty by generalised
+    cross-validation, on standardised columns, in rounds until the imputed values settle or CHAINED_ITER
+    rounds): the predictors of a row are filled from the other predictors *and* the target where it is
+    known, and the target of the held-out rows and the rows to predict is read from the filled matrix.
+    Imputed values stay within each column's observed range widened by CHAINED_EXTRAPOLATE of it, so the
+    chain cannot diverge (scikit-learn's iterative imputer with BayesianRidge can, on raw magnitudes).
+    The chain runs on the columns as they are; for a non-negative, strongly right-skewed target (the rule of
+    the ridge's target transform) also with skewed non-negative columns in logs, and the one with the lower
+    (weighted) out-of-fold error is kept.
+
+    Work: folds x (1, or 2 for a skewed target) chains, each (columns with gaps, at most CHAINED_COLUMNS + 1) x
+    (rounds, at most CHAINED_ITER) ridge fits on at most CHAINED_COLUMNS inputs over the rows where the
+    column has a value (up to every country), plus one pass of pairwise correlations.
+    """
+    n, n_pred = R.shape[0], Rp.shape[0]
+    full = np.vstack([R, Rp] + ([R_other] if R_other is not None and R_other.size else []))
+    # as the ridge's target transform: the chain in logs competes only for a non-negative, strongly
+    # right-skewed target (in logs, a skewed target's chain can blow up the rows it extrapolates)
+    skewed = log_target_competes(y)
+    sizes = [tr.size for tr, _ in folds]
+    with job("chained_linear", **chained_terms(sizes, R.shape[1], full.shape[0], skewed)) as terms, one_blas_thread():
+        # (one BLAS-thread limit for every chain: each imputer would otherwise set and restore it)
+        orders = [_nan_screen_order(R[tr], y[tr], w[tr])[:CHAINED_COLUMNS] for tr, _ in folds]
+        *out, fits = _chains(full, n, n_pred, y, w, folds, orders, CHAINED_SHAPES if skewed else CHAINED_SHAPES[:1])
+        terms.update(chained_terms(sizes, R.shape[1], full.shape[0], skewed, fits=fits))
+    return tuple(out)
+
+
+def chained_terms(train_sizes, p: int, n_rows: int, skewed: bool, fits: float | None = None) -> dict[str, float]:
+    """The size of :func:`_chained_linear`: ranking the ``p`` candidates on each fold's training rows, and
+    ``fits`` ridge fits (at most: per fold and chain, each of the CHAINED_COLUMNS + 1 columns in each of
+    CHAINED_ITER rounds) on up to ``n_rows`` rows x CHAINED_COLUMNS inputs."""
+    k = min(CHAINED_COLUMNS, p)
+    if fits is None:
+        fits = len(train_sizes) * (2 if skewed else 1) * (k + 1) * CHAINED_ITER
+    return {"rank": float(sum(n * p for n in train_sizes)), "fits": float(fits), "gram": float(fits * n_rows * k * k)}
+
+
+def _chains(full, n, n_pred, y, w, folds, orders, shapes):
+    best, fits = None, 0
+    for shape in shapes:
+        oof = np.empty(n)
+        preds, rounds = [], []
+        for (tr, te), order in zip(folds, orders):
+            target = np.full(full.shape[0], np.nan)
+            target[tr] = y[tr]
+            imputer = NearestFeatureIterativeImputer(n_nearest_features=CHAINED_COLUMNS, max_iter=CHAINED_ITER,
+                                                     extrapolate=CHAINED_EXTRAPOLATE, shape=shape, random_state=0)
+            filled = imputer.fit_transform(np.column_stack([full[:, order], target]))
+            oof[te] = filled[te, -1]
+            preds.append(filled[n:n + n_pred, -1])
+            rounds.append(int(imputer.n_iter_))
+            fits += imputer.n_features_modelled_ * imputer.n_iter_
+        pred = np.mean(preds, axis=0)
+        ok = np.isfinite(oof)
+        err = _wmse(y[ok], oof[ok], w[ok]) if ok.any() else np.inf
+        if best is None or err < best[0]:
+            best = (err, oof, pred, shape, rounds)
+    _, oof, pred, shape, rounds = best
+    return oof, pred, [int(o.size) for o in orders], rounds, shape, fits
+
+
 def _normalised_interval(y, oof, w, prediction, spread_oof, spread_pred, test_weight, level, leverage=None):
     """Locally adaptive split-conformal band: the scale with the narrowest calibrated band out of fold.
 
@@ -335,44 +437,53 @@ def stack_folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(KFold(n_splits=min(N_FOLDS, n), shuffle=True, random_state=seed).split(np.empty((n, 1))))
 
 
-def stacking_grid(linear: bool, use_all: bool) -> list[tuple[float, float, float, float]]:
-    """Weights of (ridge, trees, mean, ridge on every candidate): multiples of 0.1 summing to 1."""
-    grid = [(r / 10, t / 10, c / 10, round(1 - (r + t + c) / 10, 10))
-            for r in range(11) for t in range(11 - r) for c in range(11 - r - t)]
+def stacking_grid(linear: bool, use_all: bool, use_chained: bool) -> list[tuple[float, ...]]:
+    """Weights of (ridge, trees, mean, ridge on every candidate, chained linear): multiples of 0.1 summing
+    to 1, without the members that do not run."""
+    grid = [(r / 10, t / 10, c / 10, e / 10, round(1 - (r + t + c + e) / 10, 10))
+            for r in range(11) for t in range(11 - r) for c in range(11 - r - t) for e in range(11 - r - t - c)]
     if not linear:
         grid = [g for g in grid if g[0] == 0]
     if not use_all:
         grid = [g for g in grid if g[3] == 0]
+    if not use_chained:
+        grid = [g for g in grid if g[4] == 0]
     return grid
 
 
-def stack_terms(n: int, n_pred: int, model: str, n_estimators: int, linear: bool, use_all: bool) -> dict[str, float]:
+def stack_terms(n: int, n_pred: int, model: str, n_estimators: int, linear: bool, use_all: bool,
+                use_chained: bool) -> dict[str, float]:
     """The size of :func:`fit_stacked`'s own work (its fits are jobs of their own): reading the forests'
     per-tree outputs at every depth, scoring the stacking grid, the intervals."""
     forests = sum(1 for kind in (KINDS if model == "all" else (model,)) if kind != "gbr")
     outputs = forests * n_estimators * (len(FOREST_DEPTHS) * n + N_FOLDS * n_pred)
     return {"rows": float(n), "tree_outputs": float(outputs),
-            "grid_rows": float(len(stacking_grid(linear, use_all)) * n)}
+            "grid_rows": float(len(stacking_grid(linear, use_all, use_chained)) * n)}
 
 
 def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarray, model: str, n_estimators: int,
                 interval: str, seed: int, level: float = 0.9, missing: np.ndarray | None = None,
                 missing_pred: np.ndarray | None = None, linear: bool = True, X_all: np.ndarray | None = None,
-                Xp_all: np.ndarray | None = None) -> FitResult:
+                Xp_all: np.ndarray | None = None, R_all: np.ndarray | None = None, Rp_all: np.ndarray | None = None,
+                R_other: np.ndarray | None = None) -> FitResult:
     use_all = linear and X_all is not None and X_all.shape[1] > X.shape[1]
-    with job("stack", **stack_terms(X.shape[0], Xp.shape[0], model, n_estimators, linear, use_all)):
+    use_chained = linear and R_all is not None and Rp_all is not None and R_all.shape[1] > 0
+    with job("stack", **stack_terms(X.shape[0], Xp.shape[0], model, n_estimators, linear, use_all, use_chained)):
         return _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, missing, missing_pred,
-                            linear, X_all, Xp_all)
+                            linear, X_all, Xp_all, R_all, Rp_all, R_other)
 
 
 def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, missing, missing_pred, linear,
-                 X_all, Xp_all) -> FitResult:
+                 X_all, Xp_all, R_all, Rp_all, R_other) -> FitResult:
     """Trees and ridge on the same folds, stacked by out-of-fold error; conformal intervals.
 
     ``missing`` / ``missing_pred`` flag the cells of ``X`` / ``Xp`` that the base imputer filled: the
     ridge stage leaves them out (reduced models). ``linear=False`` keeps the trees alone.
     ``X_all`` / ``Xp_all`` (every candidate predictor, imputed) add a fourth part to the stack: ridge on
     the candidates most correlated with the target, their count chosen inside each fold.
+    ``R_all`` / ``Rp_all`` (the same candidates *unimputed*, NaN where the data has no value) and
+    ``R_other`` (the other countries' rows, neither trained on nor predicted) add a fifth part: the
+    target imputed by chained linear equations with its most correlated candidates (:func:`_chained_linear`).
     """
     X = np.asarray(X, dtype=np.float64)
     Xp = np.asarray(Xp, dtype=np.float64)
@@ -406,17 +517,28 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
             np.asarray(X_all, np.float64), y, w, np.asarray(Xp_all, np.float64), folds)
     else:
         all_oof, all_pred, all_alphas, all_counts, all_lev = const_oof, const_pred, [], [], None
-    grid = stacking_grid(linear, use_all)
-
-    def mix(g, lin, tree, const, every):
-        return g[0] * lin + g[1] * tree + g[2] * const + g[3] * every
-
-    scores = {g: _wmse(y, mix(g, lin_oof, trees.oof, const_oof, all_oof), w) for g in grid}
-    # least error; among equals, the least weight on the constant, then on ridge on all candidates
-    g = min(grid, key=lambda v: (scores[v], v[2], v[3], v[0]))
+    use_chained = linear and R_all is not None and Rp_all is not None and R_all.shape[1] > 0
+    if use_chained:
+        ch_oof, ch_pred, ch_counts, ch_rounds, ch_shape = _chained_linear(
+            np.asarray(R_all, np.float64), y, w, np.asarray(Rp_all, np.float64),
+            None if R_other is None else np.asarray(R_other, np.float64), folds)
+        # (a fold whose chain left the target unfilled falls back to the constant)
+        ch_oof = np.where(np.isfinite(ch_oof), ch_oof, const_oof)
+        ch_pred = np.where(np.isfinite(ch_pred), ch_pred, const_pred)
+    else:
+        ch_oof, ch_pred, ch_counts, ch_rounds, ch_shape = const_oof, const_pred, [], [], None
+    grid = stacking_grid(linear, use_all, use_chained)
+    members_oof = np.vstack([lin_oof, trees.oof, const_oof, all_oof, ch_oof])
+    members_pred = np.vstack([lin_pred, trees.prediction, const_pred, all_pred, ch_pred])
+    G = np.asarray(grid)
+    resid = G @ members_oof - y                    # every combination's out-of-fold error at once
+    scores = dict(zip(grid, (resid ** 2 @ w / w.sum()).tolist()))
+    # least error; among equals, the least weight on the constant, then on the chained member, then on
+    # ridge on all candidates, then on ridge
+    g = min(grid, key=lambda v: (scores[v], v[2], v[4], v[3], v[0]))
     a = g[0]
-    oof = mix(g, lin_oof, trees.oof, const_oof, all_oof)
-    prediction = mix(g, lin_pred, trees.prediction, const_pred, all_pred)
+    oof = np.asarray(g) @ members_oof
+    prediction = np.asarray(g) @ members_pred
     importances = a * lin_imp + g[1] * trees.importances
     if importances.sum() > 0:
         importances = importances / importances.sum()
@@ -443,14 +565,21 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
     info["calibrated_on"] = calibrated_on
     lower, upper = np.minimum(lower, prediction), np.maximum(upper, prediction)
 
-    names = [name for name, v in zip(("ridge", "trees", "mean", "ridge_all_candidates"), g) if v > 0]
+    names = [name for name, v in zip(("ridge", "trees", "mean", "ridge_all_candidates", "chained_linear"), g) if v > 0]
     stack = {"chosen": "+".join(names), "weight_ridge": g[0], "weight_trees": g[1], "weight_mean": g[2],
-             "weight_ridge_all_candidates": g[3],
-             "cv_rmse": {"trees": float(np.sqrt(scores[(0.0, 1.0, 0.0, 0.0)])),
-                         "ridge": float(np.sqrt(scores[(1.0, 0.0, 0.0, 0.0)])) if linear else None,
-                         "mean": float(np.sqrt(scores[(0.0, 0.0, 1.0, 0.0)])),
-                         "ridge_all_candidates": float(np.sqrt(scores[(0.0, 0.0, 0.0, 1.0)])) if use_all else None,
+             "weight_ridge_all_candidates": g[3], "weight_chained_linear": g[4],
+             "cv_rmse": {"trees": float(np.sqrt(scores[(0.0, 1.0, 0.0, 0.0, 0.0)])),
+                         "ridge": float(np.sqrt(scores[(1.0, 0.0, 0.0, 0.0, 0.0)])) if linear else None,
+                         "mean": float(np.sqrt(scores[(0.0, 0.0, 1.0, 0.0, 0.0)])),
+                         "ridge_all_candidates": float(np.sqrt(scores[(0.0, 0.0, 0.0, 1.0, 0.0)])) if use_all else None,
+                         "chained_linear": float(np.sqrt(scores[(0.0, 0.0, 0.0, 0.0, 1.0)])) if use_chained else None,
                          "stacked": float(np.sqrt(scores[g]))},
+             "chained_linear": {"n_candidates": int(R_all.shape[1]), "columns_by_fold": ch_counts,
+                                "rounds_by_fold": ch_rounds, "shape": {"none": "columns as they are", "log": "skewed non-negative columns in logs"}.get(ch_shape),
+                                "estimator": "chained equations (NearestFeatureIterativeImputer: ridge, penalty by "
+                                             "generalised CV, each column on the others) on the unimputed candidates "
+                                             "most correlated with the target and the target, every country's row; "
+                                             "the target read where it is blanked"} if use_chained else None,
              "ridge_all_candidates": {"n_candidates": int(X_all.shape[1]), "alpha_by_fold": all_alphas,
                                       "screening": "the candidates most correlated with the target on the fold's "
                                                    "training rows; their count by leave-one-out error",

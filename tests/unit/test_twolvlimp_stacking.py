@@ -118,3 +118,34 @@ def test_ridge_on_candidates_screens_the_few_relevant_ones_among_many():
     assert max(stack["ridge_all_candidates"]["count_by_fold"]) <= 20
     assert stack["weight_ridge_all_candidates"] >= 0.8
     assert np.sqrt(np.mean((fit.prediction - y_all[n:]) ** 2)) < 0.3 * np.std(y_all)
+
+
+def test_chained_linear_member_fills_the_predictors_a_row_lacks_from_the_others():
+    # the target is linear in a candidate that is missing for many rows and correlated with two others:
+    # the chained linear member (unimputed candidates, chained equations over every row) recovers
+    # it, is reported in the stack, stays finite and within a bounded range; every step is deterministic
+    rng = np.random.default_rng(9)
+    n, m, p = 60, 12, 40
+    R = rng.normal(size=(n + m + 20, p))
+    R[:, 1] = R[:, 0] + 0.5 * rng.normal(size=R.shape[0])
+    R[:, 2] = R[:, 0] + 0.5 * rng.normal(size=R.shape[0])
+    y_all = 3 * R[:, 0] + 0.1 * rng.normal(size=R.shape[0])
+    raw = R.copy()
+    raw[rng.random(R.shape[0]) < 0.4, 0] = np.nan          # the relevant candidate has gaps
+    imputed = np.where(np.isnan(raw), 0.0, raw)              # a poor base imputer: the column mean
+    X = imputed[:, 20:24]                                    # selected predictors without the relevant columns
+    args = (X[:n], y_all[:n], np.ones(n, bool), X[n:n + m], "rfr", 20, "quantile")
+    kw = dict(seed=7, X_all=imputed[:n], Xp_all=imputed[n:n + m], R_all=raw[:n], Rp_all=raw[n:n + m],
+              R_other=raw[n + m:])
+    fit = fit_stacked(*args, **kw)
+    again = fit_stacked(*args, **kw)
+    stack = fit.params["stack"]
+    assert stack["weight_chained_linear"] >= 0.5
+    assert stack["cv_rmse"]["chained_linear"] < stack["cv_rmse"]["ridge_all_candidates"]
+    assert stack["chained_linear"]["columns_by_fold"] == [30] * 5
+    assert np.all(np.isfinite(fit.prediction))
+    assert np.sqrt(np.mean((fit.prediction - y_all[n:n + m]) ** 2)) < 0.3 * np.std(y_all)
+    assert np.array_equal(fit.prediction, again.prediction)
+    # without the unimputed candidates the member is absent and reported as such
+    plain = fit_stacked(*args, seed=7, X_all=imputed[:n], Xp_all=imputed[n:n + m])
+    assert plain.params["stack"]["weight_chained_linear"] == 0 and plain.params["stack"]["chained_linear"] is None
