@@ -25,7 +25,8 @@ import numpy as np
 
 from models.twolvlimp.lookups import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
 from models.twolvlimp.tree_search import (KINDS, LEVEL, balanced_weights, boosting_depths_expected,
-                                     boosting_fold_terms, boosting_stages_expected, forest_fold_terms)
+                                          boosting_fold_terms, boosting_stages_expected, fits_in_parallel,
+                                          forest_fold_terms)
 from models.twolvlimp.imputers import impute, imputation_terms, needs_imputation
 from models.twolvlimp.memo import work_memo, work_memo_get, work_memo_has
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
@@ -283,10 +284,10 @@ def _submodel_jobs(r: ResolvedRequest, kinds, train_rows: np.ndarray, pred_rows:
             if kind == "gbr":
                 terms = boosting_fold_terms(boosting_depths_expected(tr.size), boosting_stages_expected(r.estimators),
                                             tr.size, p)
-                jobs.append(Job("boosting_fold", terms, parallel=True))
+                jobs.append(Job("boosting_fold", terms, parallel=fits_in_parallel(train_rows.size)))
             else:
                 terms = forest_fold_terms(r.estimators, tr.size, p, te.size + pred_rows.size)
-                jobs.append(Job(f"forest_fold_{kind}", terms, parallel=True))
+                jobs.append(Job(f"forest_fold_{kind}", terms, parallel=fits_in_parallel(train_rows.size)))
     shapes = []
     for tr, te in folds:
         shapes.append((tr.size, p))

@@ -52,8 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold
 
-from models.twolvlimp.tree_search import (ESTIMATOR_NAMES, FOREST_DEPTHS, KINDS, N_FOLDS, FitResult, _depth_key, _wmse,
-                                     balanced_weights, search_trees)
+from models.twolvlimp.tree_search import (ESTIMATOR_NAMES, FOREST_DEPTHS, KINDS, N_FOLDS, FitResult, _depth_key,
+                                          _wmse, balanced_weights, search_trees)
 from models.twolvlimp.imputers import NearestFeatureIterativeImputer, one_blas_thread
 from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
 from models.twolvlimp.work import job, svd_cells

@@ -48,7 +48,7 @@ def planned_and_ran(ds: Dataset, req: ImputationRequest):
     plan = plan_request(ds, r)
     with tallied() as tally:
         compute(ds, r)
-    return plan, plan.totals(), tally.totals()
+    return plan, plan.totals(), tally.totals(), tally
 
 
 def assert_same_terms(kind: str, planned: dict, ran: dict) -> None:
@@ -71,10 +71,12 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "simple")
 def test_plan_matches_the_jobs_the_method_runs(wdi, case):
     ds = fresh(wdi)
-    plan, planned, ran = planned_and_ran(ds, request(**case))
+    plan, planned, ran, tally = planned_and_ran(ds, request(**case))
     optional = {"afs_inner_cv"}   # runs only when forest RFE and LARS disagree
     assert set(ran) <= set(planned), f"jobs run but not planned: {sorted(set(ran) - set(planned))}"
     assert set(planned) - set(ran) <= optional, f"jobs planned but not run: {sorted(set(planned) - set(ran))}"
+    ran_on = {(t.job.kind, t.job.parallel) for t in tally.jobs}   # on the fit pool or on the request's thread
+    assert ran_on <= {(j.kind, j.parallel) for j in plan.jobs}, f"run {sorted(ran_on)}, planned otherwise"
     for kind, terms in planned.items():
         if kind not in ran:
             continue
@@ -94,7 +96,7 @@ def test_a_memoised_preparation_is_not_planned_and_known_predictors_make_the_rid
     ds = fresh(wdi)
     req = request(scheme="AFS", model="rfr")
     planned_and_ran(ds, req)
-    plan, planned, ran = planned_and_ran(ds, req)   # the same target and year again: imputation, selection memoised
+    plan, planned, ran, _ = planned_and_ran(ds, req)   # the same target and year again: imputation, selection memoised
     assert not plan.prepare_cold and not any(k.startswith(("impute", "afs")) for k in planned)
     assert set(planned) == set(ran)
     assert_same_terms("ridge", planned["ridge"], ran["ridge"])
