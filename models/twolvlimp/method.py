@@ -32,7 +32,7 @@ from models.twolvlimp.memo import work_memo, work_memo_get, work_memo_has
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
 from models.twolvlimp.selection import afs_select, afs_terms, pca_select
 from models.twolvlimp.stacking import (chained_terms, fit_stacked, log_target_competes, ridge_terms,
-                                       screened_terms, stack_folds, stack_terms)
+                                       screened_terms, stack_folds, stack_terms, tree_rounds)
 from models.twolvlimp.temporal import OWN_FEATURES, OwnSeries, own_series
 from models.twolvlimp.work import Job, WorkPlan, svd_cells
 from shared.dataset import Dataset
@@ -262,16 +262,16 @@ def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
     kinds = KINDS if r.model == "all" else (r.model,)
     if lay.own_rows.size:
         y = lay.column[lay.train_own] - lay.own.estimate[lay.train_own]
-        jobs += _submodel_jobs(r, kinds, lay.train_own, lay.own_rows, y, None if gaps is None else _with_own_gaps(gaps),
+        jobs += _submodel_jobs(r, lay.train_own, lay.own_rows, y, None if gaps is None else _with_own_gaps(gaps),
                                p + len(OWN_FEATURES), candidate_gap_share, candidates=0, countries=ds.countries.size)
     if lay.cross_rows.size:
         rows = np.flatnonzero(lay.train)
-        jobs += _submodel_jobs(r, kinds, rows, lay.cross_rows, lay.column[rows], gaps, p, candidate_gap_share,
+        jobs += _submodel_jobs(r, rows, lay.cross_rows, lay.column[rows], gaps, p, candidate_gap_share,
                                candidates=0 if r.scheme == "MANUAL" else cols.size, countries=ds.countries.size)
     return WorkPlan(tuple(jobs), group=f"model/{'+'.join(kinds)}", prepare_group=f"prepare/{r.interpolator}/{r.scheme}")
 
 
-def _submodel_jobs(r: ResolvedRequest, kinds, train_rows: np.ndarray, pred_rows: np.ndarray, y: np.ndarray,
+def _submodel_jobs(r: ResolvedRequest, train_rows: np.ndarray, pred_rows: np.ndarray, y: np.ndarray,
                    gaps: np.ndarray | None, p: int, candidate_gap_share: float, candidates: int,
                    countries: int) -> list[Job]:
     """One :func:`fit_stacked` call: ``gaps`` flags every country's imputed predictors (None: the
@@ -279,15 +279,16 @@ def _submodel_jobs(r: ResolvedRequest, kinds, train_rows: np.ndarray, pred_rows:
     linear member (0: neither runs), ``countries`` every row the chained member fills."""
     folds = stack_folds(train_rows.size, SEED)
     jobs: list[Job] = []
-    for kind in kinds:
-        for tr, te in folds:
-            if kind == "gbr":
-                terms = boosting_fold_terms(boosting_depths_expected(tr.size), boosting_stages_expected(r.estimators),
-                                            tr.size, p)
-                jobs.append(Job("boosting_fold", terms, parallel=fits_in_parallel(train_rows.size)))
-            else:
-                terms = forest_fold_terms(r.estimators, tr.size, p, te.size + pred_rows.size)
-                jobs.append(Job(f"forest_fold_{kind}", terms, parallel=fits_in_parallel(train_rows.size)))
+    for round_kinds, trees in tree_rounds(r.model, r.estimators):
+        for kind in round_kinds or ("rfr",):   # a kind chosen by the first round: counted as a random forest
+            for tr, te in folds:
+                if kind == "gbr":
+                    terms = boosting_fold_terms(boosting_depths_expected(tr.size), boosting_stages_expected(trees),
+                                                tr.size, p)
+                    jobs.append(Job("boosting_fold", terms, parallel=fits_in_parallel(train_rows.size)))
+                else:
+                    terms = forest_fold_terms(trees, tr.size, p, te.size + pred_rows.size)
+                    jobs.append(Job(f"forest_fold_{kind}", terms, parallel=fits_in_parallel(train_rows.size)))
     shapes = []
     for tr, te in folds:
         shapes.append((tr.size, p))
