@@ -36,7 +36,8 @@ that request's own data:
 4. The final prediction averages the 5 fold models (as in CV+), so the out-of-fold errors describe it.
 
 Intervals (90%), calibrated on the out-of-fold residuals of the stacked prediction with the
-finite-sample weighted conformal quantile (SIDS weighted as much as all other countries):
+finite-sample weighted conformal quantile (SIDS weighted as much as all other countries); for those
+residuals each fold's stacking weights are chosen without that fold's rows (:func:`_nested_stack_oof`):
 
 * ``quantile``: normalised (locally adaptive) conformal: ``|y - oof| / s(x)`` with ``s(x)`` one of: a
   constant; the spread of the single-tree predictions plus ``b`` times its median (``b`` in 0.5, 1, 2;
@@ -452,6 +453,18 @@ def _normalised_interval(y, oof, w, prediction, spread_oof, spread_pred, test_we
         "scale": name, "adjustment": q}
 
 
+def _nested_stack_oof(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray, folds) -> np.ndarray:
+    """The stacked prediction out of fold twice over: each fold's rows are predicted by their members'
+    out-of-fold predictions with the weights that score best on the *other* folds' rows."""
+    G = np.asarray(grid)
+    out = np.empty(y.size)
+    for tr, te in folds:
+        errors = ((G @ members_oof[:, tr] - y[tr]) ** 2) @ w[tr]
+        best = min(range(len(grid)), key=lambda i: (errors[i], grid[i][2], grid[i][4], grid[i][3], grid[i][0]))
+        out[te] = G[best] @ members_oof[:, te]
+    return out
+
+
 def stack_folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (training, test) rows of the N_FOLDS folds every part of the stack is fitted on."""
     return list(KFold(n_splits=min(N_FOLDS, n), shuffle=True, random_state=seed).split(np.empty((n, 1))))
@@ -558,6 +571,9 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
     # least error; among equals, the least weight on the constant, then on the chained member, then on
     # ridge on all candidates, then on ridge
     g = min(grid, key=lambda v: (scores[v], v[2], v[4], v[3], v[0]))
+    # the residuals the intervals are calibrated on: the weights chosen on all rows fit these very residuals
+    # (optimistic on few rows); with each fold's weights chosen without that fold they stay out of fold
+    honest_oof = _nested_stack_oof(grid, members_oof, y, w, folds)
     a = g[0]
     oof = np.asarray(g) @ members_oof
     prediction = np.asarray(g) @ members_pred
@@ -576,15 +592,16 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
         tw = float(w[sids][0]) if sids.any() else 1.0
         calibrated_on = "every row, SIDS weighted as all other countries together"
     if interval == "bootstrap":
-        lower, upper, info = bootstrap_interval((y - oof)[calib], cw, prediction, seed=seed, level=level)
+        lower, upper, info = bootstrap_interval((y - honest_oof)[calib], cw, prediction, seed=seed, level=level)
     else:
         spread_oof = spread_pred = None
         if trees.spread_oof is not None and g[1] > 0:
             spread_oof, spread_pred = g[1] * trees.spread_oof[calib], g[1] * trees.spread_pred
         lev = lin_lev if (lin_lev is not None and a >= g[3] and a > 0) else all_lev if g[3] > 0 else None
-        lower, upper, info = _normalised_interval(y[calib], oof[calib], cw, prediction, spread_oof, spread_pred, tw,
+        lower, upper, info = _normalised_interval(y[calib], honest_oof[calib], cw, prediction, spread_oof, spread_pred, tw,
                                                   level, None if lev is None else (lev[0][calib], lev[1]))
     info["calibrated_on"] = calibrated_on
+    info["residuals"] = "out of fold, the stack's weights for each fold chosen without that fold's rows"
     lower, upper = np.minimum(lower, prediction), np.maximum(upper, prediction)
 
     names = [name for name, v in zip(("ridge", "trees", "mean", "ridge_all_candidates", "chained_linear"), g) if v > 0]
