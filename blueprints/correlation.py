@@ -8,6 +8,7 @@ from pydantic import Field
 from models import correlation
 from models.correlation import DEFAULT_MIN_OVERLAP, CompareWith
 from shared.http import ApiBlueprint
+from shared.imports import import_model_code
 from shared.store import get_dataset
 from shared.validation import ApiModel, Lookup
 
@@ -206,6 +207,8 @@ def cluster(req: ClusterRequest) -> ClusterResponse:
     Seeded: the same request always returns the same clusters.
     """
     data = get_dataset()
+    for module in MODEL_CODE:   # before the model imports it: never beside the warm-up's import (shared/imports.py)
+        import_model_code(module)
     result = correlation.cluster(data, req.dataset, req.category, req.year, req.k, req.seed, req.min_observed)
     return ClusterResponse(
         dataset=result.dataset, category=result.category, year=result.year, k=result.k, seed=req.seed,

@@ -25,6 +25,7 @@ from models.twolvlimp import lookups
 from models.twolvlimp.lookups import ImputationRequest
 from shared.capacity import Budget, favour_light_requests
 from shared.http import ApiBlueprint
+from shared.imports import import_model_code
 from shared.settings import Settings, available_cpus, get_settings
 from shared.store import get_dataset
 from shared.validation import ApiModel, Lookup, RequiredIf
@@ -47,7 +48,8 @@ def build_runtime(settings: Settings) -> TwoLevelRuntime:
     """A twolvlImp runtime sized by ``settings`` and by the CPUs this process may use (its cgroup
     limit, not the machine's cores): as many computations at once as usable CPUs unless
     MAX_CONCURRENT_PREDICTIONS says otherwise, one fit thread per usable CPU."""
-    from models.twolvlimp.runtime import TwoLevelRuntime  # scikit-learn: imported on first use, not at start
+    # scikit-learn: imported on first use, not at start, and never beside the warm-up's import (shared/imports.py)
+    TwoLevelRuntime = import_model_code("models.twolvlimp.runtime").TwoLevelRuntime
 
     cpus = available_cpus()
     favour_light_requests()  # fits may now run beside light requests

@@ -14,8 +14,8 @@ Neither step delays start-up: the import of ``function_app`` imports no scikit-l
 waited for the data are answered first (an import holds the interpreter for long stretches: started
 at once, it delayed the first ``/health`` at platform size by about half a second), and runs while
 the dashboard's user fills in the form, so the first ``/estimate`` or ``/predict`` does not pay the
-import either. A request that needs the code before it is imported imports it itself (Python's
-import lock makes the two wait for one import). A process that exits during the delay skips step 2.
+import either. A request that needs the code before it is imported imports it itself; both go through
+one lock (:mod:`shared.imports`), so the two wait for one import. A process that exits during the delay skips step 2.
 
 What the app needs is read from the app passed in, not from module state, so it does not depend
 on what else was called first (issue 11: the preload read the routes
@@ -26,7 +26,6 @@ use (``Dataset.memo``), not computed here.
 from __future__ import annotations
 
 import atexit
-import importlib
 import logging
 import sys
 import threading
@@ -35,6 +34,7 @@ import time
 import azure.functions as func
 
 from shared.http import ApiBlueprint
+from shared.imports import import_model_code
 from shared.platform import registered_models
 from shared.routing import app_routes
 from shared.settings import get_settings
@@ -64,7 +64,7 @@ def _run(load: bool, code: list[str]) -> None:
     for module in code:
         started = time.perf_counter()
         try:
-            importlib.import_module(module)
+            import_model_code(module)
         except Exception:  # the request that needs it will report the error
             log.exception("warm-up could not import %s", module)
             continue
