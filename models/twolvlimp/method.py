@@ -77,6 +77,11 @@ def training_candidates(ds: Dataset, year: int, target: int) -> np.ndarray:
     return cols[cols != target]
 
 
+def manual_columns(ds: Dataset, r: ResolvedRequest) -> tuple[int, ...]:
+    """The columns of the request's MANUAL predictors (none for AFS/PCA)."""
+    return tuple(int(ds.indicators.get_loc(c)) for c in r.manual_predictors)
+
+
 def selection_key(r: ResolvedRequest) -> tuple | None:
     """The work-memo key of the automatic selection (None for MANUAL)."""
     if r.scheme == "MANUAL":
@@ -141,7 +146,7 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     lay = layout(ds, r)
     j, column, sids, train, to_predict = lay.target, lay.column, lay.sids, lay.train, lay.to_predict
 
-    extra = tuple(int(ds.indicators.get_loc(c)) for c in r.manual_predictors)
+    extra = manual_columns(ds, r)
     cols, Z = candidate_matrix(ds, r.year, r.interpolator, j, extra)
     y = column[train]
     w = balanced_weights(sids[train])
@@ -238,7 +243,7 @@ def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
     expected value. ``tests/unit/test_work_plan.py`` checks it against the tally of real runs."""
     lay = layout(ds, r)
     M = ds.year_matrix(r.year)
-    extra = tuple(int(ds.indicators.get_loc(c)) for c in r.manual_predictors)
+    extra = manual_columns(ds, r)
     memo_key, cols = imputation_key(ds, r.year, r.interpolator, lay.target, extra)
     n = int(lay.train.sum())
     jobs: list[Job] = []

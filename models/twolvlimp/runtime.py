@@ -21,7 +21,7 @@ from models.twolvlimp.tree_search import fit_pool, fits_on
 from models.twolvlimp.imputers import one_blas_thread
 from models.twolvlimp.legacy import plan_legacy, run_legacy
 from models.twolvlimp.memo import LruCache, work_memo_has
-from models.twolvlimp.method import imputation_key, plan_default, run_default
+from models.twolvlimp.method import imputation_key, manual_columns, plan_default, run_default
 from models.twolvlimp.result import to_response
 from models.twolvlimp.work import Job, WorkPlan, job
 from shared.capacity import Budget, ComputeGate
@@ -177,8 +177,7 @@ def _fitting_options(durations: DurationModel, ds: Dataset, r: ResolvedRequest, 
     if r.model == "all":
         steps.append({"model": "rfr"})
     if r.interpolator != "SimpleImputer" and not work_memo_has(ds, imputation_key(
-            ds, r.year, r.interpolator, int(ds.indicators.get_loc(r.target)),
-            tuple(int(ds.indicators.get_loc(c)) for c in r.manual_predictors))[0]):
+            ds, r.year, r.interpolator, int(ds.indicators.get_loc(r.target)), manual_columns(ds, r))[0]):
         steps += [{"interpolator": i} for i in ("KNNImputer", "SimpleImputer") if i != r.interpolator]
 
     options = []
