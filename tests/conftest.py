@@ -4,7 +4,9 @@
   ``azure.functions.HttpRequest`` (no server);
 * ``live_server``: the local host (uvicorn) serving the same app in a subprocess;
 * ``azurite``: a real Azurite blob emulator (from node_modules) on a free port;
-* ``wdi``: the embedded dataset, parsed once.
+* ``wdi``: the embedded dataset, parsed once;
+* ``platform``: the SIDS platform's own data (``../shared/data/sids-platform``: SIDS only, hundreds of
+  candidates for ~40 training rows), parsed once; required in CI, skipped elsewhere when absent.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from scripts.processes import free_port, stop_process  # noqa: E402,F401  (re-exported to the tests)
 os.environ.setdefault("DATASET_PATH", str(ROOT / "data" / "wdi"))
+PLATFORM_DATA = ROOT.parent / "shared" / "data" / "sids-platform"
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -187,3 +190,20 @@ def wdi():
 
     folder = ROOT / "data" / "wdi"
     return build_dataset({p.name: str(p) for p in folder.iterdir() if p.is_file()}, version="test", source=str(folder))
+
+
+def platform_data() -> Path:
+    if not PLATFORM_DATA.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{PLATFORM_DATA} is missing: CI must have ../shared beside the checkout")
+        pytest.skip(f"{PLATFORM_DATA} is not beside this checkout")
+    return PLATFORM_DATA
+
+
+@pytest.fixture(scope="session")
+def platform():
+    from shared.dataset import build_dataset
+
+    folder = platform_data()
+    return build_dataset({p.name: str(p) for p in folder.iterdir() if p.is_file()}, version="test-platform",
+                         source=str(folder))

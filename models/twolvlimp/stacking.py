@@ -34,6 +34,12 @@ that request's own data:
    that minimise the weighted out-of-fold squared error. The prediction moves toward the mean only when that wins out of fold (heavy-tailed
    targets where neither model generalises); otherwise the weight on the mean is 0.
 4. The final prediction averages the 5 fold models (as in CV+), so the out-of-fold errors describe it.
+5. When AFS chose the predictors among more candidates than there are training rows (``fold_columns``,
+   :func:`models.twolvlimp.method.reselects_in_folds`), the out-of-fold predictions of ridge and trees,
+   and so the stack's weights, the trees' kind and depth and the intervals, come from fold models on
+   predictors chosen on each fold's training rows alone: predictors chosen on every row fit those rows
+   partly by chance, and models on them look better out of fold than on a country they never saw. The
+   predictions still come from fold models on the predictors chosen on every row (the ones reported).
 
 Intervals (90%), calibrated on the out-of-fold residuals of the stacked prediction with the
 finite-sample weighted conformal quantile (SIDS weighted as much as all other countries); for those
@@ -102,30 +108,44 @@ def tree_rounds(model: str, n_estimators: int) -> list[tuple[tuple[str, ...] | N
     return [(KINDS, KIND_SCREEN_TREES), (None, n_estimators)]
 
 
-def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int) -> _Trees:
-    """The depth (and kind, for ``all``) search (:mod:`models.twolvlimp.tree_search`), keeping what stacking needs."""
-    n = X.shape[0]
+def tree_search_rounds(model: str, n_estimators: int, in_folds: bool) -> list[tuple[tuple[str, ...] | None, int]]:
+    """Every tree search of one stack: :func:`tree_rounds`, and with predictors selected in the folds one more
+    of the chosen kind (None) on the predictors selected on every row."""
+    rounds = tree_rounds(model, n_estimators)
+    return rounds + [(None if model == "all" else (model,), n_estimators)] if in_folds else rounds
+
+
+def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int, in_folds=None) -> _Trees:
+    """The depth (and kind, for ``all``) search (:mod:`models.twolvlimp.tree_search`), keeping what stacking needs.
+
+    ``in_folds`` (each fold's own predictors, selected on its training rows: ``(X, Xp)`` lists): the kind,
+    the depth and the out-of-fold predictions come from fold models on those; the predictions from fold
+    models on ``X`` (the predictors selected on every row), the chosen kind and depth only."""
+    n = len(y)
     rounds = tree_rounds(model, n_estimators)
     kinds, trees = rounds[0]
-    summaries = search_trees(X, y, w, Xp, list(kinds), trees, folds, seed, current_check())
+    searched_X, searched_Xp = in_folds if in_folds is not None else (X, Xp)
+    summaries = search_trees(searched_X, y, w, searched_Xp, list(kinds), trees, folds, seed, current_check())
     kind = min(kinds, key=lambda k: (summaries[k]["score"], kinds.index(k)))
     candidates = {k: float(np.sqrt(v["score"])) for k, v in summaries.items()}
     if len(rounds) > 1:   # the chosen kind again, with every tree asked for
-        summaries = search_trees(X, y, w, Xp, [kind], rounds[1][1], folds, seed, current_check())
+        summaries = search_trees(searched_X, y, w, searched_Xp, [kind], rounds[1][1], folds, seed, current_check())
     s = summaries[kind]
     depth, outs = s["best"], s["folds"]
+    final = outs if in_folds is None else search_trees(X, y, w, Xp, [kind], n_estimators, folds, seed,
+                                                       current_check())[kind]["folds"]
     spread_oof = spread_pred = None
     if kind == "gbr":
-        prediction = np.mean([out.pred[depth] for out in outs], axis=0)
-        importances = np.mean([out.importances[depth] for out in outs], axis=0)
+        prediction = np.mean([out.pred[depth] for out in final], axis=0)
+        importances = np.mean([out.importances[depth] for out in final], axis=0)
     else:
-        pred_trees = np.concatenate([out.pred[depth] for out in outs], axis=0)
+        pred_trees = np.concatenate([out.pred[depth] for out in final], axis=0)
         prediction = pred_trees.mean(axis=0)
         spread_pred = pred_trees.std(axis=0)
         spread_oof = np.empty(n)
         for (_, te), out in zip(folds, outs):
             spread_oof[te] = out.oof[depth].std(axis=0)
-        importances = np.mean([out.importances.importances(depth) for out in outs], axis=0)
+        importances = np.mean([out.importances.importances(depth) for out in final], axis=0)
     importances = np.asarray(importances, dtype=np.float64)
     if importances.sum() > 0:
         importances = importances / importances.sum()
@@ -255,11 +275,24 @@ def ridge_terms(fit_shapes) -> dict[str, float]:
     return {"fits": float(len(fit_shapes)), "svd": float(sum(svd_cells(n, p) for n, p in fit_shapes))}
 
 
-def _linear(X, y, w, Xp, folds, missing=None, missing_pred=None):
+def _linear(X, y, w, Xp, folds, missing=None, missing_pred=None, in_folds=None):
+    """Ridge fold models: (out-of-fold predictions, predictions, importances, penalties, leverages).
+    ``in_folds`` (each fold's own predictors, selected on its training rows, and their gap flags: lists
+    ``(X, missing)``): the out-of-fold predictions and leverages come from fold models on those instead."""
     with job("ridge") as terms:
         out, shapes = _linear_folds(X, y, w, Xp, folds, missing, missing_pred)
         terms.update(ridge_terms(shapes))
-    return out
+    if in_folds is None:
+        return out
+    oof, oof_lev = np.empty(len(y)), np.empty(len(y))
+    with job("ridge") as terms:
+        shapes = []
+        for k, ((tr, te), Xf, mf) in enumerate(zip(folds, *in_folds)):
+            (fold_oof, _, _, _, (fold_lev, _)), fold_shapes = _linear_folds(Xf, y, w, Xf[:0], [(tr, te)], mf, mf[:0])
+            oof[te], oof_lev[te] = fold_oof[te], fold_lev[te]
+            shapes += fold_shapes
+        terms.update(ridge_terms(shapes))
+    return oof, out[1], out[2], out[3], (oof_lev, out[4][1])
 
 
 def _linear_folds(X, y, w, Xp, folds, missing, missing_pred):
@@ -485,11 +518,11 @@ def stacking_grid(linear: bool, use_all: bool, use_chained: bool) -> list[tuple[
 
 
 def stack_terms(n: int, n_pred: int, model: str, n_estimators: int, linear: bool, use_all: bool,
-                use_chained: bool) -> dict[str, float]:
+                use_chained: bool, in_folds: bool = False) -> dict[str, float]:
     """The size of :func:`fit_stacked`'s own work (its fits are jobs of their own): reading the forests'
     per-tree outputs at every depth, scoring the stacking grid, the intervals."""
     outputs = 0.0
-    for kinds, trees in tree_rounds(model, n_estimators):   # a kind still unknown counts as a forest
+    for kinds, trees in tree_search_rounds(model, n_estimators, in_folds):   # a kind still unknown: a forest
         forests = 1 if kinds is None else sum(1 for kind in kinds if kind != "gbr")
         outputs += forests * trees * (len(FOREST_DEPTHS) * n + N_FOLDS * n_pred)
     return {"rows": float(n), "tree_outputs": float(outputs),
@@ -500,16 +533,17 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
                 interval: str, seed: int, level: float = 0.9, missing: np.ndarray | None = None,
                 missing_pred: np.ndarray | None = None, linear: bool = True, X_all: np.ndarray | None = None,
                 Xp_all: np.ndarray | None = None, R_all: np.ndarray | None = None, Rp_all: np.ndarray | None = None,
-                R_other: np.ndarray | None = None) -> FitResult:
+                R_other: np.ndarray | None = None, fold_columns: list[np.ndarray] | None = None) -> FitResult:
     use_all = linear and X_all is not None and X_all.shape[1] > X.shape[1]
     use_chained = linear and R_all is not None and Rp_all is not None and R_all.shape[1] > 0
-    with job("stack", **stack_terms(X.shape[0], Xp.shape[0], model, n_estimators, linear, use_all, use_chained)):
+    with job("stack", **stack_terms(X.shape[0], Xp.shape[0], model, n_estimators, linear, use_all, use_chained,
+                                    fold_columns is not None)):
         return _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, missing, missing_pred,
-                            linear, X_all, Xp_all, R_all, Rp_all, R_other)
+                            linear, X_all, Xp_all, R_all, Rp_all, R_other, fold_columns)
 
 
 def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, missing, missing_pred, linear,
-                 X_all, Xp_all, R_all, Rp_all, R_other) -> FitResult:
+                 X_all, Xp_all, R_all, Rp_all, R_other, fold_columns=None) -> FitResult:
     """Trees and ridge on the same folds, stacked by out-of-fold error; conformal intervals.
 
     ``missing`` / ``missing_pred`` flag the cells of ``X`` / ``Xp`` that the base imputer filled: the
@@ -526,14 +560,24 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
     n = X.shape[0]
     w = balanced_weights(is_sids)
     folds = stack_folds(n, seed)
-    trees = _trees(X, y, w, Xp, model, n_estimators, folds, seed)
+    # ``fold_columns``: predictors selected on each fold's training rows (positions among the candidates
+    # ``X_all``); the out-of-fold predictions of ridge and trees then include the selection's own luck
+    trees_in_folds = ridge_in_folds = None
+    if fold_columns is not None:
+        XA, XpA, gapsA = (np.asarray(X_all, np.float64), np.asarray(Xp_all, np.float64),
+                          np.isnan(np.asarray(R_all, np.float64)))
+        trees_in_folds = ([XA[:, c] for c in fold_columns], [XpA[:, c] for c in fold_columns])
+        ridge_in_folds = ([XA[:, c] for c in fold_columns], [gapsA[:, c] for c in fold_columns])
+    trees = _trees(X, y, w, Xp, model, n_estimators, folds, seed, trees_in_folds)
     target_transform = "none"
     if linear:
-        lin_oof, lin_pred, lin_imp, alphas, lin_lev = _linear(X, y, w, Xp, folds, missing, missing_pred)
+        lin_oof, lin_pred, lin_imp, alphas, lin_lev = _linear(X, y, w, Xp, folds, missing, missing_pred,
+                                                              ridge_in_folds)
         if log_target_competes(y):
             # a non-negative, strongly right-skewed target: ridge on log(y + offset) competes, out of fold
             off = float(y[y > 0].min()) if (y > 0).any() else 1.0
-            l_oof, l_pred, l_imp, l_alphas, l_lev = _linear(X, np.log(y + off), w, Xp, folds, missing, missing_pred)
+            l_oof, l_pred, l_imp, l_alphas, l_lev = _linear(X, np.log(y + off), w, Xp, folds, missing, missing_pred,
+                                                            ridge_in_folds)
             # (capped so that a wild extrapolation stays finite; the final prediction is clipped to the range)
             l_oof, l_pred = np.exp(np.minimum(l_oof, 700)) - off, np.exp(np.minimum(l_pred, 700)) - off
             if _wmse(y, l_oof, w) < _wmse(y, lin_oof, w):

@@ -235,22 +235,25 @@ def search_trees(X, y, w, Xp, kinds: list[str], n_estimators: int, folds, seed: 
                  check: Callable[[str], None]) -> dict[str, dict]:
     """The cross-validated search of each tree kind: its fold models (each also predicting ``Xp``), the
     out-of-fold error at every depth of its grid, and the best depth. Fits run on :func:`pool` (on enough
-    rows: :func:`fits_in_parallel`), each after ``check``; a failed or stopped fit cancels the ones not started."""
-    n = X.shape[0]
+    rows: :func:`fits_in_parallel`), each after ``check``; a failed or stopped fit cancels the ones not started.
+    ``X`` and ``Xp`` may also be lists, one matrix per fold (each fold's own predictors)."""
+    n = len(y)
     ex = pool() if fits_in_parallel(n) else _ON_THIS_THREAD
     jobs = {}
+    fold_X = X if isinstance(X, list) else [X] * len(folds)
+    fold_Xp = Xp if isinstance(Xp, list) else [Xp] * len(folds)
 
     def submit(*args):  # in a copy of this context: the request's work tally (if any) follows the fit
         return ex.submit(copy_context().run, _checked, check, *args)
 
     for kind in kinds:  # boosting first: its folds are the longest jobs
         if kind == "gbr":
-            jobs[kind] = [submit("gbr fold", _boosting_fold, X, y, w, tr, te, Xp, n_estimators, seed, check)
-                          for tr, te in folds]
+            jobs[kind] = [submit("gbr fold", _boosting_fold, Xf, y, w, tr, te, Xpf, n_estimators, seed, check)
+                          for (tr, te), Xf, Xpf in zip(folds, fold_X, fold_Xp)]
     for kind in kinds:
         if kind != "gbr":
-            jobs[kind] = [submit(f"{kind} fold", _forest_fold, kind, X, y, w, tr, te, Xp, n_estimators, seed)
-                          for tr, te in folds]
+            jobs[kind] = [submit(f"{kind} fold", _forest_fold, kind, Xf, y, w, tr, te, Xpf, n_estimators, seed)
+                          for (tr, te), Xf, Xpf in zip(folds, fold_X, fold_Xp)]
     summaries = {}
     for kind in kinds:
         try:

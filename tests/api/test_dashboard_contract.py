@@ -10,14 +10,12 @@ and on the SIDS platform's own data (SIDS only, ``key-`` codes, its own ``key`` 
 from __future__ import annotations
 
 import math
-import os
 
 import httpx
 import pytest
 
-from conftest import ROOT, start_local_host, stop_process
+from conftest import platform_data, start_local_host, stop_process
 
-PLATFORM_DATA = ROOT.parent / "shared" / "data" / "sids-platform"
 ORIGIN = "https://sids-dashboard.github.io"
 YEAR = "2015"
 
@@ -33,14 +31,6 @@ MATRIX = [
     ("IterativeImputer", "AFS", 5, "all", "quantile", 10),
     ("IterativeImputer", "PCA", 10, "rfr", "quantile", 100),
 ]
-
-
-def platform_data():
-    if not PLATFORM_DATA.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{PLATFORM_DATA} is missing: CI must have ../shared beside the checkout")
-        pytest.skip(f"{PLATFORM_DATA} is not beside this checkout")
-    return PLATFORM_DATA
 
 
 @pytest.fixture(scope="module", params=["wdi", "sids-platform"])

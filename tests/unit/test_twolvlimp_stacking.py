@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from models.twolvlimp.selection import afs_select, lars_select
-from models.twolvlimp.stacking import LinearStage, fit_stacked, ridge_loo
+from models.twolvlimp.stacking import LinearStage, fit_stacked, ridge_loo, stack_folds
 
 
 def linear_problem(seed=0, n=200, shift=0.0):
@@ -149,3 +149,31 @@ def test_chained_linear_member_fills_the_predictors_a_row_lacks_from_the_others(
     # without the unimputed candidates the member is absent and reported as such
     plain = fit_stacked(*args, seed=7, X_all=imputed[:n], Xp_all=imputed[n:n + m])
     assert plain.params["stack"]["weight_chained_linear"] == 0 and plain.params["stack"]["chained_linear"] is None
+
+
+def test_predictors_chosen_on_every_row_are_chosen_again_in_each_fold_for_the_out_of_fold_error():
+    """Ten of 300 noise candidates, chosen on 40 rows, fit those rows by chance: out of fold on the same
+    predictors they look useful. With AFS redone on each fold's training rows the stack sees that nothing
+    predicts, and its intervals cover new rows."""
+    rng = np.random.default_rng(5)
+    n, p = 40, 300
+    Z, y = rng.normal(size=(n, p)), rng.normal(size=n)
+    Zp, yp = rng.normal(size=(500, p)), rng.normal(size=500)
+    sids, w = np.ones(n, bool), np.ones(n)
+    chosen = afs_select(Z, y, 10, w, random_state=7)[0]
+    in_folds = [afs_select(Z[tr], y[tr], 10, w[tr], random_state=7)[0] for tr, _ in stack_folds(n, 7)]
+
+    def fit(fold_columns):
+        return fit_stacked(Z[:, chosen], y, sids, Zp[:, chosen], "rfr", 30, "quantile", seed=7, X_all=Z, Xp_all=Zp,
+                           R_all=Z, Rp_all=Zp, fold_columns=fold_columns)
+
+    flattered, honest = fit(None), fit(in_folds)
+    cv = lambda f: f.params["stack"]["cv_rmse"]                  # noqa: E731
+    assert cv(flattered)["ridge"] < 0.9 * cv(flattered)["mean"]  # the chosen predictors look useful...
+    assert cv(honest)["ridge"] > 0.95 * cv(honest)["mean"]       # ...chosen without the held-out rows, they are not
+    assert cv(honest)["trees"] > 0.95 * cv(honest)["mean"]
+    coverage = lambda f: float(np.mean((yp >= f.lower) & (yp <= f.upper)))   # noqa: E731
+    assert coverage(honest) >= 0.85 > coverage(flattered) + 0.05, (coverage(honest), coverage(flattered))
+    assert np.allclose(honest.prediction, fit_stacked(
+        Z[:, chosen], y, sids, Zp[:, chosen], "rfr", 30, "quantile", seed=7, X_all=Z, Xp_all=Zp, R_all=Z, Rp_all=Zp,
+        fold_columns=in_folds).prediction)                       # seeded: the same again

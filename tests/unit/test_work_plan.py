@@ -99,6 +99,24 @@ def test_plan_matches_the_jobs_the_method_runs(wdi, case):
         assert ran["impute_IterativeImputer"]["pair_columns"] == planned["impute_IterativeImputer"]["pair_columns"]
 
 
+@pytest.mark.parametrize("model", ["rfr", "all"])
+def test_plan_matches_the_jobs_on_more_candidates_than_training_rows(platform, model):
+    """The SIDS platform's data: AFS is redone in each stack fold (five more selections, ridge and tree fits
+    on each fold's predictors, then the chosen kind on the predictors selected on every row)."""
+    ds = fresh(platform)
+    req = ImputationRequest(target="hdr-31706", target_year="2015", scheme="AFS", number_predictor=5,
+                            estimators=10, model=model)
+    plan, planned, ran, tally = planned_and_ran(ds, req)
+    assert set(planned) - set(ran) <= {"afs_inner_cv"} and set(ran) <= set(planned)
+    assert ran["afs_rfe"]["job"] == planned["afs_rfe"]["job"] == 6          # every row, then each of 5 folds
+    assert_same_terms("afs_rfe", planned["afs_rfe"], ran["afs_rfe"])
+    folds = ("forest_fold_rfr", "forest_fold_etr", "boosting_fold")
+    assert sum(ran[k]["job"] for k in folds if k in ran) == sum(planned[k]["job"] for k in folds if k in planned)
+    for kind in ("ridge", "stack", "chained_linear", "screened_ridge"):
+        assert ran[kind]["job"] == planned[kind]["job"], kind
+    assert_same_terms("stack", planned["stack"], ran["stack"])
+
+
 def test_a_memoised_preparation_is_not_planned_and_known_predictors_make_the_ridge_exact(wdi):
     ds = fresh(wdi)
     req = request(scheme="AFS", model="rfr")
