@@ -39,6 +39,7 @@ from shared.dataset import Dataset
 
 MIN_OWN_SERIES_TRAIN = 20   # fewer training countries with an own series: use the cross-section model
 RFE_TREES = 30
+RANGE_EXTRAPOLATE = 0.5     # predictions may leave the target's observed range by this share of it (as ridge's inputs)
 
 
 def candidate_matrix(ds: Dataset, year: int, interpolator: str, target: int,
@@ -239,9 +240,7 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
             interval_info=dict(fit.interval_info),
             y_mean=float(y.mean()), y_min=float(y.min()), y_max=float(y.max())))
 
-    # Nothing outside the range the target takes in the data (all countries, all years).
-    series = ds.values[:, :, j]
-    low, high = float(np.nanmin(series)), float(np.nanmax(series))
+    low, high = plausible_range(ds.values[:, :, j])
     prediction, lower, upper = (np.clip(a, low, high) for a in (prediction, lower, upper))
 
     primary = 0 if len(submodels) == 1 or own_rows.size >= cross_rows.size else 1
@@ -256,6 +255,22 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
         notes=list(r.notes), not_predicted=absent_sids(ds), seed=SEED,
         timings={"prepare": prepare_seconds, "model": time.perf_counter() - started - prepare_seconds},
         value_range=(low, high))
+
+
+def plausible_range(series: np.ndarray) -> tuple[float, float]:
+    """Where predictions and bounds may lie: the range the target takes in the data (every country, every
+    year) widened by RANGE_EXTRAPOLATE of it on each side (a SIDS that never reported may be the most
+    extreme country: with only the others' range, its prediction was cut there), but never below 0 for a
+    quantity never observed negative, nor above 100 for one only ever observed between 0 and 100 (a share
+    or a score: no 110% access to electricity)."""
+    low, high = float(np.nanmin(series)), float(np.nanmax(series))
+    span = high - low
+    lo, hi = low - RANGE_EXTRAPOLATE * span, high + RANGE_EXTRAPOLATE * span
+    if low >= 0:
+        lo = max(lo, 0.0)
+        if high <= 100:
+            hi = min(hi, 100.0)
+    return lo, hi
 
 
 def absent_sids(ds: Dataset) -> list[dict]:

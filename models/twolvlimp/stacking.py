@@ -17,7 +17,7 @@ that request's own data:
    the base imputer filled for a row is left out for that row (a reduced ridge per pattern of
    missing predictors). Rows unlike the training rows are extrapolated linearly, but no further
    than half the training range beyond it (inputs are clipped there; the final prediction is also
-   clipped to the target's observed range), and their intervals widen with the ridge leverage. For AFS/PCA a second ridge on the candidate
+   clipped to a plausible range: :func:`models.twolvlimp.method.plausible_range`), and their intervals widen with the ridge leverage. For AFS/PCA a second ridge on the candidate
    predictors also competes: per fold, the candidates most correlated with the target on the fold's
    training rows, their count (5 to 100, or every candidate) and the log of skewed columns (or not)
    chosen by leave-one-out error (wider linear screening than the selected predictors).

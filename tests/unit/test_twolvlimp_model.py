@@ -15,6 +15,7 @@ from models.twolvlimp import lookups
 from models.twolvlimp import runtime as twolvlimp_runtime, trees
 from models.twolvlimp.lookups import ImputationError, ImputationRequest, resolve
 from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
+from models.twolvlimp.method import plausible_range
 from models.twolvlimp.selection import GeometricRFE, pca_select
 from models.twolvlimp.temporal import NO_VALUE_GAP, own_series
 from models.twolvlimp.trees import BoostedTrees, DepthForest, _TreeReader
@@ -250,6 +251,15 @@ def test_response_layouts_and_no_nan(wdi, runtime):
     for key in ("model", "n_train", "n_train_sids", "predictors", "interval", "data_version", "compute_seconds"):
         assert key in body
     assert body["interval"]["level"] == 0.9 and body["predictors"][0]["name"] == "Population density"
+
+
+def test_predictions_may_leave_the_observed_range_but_not_a_shares_bounds():
+    levels = np.array([[2.0, 10.0, np.nan], [4.0, np.nan, 6.0]])       # years x countries
+    assert plausible_range(levels) == (0.0, 14.0)          # widened by half the span; never observed negative
+    assert plausible_range(levels - 5) == (-7.0, 9.0)      # observed negative: widened on both sides
+    shares = np.array([[20.0, 97.0], [35.0, 60.0]])
+    assert plausible_range(shares) == (0.0, 100.0)         # only ever within 0-100: a share or a score
+    assert plausible_range(shares * 2) == (0.0, 271.0)
 
 
 def test_legacy_method_is_the_old_one(wdi, runtime):
