@@ -19,14 +19,15 @@ What differs from the old service (``method: "legacy"`` in :mod:`models.twolvlim
 from __future__ import annotations
 
 import time
+from contextvars import copy_context
 from dataclasses import dataclass
 
 import numpy as np
 
 from models.twolvlimp.lookups import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
 from models.twolvlimp.tree_search import (KINDS, LEVEL, balanced_weights, boosting_depths_expected,
-                                          boosting_fold_terms, boosting_stages_expected, fits_in_parallel,
-                                          forest_fold_terms)
+                                          boosting_fold_terms, boosting_stages_expected, checked, fits_in_parallel,
+                                          forest_fold_terms, on_this_thread, pool)
 from models.twolvlimp.imputers import impute, imputation_terms, needs_imputation
 from models.twolvlimp.memo import work_memo, work_memo_get, work_memo_has
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
@@ -35,6 +36,7 @@ from models.twolvlimp.stacking import (chained_terms, fit_stacked, log_target_co
                                        screened_terms, stack_folds, stack_terms, tree_search_rounds)
 from models.twolvlimp.temporal import OWN_FEATURES, OwnSeries, own_series
 from models.twolvlimp.work import Job, WorkPlan, svd_cells
+from shared.capacity import current_check
 from shared.dataset import Dataset
 
 MIN_OWN_SERIES_TRAIN = 20   # fewer training countries with an own series: use the cross-section model
@@ -118,10 +120,21 @@ def reselects_in_folds(r: ResolvedRequest, n_candidates: int, n_train: int) -> b
 
 def fold_selections(ds: Dataset, r: ResolvedRequest, Z_train: np.ndarray, y: np.ndarray,
                     w: np.ndarray) -> list[np.ndarray]:
-    """AFS on each stack fold's training rows (positions among the candidates), memoised as the selection."""
+    """AFS on each stack fold's training rows (positions among the candidates), memoised as the selection;
+    on the fit pool beside each other on as many rows as the fold fits are (:func:`fits_in_parallel`)."""
     def compute():
-        return [afs_select(Z_train[tr], y[tr], r.number_predictor, w[tr], random_state=SEED,
-                           n_estimators=RFE_TREES)[0] for tr, _ in stack_folds(y.size, SEED)]
+        parallel = fits_in_parallel(y.size)
+        ex = pool() if parallel else on_this_thread()
+        check = current_check()
+        runs = [ex.submit(copy_context().run, checked, check, "afs fold", afs_select, Z_train[tr], y[tr],
+                          r.number_predictor, w[tr], SEED, RFE_TREES, parallel)
+                for tr, _ in stack_folds(y.size, SEED)]
+        try:
+            return [run.result()[0] for run in runs]
+        except BaseException:
+            for run in runs:
+                run.cancel()
+            raise
     return work_memo(ds, fold_selection_key(r), compute)
 
 
@@ -313,7 +326,7 @@ def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
     in_folds = bool(lay.cross_rows.size) and reselects_in_folds(r, cols.size, n)
     if in_folds and not work_memo_has(ds, fold_selection_key(r)):
         for tr, _ in stack_folds(n, SEED):
-            jobs += [Job(kind, terms, "prepare")
+            jobs += [Job(kind, terms, "prepare", fits_in_parallel(n))
                      for kind, terms in afs_terms(tr.size, cols.size, r.number_predictor, RFE_TREES).items()]
 
     kinds = KINDS if r.model == "all" else (r.model,)

@@ -197,20 +197,21 @@ def inner_cv_terms(n: int, k: int, n_estimators: int) -> dict[str, float]:
 
 
 def afs_select(X: np.ndarray, y: np.ndarray, k: int, sample_weight: np.ndarray, random_state: int,
-               n_estimators: int = 30) -> tuple[np.ndarray, dict]:
+               n_estimators: int = 30, parallel: bool = False) -> tuple[np.ndarray, dict]:
     """AFS: forest RFE (non-linear relevance) or the LARS path (linear relevance), chosen by inner CV.
 
     Both give ``k`` features; each set is scored by the better of a ridge regression and a small
     forest, 5-fold out of fold on the training rows, and the set with the lower error is kept.
+    ``parallel``: this selection runs on the fit pool beside others (how its jobs are declared).
     """
     rfe = GeometricRFE(n_features_to_select=k, n_estimators=n_estimators, random_state=random_state)
-    with job("afs_rfe", "prepare", **rfe.work_terms(*X.shape)):
+    with job("afs_rfe", "prepare", parallel, **rfe.work_terms(*X.shape)):
         by_rfe = np.flatnonzero(rfe.fit(X, y, sample_weight).support_)
-    with job("afs_lars", "prepare", **lars_terms(*X.shape, k)):
+    with job("afs_lars", "prepare", parallel, **lars_terms(*X.shape, k)):
         by_lars = lars_select(X, y, k, sample_weight)
     if np.array_equal(by_rfe, by_lars):
         return by_rfe, {"chosen": "forest RFE and LARS agree"}
-    with job("afs_inner_cv", "prepare", **inner_cv_terms(X.shape[0], min(k, X.shape[1]), n_estimators)):
+    with job("afs_inner_cv", "prepare", parallel, **inner_cv_terms(X.shape[0], min(k, X.shape[1]), n_estimators)):
         scores = {name: cv_error(X[:, cols], y, sample_weight, random_state, n_estimators)
                   for name, cols in (("forest_rfe", by_rfe), ("lars", by_lars))}
     best = {name: min(s.values()) for name, s in scores.items()}

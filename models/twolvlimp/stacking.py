@@ -109,10 +109,14 @@ def tree_rounds(model: str, n_estimators: int) -> list[tuple[tuple[str, ...] | N
 
 
 def tree_search_rounds(model: str, n_estimators: int, in_folds: bool) -> list[tuple[tuple[str, ...] | None, int]]:
-    """Every tree search of one stack: :func:`tree_rounds`, and with predictors selected in the folds one more
-    of the chosen kind (None) on the predictors selected on every row."""
-    rounds = tree_rounds(model, n_estimators)
-    return rounds + [(None if model == "all" else (model,), n_estimators)] if in_folds else rounds
+    """Every tree search of one stack: :func:`tree_rounds`; with predictors selected in the folds, the searches
+    on those with at most KIND_SCREEN_TREES trees (the out-of-fold error that ranks kinds and depths settles
+    by then, and the single-tree spread does not depend on the count), then the chosen kind (None: known
+    after the first) with every tree asked for on the predictors selected on every row."""
+    if not in_folds:
+        return tree_rounds(model, n_estimators)
+    return tree_rounds(model, min(n_estimators, KIND_SCREEN_TREES)) + [(None if model == "all" else (model,),
+                                                                          n_estimators)]
 
 
 def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int, in_folds=None) -> _Trees:
@@ -122,7 +126,9 @@ def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int, in_fold
     the depth and the out-of-fold predictions come from fold models on those; the predictions from fold
     models on ``X`` (the predictors selected on every row), the chosen kind and depth only."""
     n = len(y)
-    rounds = tree_rounds(model, n_estimators)
+    rounds = tree_search_rounds(model, n_estimators, in_folds is not None)
+    if in_folds is not None:
+        rounds = rounds[:-1]   # the last: the predictions, below
     kinds, trees = rounds[0]
     searched_X, searched_Xp = in_folds if in_folds is not None else (X, Xp)
     summaries = search_trees(searched_X, y, w, searched_Xp, list(kinds), trees, folds, seed, current_check())
@@ -132,6 +138,7 @@ def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int, in_fold
         summaries = search_trees(searched_X, y, w, searched_Xp, [kind], rounds[1][1], folds, seed, current_check())
     s = summaries[kind]
     depth, outs = s["best"], s["folds"]
+    chosen_with = trees if model == "all" and n_estimators > trees else None
     final = outs if in_folds is None else search_trees(X, y, w, Xp, [kind], n_estimators, folds, seed,
                                                        current_check())[kind]["folds"]
     spread_oof = spread_pred = None
@@ -152,7 +159,7 @@ def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int, in_fold
     return _Trees(kind=kind, depth=depth, oof=s["oof"], prediction=prediction, spread_oof=spread_oof,
                   spread_pred=spread_pred, importances=importances,
                   scores={_depth_key(d): float(np.sqrt(v)) for d, v in s["scores"].items()},
-                  candidates=candidates, kind_chosen_with=trees if len(rounds) > 1 else None)
+                  candidates=candidates, kind_chosen_with=chosen_with)
 
 
 def _skewed(col: np.ndarray) -> bool:

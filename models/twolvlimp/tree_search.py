@@ -74,13 +74,18 @@ def fits_on(executor: Executor) -> Iterator[Executor]:
         _active_pool.reset(token)
 
 
+def on_this_thread() -> Executor:
+    """An executor that runs each job at once on the calling thread."""
+    return _ON_THIS_THREAD
+
+
 def pool() -> Executor:
     """Where this computation's fits run: the pool given by :func:`fits_on` (the runtime's, see
     :class:`models.twolvlimp.runtime.TwoLevelRuntime`), else the calling thread, one fit after another."""
     return _active_pool.get() or _ON_THIS_THREAD
 
 
-def _checked(check: Callable[[str], None], stage: str, fn, *args):
+def checked(check: Callable[[str], None], stage: str, fn, *args):
     """A fit job that first checks the request's budget: queued fits of a stopped request never start."""
     check(stage)
     return fn(*args)
@@ -244,7 +249,7 @@ def search_trees(X, y, w, Xp, kinds: list[str], n_estimators: int, folds, seed: 
     fold_Xp = Xp if isinstance(Xp, list) else [Xp] * len(folds)
 
     def submit(*args):  # in a copy of this context: the request's work tally (if any) follows the fit
-        return ex.submit(copy_context().run, _checked, check, *args)
+        return ex.submit(copy_context().run, checked, check, *args)
 
     for kind in kinds:  # boosting first: its folds are the longest jobs
         if kind == "gbr":
