@@ -294,7 +294,7 @@ def _linear(X, y, w, Xp, folds, missing=None, missing_pred=None, in_folds=None):
     oof, oof_lev = np.empty(len(y)), np.empty(len(y))
     with job("ridge") as terms:
         shapes = []
-        for k, ((tr, te), Xf, mf) in enumerate(zip(folds, *in_folds)):
+        for (tr, te), Xf, mf in zip(folds, *in_folds):
             (fold_oof, _, _, _, (fold_lev, _)), fold_shapes = _linear_folds(Xf, y, w, Xf[:0], [(tr, te)], mf, mf[:0])
             oof[te], oof_lev[te] = fold_oof[te], fold_lev[te]
             shapes += fold_shapes
