@@ -19,15 +19,14 @@ What differs from the old service (``method: "legacy"`` in :mod:`models.twolvlim
 from __future__ import annotations
 
 import time
-from contextvars import copy_context
 from dataclasses import dataclass
 
 import numpy as np
 
 from models.twolvlimp.lookups import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
 from models.twolvlimp.tree_search import (KINDS, LEVEL, balanced_weights, boosting_depths_expected,
-                                          boosting_fold_terms, boosting_stages_expected, checked, fits_in_parallel,
-                                          forest_fold_terms, on_this_thread, pool)
+                                          boosting_fold_terms, boosting_stages_expected, fit_submitter,
+                                          fits_in_parallel, forest_fold_terms, results_of)
 from models.twolvlimp.imputers import impute, imputation_terms, needs_imputation
 from models.twolvlimp.memo import work_memo, work_memo_get, work_memo_has
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
@@ -123,18 +122,10 @@ def fold_selections(ds: Dataset, r: ResolvedRequest, Z_train: np.ndarray, y: np.
     """AFS on each stack fold's training rows (positions among the candidates), memoised as the selection;
     on the fit pool beside each other on as many rows as the fold fits are (:func:`fits_in_parallel`)."""
     def compute():
-        parallel = fits_in_parallel(y.size)
-        ex = pool() if parallel else on_this_thread()
-        check = current_check()
-        runs = [ex.submit(copy_context().run, checked, check, "afs fold", afs_select, Z_train[tr], y[tr],
-                          r.number_predictor, w[tr], SEED, RFE_TREES, parallel)
-                for tr, _ in stack_folds(y.size, SEED)]
-        try:
-            return [run.result()[0] for run in runs]
-        except BaseException:
-            for run in runs:
-                run.cancel()
-            raise
+        submit = fit_submitter(y.size, current_check())
+        runs = [submit("afs fold", afs_select, Z_train[tr], y[tr], r.number_predictor, w[tr], SEED, RFE_TREES,
+                       fits_in_parallel(y.size)) for tr, _ in stack_folds(y.size, SEED)]
+        return [chosen for chosen, _ in results_of(runs)]
     return work_memo(ds, fold_selection_key(r), compute)
 
 

@@ -573,8 +573,9 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
     if fold_columns is not None:
         XA, XpA, gapsA = (np.asarray(X_all, np.float64), np.asarray(Xp_all, np.float64),
                           np.isnan(np.asarray(R_all, np.float64)))
-        trees_in_folds = ([XA[:, c] for c in fold_columns], [XpA[:, c] for c in fold_columns])
-        ridge_in_folds = ([XA[:, c] for c in fold_columns], [gapsA[:, c] for c in fold_columns])
+        fold_X = [XA[:, c] for c in fold_columns]
+        trees_in_folds = (fold_X, [XpA[:, c] for c in fold_columns])
+        ridge_in_folds = (fold_X, [gapsA[:, c] for c in fold_columns])
     trees = _trees(X, y, w, Xp, model, n_estimators, folds, seed, trees_in_folds)
     target_transform = "none"
     if linear:

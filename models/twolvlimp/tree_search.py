@@ -74,28 +74,38 @@ def fits_on(executor: Executor) -> Iterator[Executor]:
         _active_pool.reset(token)
 
 
-def on_this_thread() -> Executor:
-    """An executor that runs each job at once on the calling thread."""
-    return _ON_THIS_THREAD
-
-
 def pool() -> Executor:
     """Where this computation's fits run: the pool given by :func:`fits_on` (the runtime's, see
     :class:`models.twolvlimp.runtime.TwoLevelRuntime`), else the calling thread, one fit after another."""
     return _active_pool.get() or _ON_THIS_THREAD
 
 
-def checked(check: Callable[[str], None], stage: str, fn, *args):
+def _checked(check: Callable[[str], None], stage: str, fn, *args):
     """A fit job that first checks the request's budget: queued fits of a stopped request never start."""
     check(stage)
     return fn(*args)
 
 
-def _cancel_all(jobs: dict[object, list[Future]]) -> None:
-    """Drop the fits not started yet (after one failed or the request was stopped)."""
-    for fold_jobs in jobs.values():
-        for future in fold_jobs:
+def fit_submitter(n_rows: int, check: Callable[[str], None]) -> Callable[..., Future]:
+    """``submit(stage, fn, *args)`` for the fit jobs of a computation on ``n_rows`` training rows: on
+    :func:`pool` when :func:`fits_in_parallel`, else at once on this thread; each job checks the request's
+    budget first and runs in a copy of this context (the request's work tally, if any, follows it)."""
+    ex = pool() if fits_in_parallel(n_rows) else _ON_THIS_THREAD
+
+    def submit(stage: str, fn, *args) -> Future:
+        return ex.submit(copy_context().run, _checked, check, stage, fn, *args)
+    return submit
+
+
+def results_of(jobs: list[Future], siblings: list[Future] = ()) -> list:
+    """The jobs' results in order; when one failed or the request was stopped, the jobs not started yet
+    (these and their ``siblings``) are dropped and the error raised."""
+    try:
+        return [future.result() for future in jobs]
+    except BaseException:
+        for future in [*jobs, *siblings]:
             future.cancel()
+        raise
 
 
 def balanced_weights(is_sids: np.ndarray) -> np.ndarray:
@@ -243,13 +253,10 @@ def search_trees(X, y, w, Xp, kinds: list[str], n_estimators: int, folds, seed: 
     rows: :func:`fits_in_parallel`), each after ``check``; a failed or stopped fit cancels the ones not started.
     ``X`` and ``Xp`` may also be lists, one matrix per fold (each fold's own predictors)."""
     n = len(y)
-    ex = pool() if fits_in_parallel(n) else _ON_THIS_THREAD
+    submit = fit_submitter(n, check)
     jobs = {}
     fold_X = X if isinstance(X, list) else [X] * len(folds)
     fold_Xp = Xp if isinstance(Xp, list) else [Xp] * len(folds)
-
-    def submit(*args):  # in a copy of this context: the request's work tally (if any) follows the fit
-        return ex.submit(copy_context().run, checked, check, *args)
 
     for kind in kinds:  # boosting first: its folds are the longest jobs
         if kind == "gbr":
@@ -261,11 +268,7 @@ def search_trees(X, y, w, Xp, kinds: list[str], n_estimators: int, folds, seed: 
                           for (tr, te), Xf, Xpf in zip(folds, fold_X, fold_Xp)]
     summaries = {}
     for kind in kinds:
-        try:
-            outs: list[_Fold] = [job.result() for job in jobs[kind]]
-        except BaseException:
-            _cancel_all(jobs)
-            raise
+        outs: list[_Fold] = results_of(jobs[kind], [future for kind_jobs in jobs.values() for future in kind_jobs])
         depths = BOOSTING_DEPTHS if kind == "gbr" else FOREST_DEPTHS
         scores, oofs = {}, {}
         for d in depths:
