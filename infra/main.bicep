@@ -11,18 +11,21 @@ param environmentName string
 @description('Azure region of the resource group and its resources.')
 param location string
 
-@description('Consumption (Linux, Y1) or FlexConsumption (FC1).')
+@description('FlexConsumption (FC1, the default) or Consumption (Linux, Y1).')
 @allowed([
   'Consumption'
   'FlexConsumption'
 ])
-param planType string = 'Consumption'
+param planType string = 'FlexConsumption'
 
 @description('Comma-separated browser origins allowed to call the API; empty keeps the defaults of serverless/function-app.bicep.')
 param corsAllowedOrigins string = ''
 
 @description('Object id of the person running azd (azd fills it in): may upload datasets.')
 param principalId string = ''
+
+@description('Optional e-mail address that receives the alerts (5xx rate, overload 503s).')
+param alertEmail string = ''
 
 var tags = {
   'azd-env-name': environmentName
@@ -43,6 +46,7 @@ module app 'serverless/function-app.bicep' = {
     corsAllowedOrigins: empty(corsAllowedOrigins) ? null : split(corsAllowedOrigins, ',')
     uploaderPrincipalId: principalId
     uploaderPrincipalType: 'User'
+    alertEmail: alertEmail
     tags: tags
   }
 }

@@ -1,5 +1,7 @@
-// SIDS ML Backend, serverless: a Linux Function App (Python 3.11) on the Consumption plan,
-// or on Flex Consumption with planType = 'FlexConsumption'.
+// SIDS ML Backend, serverless: a Linux Function App (Python 3.11) on Flex Consumption (the default),
+// or on the Linux Consumption plan with planType = 'Consumption'. Application Insights takes telemetry
+// only from Microsoft Entra ID identities (local authentication off): the app publishes with its
+// managed identity. Two log alerts (5xx rate, overload 503s) and a saved query (latency by model option).
 //
 // Deployed by `azd up` through ../main.bicep, and kept in step by hand with the portal's
 // template azuredeploy.json beside it (tests/infra/test_infra_templates.py compares the two).
@@ -14,12 +16,12 @@ param location string = resourceGroup().location
 @maxLength(12)
 param appName string = 'sidsml'
 
-@description('Hosting plan: Consumption (Linux, Y1) or FlexConsumption (FC1, recommended for new apps).')
+@description('Hosting plan: FlexConsumption (FC1, the default for new apps) or Consumption (Linux, Y1; retired for new work in 2028).')
 @allowed([
   'Consumption'
   'FlexConsumption'
 ])
-param planType string = 'Consumption'
+param planType string = 'FlexConsumption'
 
 @description('Browser origins allowed to call the API. The app answers CORS itself; platform CORS stays empty.')
 param corsAllowedOrigins array = [
@@ -47,6 +49,28 @@ param maximumInstanceCount int = 100
 ])
 param instanceMemoryMB int = 2048
 
+@description('Flex Consumption only: instances kept running for the HTTP functions (no cold start on them; billed while idle). 0: none.')
+@minValue(0)
+@maxValue(20)
+param alwaysReadyInstances int = 0
+
+@description('Flex Consumption only: HTTP requests one instance takes at once before the platform adds another. Model fits are CPU-bound: keep it low.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 4
+
+@description('Optional e-mail address that receives the alerts (an action group is made for it). Empty: the alerts fire in the portal only.')
+param alertEmail string = ''
+
+@description('Alert when more than this percentage of requests in 15 minutes fail with a 5xx other than 503 (at least 20 requests).')
+@minValue(1)
+@maxValue(100)
+param alertServerErrorPercent int = 5
+
+@description('Alert when more than this many requests in 5 minutes are refused with 503 (overload; /health excluded).')
+@minValue(1)
+param alertOverloadCount int = 10
+
 @description('Optional object id of a user or principal allowed to upload datasets (Storage Blob Data Contributor on the datasets container). azd passes your own id.')
 param uploaderPrincipalId string = ''
 
@@ -71,11 +95,22 @@ var deploymentContainerName = 'app-package'
 var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+// Log queries on the workspace's AppRequests table (the Functions host's request records, and the
+// app's own spans with their custom dimensions in Properties). Kept on one line each: the ARM twin holds
+// the same strings (tests/infra/test_infra_templates.py compares them).
+var serverErrorsQuery = 'AppRequests | summarize Total = count(), Failed = countif(toint(ResultCode) >= 500 and ResultCode != "503") | where Total >= 20 | extend FailedPercent = 100.0 * Failed / Total'
+var overloadQuery = 'AppRequests | where ResultCode == "503" and Url !has "/health" | summarize Refused = count()'
+var latencyByOptionQuery = 'AppRequests | where TimeGenerated > ago(7d) and Url has "/predict" | extend model = tostring(Properties["model"]), scheme = tostring(Properties["scheme"]), interpolator = tostring(Properties["interpolator"]) | summarize requests = count(), p50_ms = percentile(DurationMs, 50), p95_ms = percentile(DurationMs, 95), failed = countif(Success == false) by model, scheme, interpolator | order by p95_ms desc'
 
 // Settings every plan gets. The app reads its datasets with DefaultAzureCredential, which picks the
 // user-assigned identity named by AZURE_CLIENT_ID: no key reaches the app for the dataset.
 var commonSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  // Local authentication is off on the component: telemetry is accepted only with an Entra ID token
+  // of this identity (Monitoring Metrics Publisher, below).
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${appIdentity.properties.clientId};Authorization=AAD'
   AZURE_CLIENT_ID: appIdentity.properties.clientId
   DATASET_BLOB_ACCOUNT_URL: dataStorage.properties.primaryEndpoints.blob
   DATASET_BLOB_CONTAINER: datasetContainerName
@@ -121,6 +156,123 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logs.id
+    DisableLocalAuth: true
+  }
+}
+
+// The app's identity may publish telemetry (the only way in: local authentication is off).
+resource appInsightsPublisherRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, appIdentity.id, monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    principalId: appIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource alertGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: 'ag-${appName}-${token}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'sidsml'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+resource serverErrorsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-${appName}-5xx-${token}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'SIDS ML Backend: 5xx rate'
+    description: 'More than ${alertServerErrorPercent}% of the requests of the last 15 minutes failed with a server error (503 overload has its own alert).'
+    severity: 2
+    enabled: true
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    scopes: [
+      logs.id
+    ]
+    criteria: {
+      allOf: [
+        {
+          query: serverErrorsQuery
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'FailedPercent'
+          operator: 'GreaterThan'
+          threshold: alertServerErrorPercent
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: empty(alertEmail) ? [] : [
+        alertGroup.id
+      ]
+    }
+  }
+}
+
+resource overloadAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-${appName}-overload-${token}'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'SIDS ML Backend: overload 503s'
+    description: 'More than ${alertOverloadCount} requests in 5 minutes were refused with 503 + Retry-After (compute slots and queue full): raise maximumInstanceCount or lower httpPerInstanceConcurrency.'
+    severity: 2
+    enabled: true
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    scopes: [
+      logs.id
+    ]
+    criteria: {
+      allOf: [
+        {
+          query: overloadQuery
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'Refused'
+          operator: 'GreaterThan'
+          threshold: alertOverloadCount
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: empty(alertEmail) ? [] : [
+        alertGroup.id
+      ]
+    }
+  }
+}
+
+// A saved query in the workspace (Logs > Queries > 'SIDS ML Backend'): latency per model option.
+resource latencyByOptionSearch 'Microsoft.OperationalInsights/workspaces/savedSearches@2020-08-01' = {
+  parent: logs
+  name: 'sids-latency-by-option'
+  properties: {
+    category: 'SIDS ML Backend'
+    displayName: 'Prediction latency by model option (p50, p95)'
+    query: latencyByOptionQuery
+    version: 2
   }
 }
 
@@ -275,6 +427,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   }
   dependsOn: [
     hostStorageOwnerRole
+    appInsightsPublisherRole
   ]
   properties: {
     serverFarmId: plan.id
@@ -295,6 +448,17 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        alwaysReady: alwaysReadyInstances == 0 ? [] : [
+          {
+            name: 'http'
+            instanceCount: alwaysReadyInstances
+          }
+        ]
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'

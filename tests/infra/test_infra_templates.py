@@ -199,9 +199,9 @@ class Evaluator:
     def eval(self, node):
         kind = node[0]
         if kind == "str":
-            pieces = [p if isinstance(p, str) else _render(self.eval(parse(p[1], True))) for p in node[1]]
-            joined = "".join(pieces)
-            return Opaque(joined) if any(isinstance(p, tuple) for p in node[1]) and "(" in joined else joined
+            values = [p if isinstance(p, str) else self.eval(parse(p[1], True)) for p in node[1]]
+            joined = "".join(_render(v) for v in values)
+            return Opaque(joined) if any(isinstance(v, Opaque) for v in values) else joined
         if kind == "num":
             return node[1]
         if kind == "not":
@@ -340,8 +340,16 @@ class BicepFile(Evaluator):
                 return canonical_id(self.resources[sym]["type"], self.full_name(sym))
             if prop == "name":
                 return self.full_name(sym).split("/")[-1]
+            if prop == "properties":  # known once deployed: the same text as ARM's reference(resourceId(...))
+                return Opaque(f"reference({canonical_id(self.resources[sym]['type'], self.full_name(sym))})")
             return Opaque(f"{sym}.{prop}")
         return super().member(value, prop, node)
+
+    def call(self, fn, args):
+        if fn == "listKeys" and args[0][0] == "name" and args[0][1] in self.resources:  # symbol.listKeys()
+            sym = args[0][1]
+            return Opaque(f"listKeys({canonical_id(self.resources[sym]['type'], self.full_name(sym))})")
+        return super().call(fn, args)
 
     def object_keys(self, var: str) -> dict:
         """A var holding an object literal: its keys, with each value evaluated where it can be."""
@@ -399,12 +407,17 @@ class ArmFile(Evaluator):
             if name in self.overrides:
                 return self.overrides[name]
             return self.expr(self.template["parameters"][name].get("defaultValue", Opaque(name)))
+        if fn in ("reference", "listKeys"):  # known once deployed; the API version aside, the same text as Bicep's
+            return Opaque(f"{fn}({_render(self.eval(args[0]))})")
         if fn == "variables":
             return self.expr(self.template["variables"][self.eval(args[0])])
+        if fn == "createArray":
+            return [self.eval(a) for a in args]
         if fn in ("format", "concat", "resourceId", "createObject", "min") and args:
             values = [self.eval(a) for a in args]
             if fn == "format":
-                return type(values[0])(values[0].format(*[_render(v) for v in values[1:]]))
+                known = not any(isinstance(v, Opaque) for v in values)
+                return (str if known else Opaque)(values[0].format(*[_render(v) for v in values[1:]]))
             if fn == "concat":
                 return "".join(_render(v) for v in values)
             if fn == "resourceId":
@@ -430,14 +443,16 @@ class ArmFile(Evaluator):
 
 
 SCENARIOS = [
-    {"planType": "Consumption", "uploaderPrincipalId": ""},
-    {"planType": "FlexConsumption", "uploaderPrincipalId": ""},
-    {"planType": "Consumption", "uploaderPrincipalId": "00000000-0000-0000-0000-000000000001"},
-    {"planType": "FlexConsumption", "uploaderPrincipalId": "00000000-0000-0000-0000-000000000001"},
+    {"planType": "Consumption", "uploaderPrincipalId": "", "alertEmail": ""},
+    {"planType": "FlexConsumption", "uploaderPrincipalId": "", "alertEmail": ""},
+    {"planType": "Consumption", "uploaderPrincipalId": "00000000-0000-0000-0000-000000000001", "alertEmail": ""},
+    {"planType": "FlexConsumption", "uploaderPrincipalId": "00000000-0000-0000-0000-000000000001",
+     "alertEmail": "ops@example.org"},
 ]
 
 
-@pytest.mark.parametrize("overrides", SCENARIOS, ids=lambda o: f"{o['planType']}-uploader{bool(o['uploaderPrincipalId'])}")
+@pytest.mark.parametrize("overrides", SCENARIOS, ids=lambda o: f"{o['planType']}-uploader{bool(o['uploaderPrincipalId'])}"
+                                                             f"-email{bool(o['alertEmail'])}")
 def test_bicep_and_arm_deploy_the_same_resources(overrides):
     bicep = BicepFile(BICEP, overrides).deployed()
     arm = ArmFile(ARM, overrides).deployed()
@@ -449,6 +464,8 @@ def test_bicep_and_arm_deploy_the_same_resources(overrides):
             "Microsoft.ManagedIdentity/userAssignedIdentities", "Microsoft.Authorization/roleAssignments"} <= types
     uploader_roles = [k for k in bicep if k[0] == "Microsoft.Authorization/roleAssignments" and "ba92f5b4" in k[1]]
     assert len(uploader_roles) == (1 if overrides["uploaderPrincipalId"] else 0)
+    assert [t for t, _ in bicep].count("Microsoft.Insights/scheduledQueryRules") == 2
+    assert ("Microsoft.Insights/actionGroups" in types) == bool(overrides["alertEmail"])
 
 
 def _bicep_settings(plan: str) -> dict:
@@ -469,9 +486,8 @@ def _arm_settings(plan: str) -> dict:
 def test_app_settings_match_for_each_plan(plan):
     bicep, arm = _bicep_settings(plan), _arm_settings(plan)
     assert sorted(bicep) == sorted(arm)
-    for key, value in bicep.items():  # values both sides can compute must agree
-        if not isinstance(value, Opaque) and not isinstance(arm[key], Opaque):
-            assert value == arm[key], key
+    for key, value in bicep.items():  # the same value, or the same expression of deploy-time values
+        assert value == arm[key], key
     assert arm["DATASET_BLOB_CONTAINER"] == "datasets"
     assert arm["CORS_ALLOWED_ORIGINS"].split(",")[:2] == ["https://lenseg.github.io", "https://sids-dashboard.github.io"]
     assert {"APPLICATIONINSIGHTS_CONNECTION_STRING", "AZURE_CLIENT_ID", "DATASET_BLOB_ACCOUNT_URL"} <= set(arm)
@@ -552,3 +568,119 @@ def test_readme_deploy_button_points_at_the_portal_template():
     raw = unquote(m.group(1))
     assert raw == "https://raw.githubusercontent.com/OWNER/REPO/main/infra/serverless/azuredeploy.json"
     assert m.group(1) == quote(raw, safe="")
+
+
+# --- telemetry: Entra ID only, alerts, saved query ---------------------------------------------------
+
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+# The columns of the workspace table AppRequests (Azure Monitor Logs reference) the queries may read.
+APP_REQUESTS_COLUMNS = {"TimeGenerated", "Name", "Url", "Success", "ResultCode", "DurationMs", "Properties",
+                        "Measurements", "OperationName", "OperationId", "ParentId", "AppRoleName", "AppRoleInstance",
+                        "ItemCount", "ClientIP", "Id"}
+QUERIES = ("serverErrorsQuery", "overloadQuery", "latencyByOptionQuery")
+
+
+@pytest.mark.parametrize("plan", ["Consumption", "FlexConsumption"])
+def test_application_insights_takes_telemetry_from_the_app_identity_only(plan):
+    arm = ArmFile(ARM, {"planType": plan})
+    component = arm.expr(arm.resource("Microsoft.Insights/components"))
+    assert component["properties"]["DisableLocalAuth"] is True
+    bicep = BicepFile(BICEP, {"planType": plan})
+    assert "DisableLocalAuth: true" in bicep.resources["appInsights"]["text"]
+    # the app's identity may publish, on the component itself
+    component_id = canonical_id("Microsoft.Insights/components", component["name"])
+    roles = [r for r in arm.template["resources"] if r["type"] == "Microsoft.Authorization/roleAssignments"
+             and "monitoringMetricsPublisher" in r["properties"]["roleDefinitionId"]]
+    assert len(roles) == 1 and arm.expr(roles[0]["scope"]) == component_id
+    identity = arm.expr(arm.resource("Microsoft.ManagedIdentity/userAssignedIdentities")["name"])
+    assert arm.expr(roles[0]["properties"]["principalId"]) == \
+        f"reference(Microsoft.ManagedIdentity/userAssignedIdentities/{identity}).principalId"
+    assert arm.template["variables"]["monitoringMetricsPublisher"] == MONITORING_METRICS_PUBLISHER
+    assert f"var monitoringMetricsPublisher = '{MONITORING_METRICS_PUBLISHER}'" in bicep.text
+    assert (("Microsoft.Authorization/roleAssignments", arm.expr(roles[0]["name"]))) in bicep.deployed()
+    # ... and says so: Entra ID with the client id of the identity the app runs as
+    for settings in (_arm_settings(plan), _bicep_settings(plan)):
+        assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == \
+            f"ClientId={settings['AZURE_CLIENT_ID']};Authorization=AAD"
+        assert settings["APPLICATIONINSIGHTS_CONNECTION_STRING"].startswith("reference(Microsoft.Insights/components/")
+    # the site waits for the role, so its first telemetry is not refused
+    site = arm.resource("Microsoft.Web/sites")
+    assert any("monitoringMetricsPublisher" in d for d in site["dependsOn"])
+    assert "appInsightsPublisherRole" in bicep.resources["functionApp"]["text"]
+
+
+def test_alerts_and_saved_query_read_the_same_queries_on_the_workspace():
+    arm = ArmFile(ARM)
+    bicep = BicepFile(BICEP)
+    for name in QUERIES:  # the same KQL in both templates
+        assert bicep.eval(parse(bicep.vars_src[name], True)) == arm.template["variables"][name], name
+    workspace = canonical_id("Microsoft.OperationalInsights/workspaces",
+                             arm.expr(arm.resource("Microsoft.OperationalInsights/workspaces")["name"]))
+    alerts = {r["properties"]["criteria"]["allOf"][0]["query"]: arm.expr(r)
+              for r in arm.template["resources"] if r["type"] == "Microsoft.Insights/scheduledQueryRules"}
+    assert set(alerts) == {"[variables('serverErrorsQuery')]", "[variables('overloadQuery')]"}
+    for var, column, threshold in (("serverErrorsQuery", "FailedPercent", 5), ("overloadQuery", "Refused", 10)):
+        alert = alerts[f"[variables('{var}')]"]["properties"]
+        criterion = alert["criteria"]["allOf"][0]
+        assert alert["scopes"] == [workspace]
+        assert criterion["metricMeasureColumn"] == column and f"{column} = " in arm.template["variables"][var]
+        assert criterion["threshold"] == threshold and criterion["operator"] == "GreaterThan"
+        assert alert["actions"]["actionGroups"] == []  # no e-mail given
+        symbol = {"serverErrorsQuery": "serverErrorsAlert", "overloadQuery": "overloadAlert"}[var]
+        text = bicep.resources[symbol]["text"]
+        assert f"query: {var}" in text and f"metricMeasureColumn: '{column}'" in text
+        assert f"timeAggregation: '{criterion['timeAggregation']}'" in text
+        assert f"windowSize: '{alert['windowSize']}'" in text and "logs.id" in text
+    with_email = ArmFile(ARM, {"alertEmail": "ops@example.org"})
+    group = with_email.expr(with_email.resource("Microsoft.Insights/actionGroups"))
+    assert group["properties"]["emailReceivers"][0]["emailAddress"] == "ops@example.org"
+    for r in with_email.template["resources"]:
+        if r["type"] == "Microsoft.Insights/scheduledQueryRules":
+            assert with_email.expr(r["properties"]["actions"]["actionGroups"]) == [
+                canonical_id("Microsoft.Insights/actionGroups", group["name"])]
+    # 5xx counts server errors but not the overload 503s, which have their own alert; /health is not overload
+    assert 'ResultCode != "503"' in arm.template["variables"]["serverErrorsQuery"]
+    assert 'ResultCode == "503" and Url !has "/health"' in arm.template["variables"]["overloadQuery"]
+    search = arm.expr(arm.resource("Microsoft.OperationalInsights/workspaces/savedSearches"))
+    assert search["properties"]["query"] == arm.template["variables"]["latencyByOptionQuery"]
+    assert search["name"].startswith(arm.expr(arm.resource("Microsoft.OperationalInsights/workspaces")["name"]) + "/")
+
+
+@pytest.mark.parametrize("name", QUERIES)
+def test_queries_read_only_columns_app_requests_has(name):
+    """A misspelt column makes a log alert fail at evaluation time, silently: check the names here."""
+    query = ArmFile(ARM).template["variables"][name]
+    assert query.startswith("AppRequests | ")
+    defined = set(re.findall(r"\b([A-Za-z_]\w*) = ", query))
+    capitalised = set(re.findall(r"\b([A-Z]\w*)\b", query)) - {"AppRequests"}
+    assert capitalised - defined <= APP_REQUESTS_COLUMNS, capitalised - defined - APP_REQUESTS_COLUMNS
+
+
+def test_flex_consumption_is_the_default_and_configured_as_flex():
+    for decl in (BicepFile(BICEP).param_decl["planType"], BicepFile(INFRA / "main.bicep").param_decl["planType"]):
+        assert decl["default"] == "'FlexConsumption'"
+    assert ArmFile(ARM).template["parameters"]["planType"]["defaultValue"] == "FlexConsumption"
+    azd = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]["planType"]["value"]
+    assert azd == "${SIDS_PLAN_TYPE=FlexConsumption}"
+    arm = ArmFile(ARM)  # the defaults: Flex
+    config = arm.expr(arm.resource("Microsoft.Web/sites"))["properties"]["functionAppConfig"]
+    scale = config["scaleAndConcurrency"]
+    assert scale["instanceMemoryMB"] == 2048 and scale["alwaysReady"] == []
+    assert scale["triggers"] == {"http": {"perInstanceConcurrency": 4}}
+    assert config["deployment"]["storage"]["type"] == "blobContainer"
+    assert config["deployment"]["storage"]["value"].endswith(".primaryEndpoints.blobapp-package")
+    assert {2048, 4096} <= set(arm.template["parameters"]["instanceMemoryMB"]["allowedValues"])
+    ready = ArmFile(ARM, {"alwaysReadyInstances": 2, "httpPerInstanceConcurrency": 1})
+    scale = ready.expr(ready.resource("Microsoft.Web/sites"))["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["alwaysReady"] == [{"name": "http", "instanceCount": 2}]
+    assert scale["triggers"]["http"]["perInstanceConcurrency"] == 1
+    site = BicepFile(BICEP).resources["functionApp"]["text"]
+    assert "perInstanceConcurrency: httpPerInstanceConcurrency" in site
+    assert "instanceCount: alwaysReadyInstances" in site and "alwaysReadyInstances == 0 ? [] : [" in site
+    flex = _arm_settings("FlexConsumption")  # settings Flex refuses or has no use for
+    for refused in ("FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE",
+                    "AzureWebJobsStorage", "SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD"):
+        assert refused not in flex, refused
+    workflow = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+    assert "if: vars.AZURE_FUNCTIONAPP_PLAN == 'Consumption'" in workflow  # Flex unless Consumption is named
+    assert "if: vars.AZURE_FUNCTIONAPP_PLAN != 'Consumption'" in workflow
