@@ -2,7 +2,9 @@
 # Prepares an AKS cluster made by infra/aks/main.bicep for the manifests in infra/k8s:
 #   1. KEDA and the KEDA HTTP add-on (Helm, namespace keda, pinned chart versions);
 #   2. the namespace, the workload-identity service account and the ConfigMap the pods read,
-#      from the outputs of the Bicep deployment.
+#      from the outputs of the Bicep deployment (dataset account, Application Insights connection
+#      string, and APPLICATIONINSIGHTS_AUTHENTICATION_STRING naming the workload identity: the
+#      component takes Entra ID tokens only).
 # Idempotent: CI runs it before every rollout. Needs az, kubectl (context set to the cluster) and helm.
 #   RESOURCE_GROUP=<rg> [DEPLOYMENT=aks] [CORS_ALLOWED_ORIGINS=...] [APPLICATIONINSIGHTS_CONNECTION_STRING=...] \
 #     infra/aks/bootstrap.sh
@@ -21,6 +23,8 @@ namespace=$(output namespace)
 service_account=$(output serviceAccountName)
 client_id=$(output workloadClientId)
 account_url=$(output datasetAccountUrl)
+# An older deployment has no component: then telemetry stays off unless the variable is given.
+insights=${APPLICATIONINSIGHTS_CONNECTION_STRING:-$(output appInsightsConnectionString 2>/dev/null || true)}
 
 helm repo add kedacore https://kedacore.github.io/charts --force-update >/dev/null
 helm upgrade --install keda kedacore/keda --namespace keda --create-namespace \
@@ -49,8 +53,10 @@ YAML
 
 config=(--from-literal=DATASET_BLOB_ACCOUNT_URL="$account_url")
 [ -n "${CORS_ALLOWED_ORIGINS:-}" ] && config+=(--from-literal=CORS_ALLOWED_ORIGINS="$CORS_ALLOWED_ORIGINS")
-[ -n "${APPLICATIONINSIGHTS_CONNECTION_STRING:-}" ] && \
-  config+=(--from-literal=APPLICATIONINSIGHTS_CONNECTION_STRING="$APPLICATIONINSIGHTS_CONNECTION_STRING")
+if [ -n "$insights" ]; then
+  config+=(--from-literal=APPLICATIONINSIGHTS_CONNECTION_STRING="$insights")
+  config+=(--from-literal=APPLICATIONINSIGHTS_AUTHENTICATION_STRING="ClientId=${client_id};Authorization=AAD")
+fi
 kubectl create configmap sids-ml-backend-config -n "$namespace" "${config[@]}" --dry-run=client -o yaml \
   | kubectl apply -f -
 echo "bootstrap: KEDA ${KEDA_CHART_VERSION}, HTTP add-on ${HTTP_ADDON_CHART_VERSION}, namespace ${namespace} ready"

@@ -1,5 +1,6 @@
 // SIDS ML Backend on Kubernetes: the AKS cluster (one node pool, cluster autoscaler 1..5 nodes),
-// its container registry, and the dataset storage the pods read through workload identity.
+// its container registry, the dataset storage the pods read through workload identity, and the
+// Application Insights component the pods publish to with that same identity (local authentication off).
 // Deploy into a resource group:
 //   az deployment group create -g <rg> -f infra/aks/main.bicep -p adminPrincipalIds="['<your object id>']"
 // then follow infra/README.md ("Kubernetes") for KEDA, the HTTP add-on and the manifests.
@@ -50,6 +51,7 @@ var acrPull = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
 var acrPush = '8311e382-0749-4cb8-b61a-304f252e45ec'
 var aksRbacClusterAdmin = 'b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b'
 var aksClusterUser = '4abbcc35-e782-43d8-92c5-2d3f1bd2253f'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: 'log-${appName}-${token}'
@@ -60,6 +62,20 @@ resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
       name: 'PerGB2018'
     }
     retentionInDays: 30
+  }
+}
+
+// The app's telemetry (OpenTelemetry in the pods). Local authentication is off: only Entra ID tokens are
+// accepted, and the workload identity below holds Monitoring Metrics Publisher on it.
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-${appName}-${token}'
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+    DisableLocalAuth: true
   }
 }
 
@@ -256,7 +272,7 @@ resource datasetContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
 }
 
 // Workload identity: pods running as the service account get tokens for this identity, which can
-// only read the datasets container.
+// only read the datasets container and publish telemetry.
 resource workloadIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-${appName}-${token}'
   location: location
@@ -285,6 +301,16 @@ resource workloadReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+resource workloadTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, workloadIdentity.id, monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    principalId: workloadIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource uploader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(uploaderPrincipalId)) {
   name: guid(datasetContainer.id, uploaderPrincipalId, storageBlobDataContributor)
   scope: datasetContainer
@@ -300,5 +326,6 @@ output registryLoginServer string = registry.properties.loginServer
 output datasetAccountUrl string = dataStorage.properties.primaryEndpoints.blob
 output datasetContainer string = datasetContainerName
 output workloadClientId string = workloadIdentity.properties.clientId
+output appInsightsConnectionString string = appInsights.properties.ConnectionString
 output namespace string = namespace
 output serviceAccountName string = serviceAccountName

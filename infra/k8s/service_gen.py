@@ -166,6 +166,10 @@ def _env(spec: ServiceSpec) -> list[dict]:
         {"name": "APPLICATIONINSIGHTS_CONNECTION_STRING",
          "valueFrom": {"configMapKeyRef": {"name": CLUSTER_CONFIG, "key": "APPLICATIONINSIGHTS_CONNECTION_STRING",
                                            "optional": True}}},
+        # Entra ID ingestion with the workload identity (the component has local authentication off)
+        {"name": "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+         "valueFrom": {"configMapKeyRef": {"name": CLUSTER_CONFIG, "key": "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+                                           "optional": True}}},
     ]
     return env
 
@@ -182,9 +186,9 @@ def deployment(spec: ServiceSpec) -> dict:
     if spec.dataset_volume is not None:
         volumes.append({"name": "datasets", "persistentVolumeClaim": {"claimName": spec.dataset_volume, "readOnly": True}})
         mounts.append({"name": "datasets", "mountPath": DATASET_MOUNT, "readOnly": True})
-    pod_labels = dict(labels)
-    if spec.dataset_container is not None:
-        pod_labels["azure.workload.identity/use"] = "true"  # the webhook injects AZURE_CLIENT_ID and a token file
+    # Every pod runs with the workload identity: it reads blob datasets and publishes telemetry with it
+    # (the webhook injects AZURE_CLIENT_ID and a token file).
+    pod_labels = dict(labels, **{"azure.workload.identity/use": "true"})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

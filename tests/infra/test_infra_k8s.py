@@ -154,7 +154,8 @@ def test_generator_mounts_a_dataset_volume_instead_of_blob(tmp_path):
     assert env["DATASET_PATH"] == "/mnt/datasets/wdi"
     assert "DATASET_BLOB_ACCOUNT_URL" not in env
     assert {"name": "datasets", "persistentVolumeClaim": {"claimName": "wdi-files", "readOnly": True}} in pod["volumes"]
-    assert "azure.workload.identity/use" not in by_kind(docs)["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    # no blob to read, but telemetry is still published with the workload identity
+    assert by_kind(docs)["Deployment"]["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
 
 
 def test_generator_asks_when_interactive(tmp_path):
@@ -223,3 +224,30 @@ def test_hso_schema_is_a_valid_schema_and_accepts_the_documented_example():
         },
     }
     jsonschema.Draft202012Validator(SCHEMA).validate(example)
+
+
+def test_pods_publish_telemetry_with_the_workload_identity():
+    """Application Insights on AKS takes Entra ID tokens only: the pods get the authentication string from the
+    ConfigMap that bootstrap.sh fills from the Bicep outputs, and run with the federated workload identity."""
+    kinds = by_kind(documents((K8S / "services" / "sids-ml-backend.yaml").read_text()))
+    template = kinds["Deployment"]["spec"]["template"]
+    assert template["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert template["spec"]["serviceAccountName"] == "sids-ml-backend"
+    env = {e["name"]: e for e in template["spec"]["containers"][0]["env"]}
+    for name in ("APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"):
+        assert env[name]["valueFrom"]["configMapKeyRef"] == {"name": "sids-ml-backend-config", "key": name,
+                                                              "optional": True}
+    bootstrap = (ROOT / "infra" / "aks" / "bootstrap.sh").read_text()
+    assert 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING="ClientId=${client_id};Authorization=AAD"' in bootstrap
+    assert "output appInsightsConnectionString" in bootstrap
+    assert "azure.workload.identity/client-id: \"${client_id}\"" in bootstrap
+    bicep = (ROOT / "infra" / "aks" / "main.bicep").read_text()
+    component = bicep[bicep.index("resource appInsights 'Microsoft.Insights/components@"):]
+    assert "DisableLocalAuth: true" in component[:component.index("\n}\n")]
+    role = bicep[bicep.index("resource workloadTelemetry "):]
+    role = role[:role.index("\n}\n")]
+    assert "scope: appInsights" in role and "principalId: workloadIdentity.properties.principalId" in role
+    assert "var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'" in bicep
+    assert "output appInsightsConnectionString string = appInsights.properties.ConnectionString" in bicep
+    federation = bicep[bicep.index("resource federation "):]
+    assert "subject: 'system:serviceaccount:${namespace}:${serviceAccountName}'" in federation
