@@ -45,6 +45,9 @@ its rows say that they were skipped and why.
 
 It prints a markdown table and writes the figures, the machine and the load average
 as JSON. Timings are wall-clock seconds on this machine; they vary with what else runs.
+While it runs, a bar on stderr counts the measurements (worker processes and instance starts) done, their
+rate and the time left (:mod:`progress`); the full run then draws ``docs/img/bench-latency.png`` and
+``docs/img/bench-form-options.png`` (:mod:`plots`; ``--plots DIR`` elsewhere, or for any run).
 """
 from __future__ import annotations
 
@@ -64,6 +67,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+from progress import progress  # noqa: E402  (beside this file)
+
 EMBEDDED = ROOT / "data" / "wdi"
 DEFAULT_OUT = ROOT / "bench-results" / "benchmark.json"
 PREFIX = "/twolvlImp"
@@ -689,6 +694,7 @@ def run_worker(kind: str, args: dict, timeout: float) -> dict:
     """Run one worker in a fresh Python process and return its JSON answer (or the error)."""
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
+    _step(f"{kind} {Path(args.get('path', '')).name}".strip())
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         answer_file = Path(tmp) / "answer.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, json.dumps(args), str(answer_file)]
@@ -697,6 +703,8 @@ def run_worker(kind: str, args: dict, timeout: float) -> dict:
             proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"worker {kind} did not finish in {timeout:.0f} s"}
+        finally:
+            _step_done()
         wall = time.perf_counter() - started
         if proc.returncode != 0 or not answer_file.exists():
             return {"error": f"worker {kind} failed (exit {proc.returncode}): {proc.stderr.strip()[-600:]}"}
@@ -823,6 +831,52 @@ def synthetic_facts(options: argparse.Namespace) -> dict:
     """The synthetic dataset of ``options`` (generated once) and its facts."""
     return ensure_synthetic(synthetic_folder(options), options.synthetic_indicators, options.synthetic_countries,
                             options.synthetic_years, options.seed)
+
+
+# The progress bar of a run (run_with_progress): ticked by every worker process and every instance start.
+_STEPS = None
+
+
+def _step(what: str) -> None:
+    if _STEPS is not None:
+        _STEPS.set_postfix_str(what)
+
+
+def _step_done() -> None:
+    if _STEPS is not None:
+        _STEPS.update(1)
+
+
+def planned_steps(options: argparse.Namespace) -> int:
+    """How many measurements ``run(options)`` makes (worker processes and instance starts): the bar's total.
+    A worker that is skipped after an error (the old method beside a failed request) leaves it short."""
+    model, platform = not options.no_model, options.platform_data is not None
+    steps = 0
+    if not options.form_only:
+        steps += options.load_repeats + bool(model and [n for n in options.requests if n in REQUESTS])
+        if model and not options.skip_iterative:
+            steps += 1 + (not options.no_legacy_reference) + platform * (1 + options.legacy_on_platform)
+        if not options.skip_synthetic:
+            steps += 2 * options.load_repeats + model * (1 + (not options.skip_iterative))
+        if not options.no_start:
+            steps += options.start_repeats * (1 + platform + 2 * (not options.skip_synthetic))
+    if model or options.form_only:
+        if options.heaviest:
+            steps += platform + (not options.skip_synthetic)
+        if options.matrix:
+            steps += 2 * platform
+    return steps
+
+
+def run_with_progress(options: argparse.Namespace) -> dict:
+    """``run(options)`` with a progress bar on stderr: measurements done, their rate, the time left."""
+    global _STEPS
+    _STEPS = progress(total=planned_steps(options), desc="benchmark", unit="step")
+    try:
+        return run(options)
+    finally:
+        _STEPS.close()
+        _STEPS = None
 
 
 def run(options: argparse.Namespace) -> dict:
@@ -1005,7 +1059,9 @@ def measure_starts(options: argparse.Namespace, synthetic: Path | None) -> dict:
     runs: dict[str, list[dict]] = {name: [] for name in datasets}
     for _ in range(options.start_repeats):
         for name, path in datasets.items():
+            _step(f"start {name}")
             runs[name].append(start_to_health(path, ROOT, options.worker_timeout))
+            _step_done()
     out = {}
     for name, answers in runs.items():
         good = [a for a in answers if "error" not in a]
@@ -1135,6 +1191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start-repeats", type=int, help="new instances started per dataset (default 5; quick: 1)")
     parser.add_argument("--from-json", type=Path, help="only print the table of an earlier run's JSON")
     parser.add_argument("--worker-timeout", type=float, default=420.0, help="seconds before a worker is stopped")
+    parser.add_argument("--plots", type=Path, help="write the PNGs into this folder (the full run: docs/img)")
     options = parser.parse_args(argv)
     quick = options.quick
     options.runs = options.runs if options.runs is not None else (1 if quick else 5)
@@ -1174,7 +1231,7 @@ def main(argv: list[str] | None = None) -> int:
         report["rows"] = rows(report)
         print(markdown(report))
         return 0
-    report = run(options)
+    report = run_with_progress(options)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(report, indent=1, default=str))
     table = markdown(report)
@@ -1183,6 +1240,14 @@ def main(argv: list[str] | None = None) -> int:
         options.markdown.write_text(table + "\n")
     print(table)
     print(f"\nJSON: {options.out} ({report['seconds_total']} s)")
+    # the full run draws the docs' pictures; a partial one (--quick, --heaviest, --matrix) only when asked
+    plots_dir = options.plots or (ROOT / "docs" / "img" if not (options.quick or options.form_only or options.skip_form)
+                                  else None)
+    if plots_dir:
+        from plots import bench_plots
+
+        for path in bench_plots(report, plots_dir):
+            print(f"plot: {path}")
     return 0
 
 

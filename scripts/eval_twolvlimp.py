@@ -1,8 +1,12 @@
 """Masked-holdout evaluation of the two-level imputation model against baselines, on three datasets.
 
     python scripts/eval_twolvlimp.py --quick        # a few cases per dataset, 3 folds (CI guard, ~1-2 min)
-    python scripts/eval_twolvlimp.py --full         # every case; writes bench-results/eval.md (10-20 min)
+    python scripts/eval_twolvlimp.py --full         # every case; writes bench-results/eval.md and docs/img/eval-*.png
     python scripts/eval_twolvlimp.py [PLATFORM_DIR] [--max-cases N] [--folds K] [--json out.json] [--check]
+                                     [--plots DIR]
+
+Progress (cases done, rate, time left) goes to stderr, one bar per dataset (:mod:`progress`); the pictures
+(NRMSE against every baseline, interval coverage per case) are drawn by :mod:`plots`.
 
 Datasets: ``data/wdi`` (the embedded WDI copy), the SIDS platform data (a folder, default
 ``../shared/data/sids-platform`` relative to the repository; SIDS only, so every training row is a
@@ -60,6 +64,7 @@ from sklearn.impute import IterativeImputer  # noqa: E402
 from sklearn.linear_model import BayesianRidge  # noqa: E402
 
 from eval_synthetic import TARGETS as SYN_TARGETS, make_synthetic  # noqa: E402
+from progress import progress, say  # noqa: E402
 from models.twolvlimp.lookups import ImputationRequest  # noqa: E402
 from models.twolvlimp.imputers import ScaledKNNImputer  # noqa: E402
 from models.twolvlimp.runtime import TwoLevelRuntime  # noqa: E402
@@ -355,7 +360,8 @@ def run(names: list[str], platform: Path | None, folds: int, max_cases: dict, le
         estimators: int = 100, interval: str = "quantile", log=print, only: list | None = None,
         interpolator: str = "KNNImputer") -> dict:
     report = {"commit": git_commit(), "folds": folds, "estimators": estimators, "interval": interval, "datasets": {}}
-    for name, ds, oracle in datasets(platform, names):
+    loaded = datasets(platform, names)
+    for position, (name, ds, oracle) in enumerate(loaded, start=1):
         started = time.perf_counter()
         codes = {f"syn-{t}" for t in SYN_TARGETS} if name == "synthetic" else None
         cases = spread_pick(eligible_cases(ds, codes), max_cases.get(name))
@@ -363,7 +369,7 @@ def run(names: list[str], platform: Path | None, folds: int, max_cases: dict, le
             cases = [c for c in eligible_cases(ds, codes) if c in only]
         with_legacy = set(spread_pick(cases, legacy_cases))
         results = []
-        for code, year in cases:
+        for code, year in progress(cases, desc=f"{name} ({position}/{len(loaded)} datasets)", unit="case"):
             res = evaluate_case(ds, code, year, folds=folds, estimators=estimators,
                                 legacy=(code, year) in with_legacy, interval=interval, interpolator=interpolator)
             if oracle is not None and year == 2010:
@@ -415,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--markdown", type=Path, help="write the tables here (--full: bench-results/eval.md)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the goals hold")
+    parser.add_argument("--plots", type=Path, help="write the PNGs into this folder (--full: docs/img)")
     args = parser.parse_args(argv)
 
     preset = QUICK if args.quick else FULL if args.full else {"folds": 5, "cases": {"wdi": 8, "platform": 8,
@@ -429,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     report = run(args.datasets.split(","), args.platform, args.folds or preset["folds"], max_cases,
                  preset["legacy_cases"] if args.legacy_cases is None else args.legacy_cases,
-                 interval=args.interval, log=lambda m: print(m, flush=True), interpolator=args.interpolator,
+                 interval=args.interval, log=say, interpolator=args.interpolator,
                  only=[(c.rpartition(":")[0], int(c.rpartition(":")[2])) for c in args.case])
     text = markdown(report)
     print()
@@ -442,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))
+    plots_dir = args.plots or (ROOT / "docs" / "img" if args.full else None)
+    if plots_dir:
+        from plots import eval_plots
+
+        for path in eval_plots(report, plots_dir):
+            print(f"plot: {path}")
     if args.check:
         ok = all(all(g.values()) for d in report["datasets"].values() for g in d["goals"].values())
         print("\ngoals met" if ok else "\ngoals NOT met")

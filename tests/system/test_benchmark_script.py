@@ -6,6 +6,7 @@ shape. Its bookkeeping (rows, table, targets) is tested in tests/unit/test_bench
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,14 +21,17 @@ import benchmark  # noqa: E402
 HAS_MODEL = (ROOT / "blueprints" / "twolvlimp.py").exists()
 
 
+QUICK_ARGS = ["--quick", "--requests", "simple", "--synthetic-indicators", "120", "--synthetic-countries", "45",
+              "--synthetic-years", "2010-2016", "--no-platform-data"]
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     out, md = tmp / "bench.json", tmp / "bench.md"
-    cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--requests", "simple",
-           "--synthetic-indicators", "120", "--synthetic-countries", "45", "--synthetic-years", "2010-2016",
+    cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), *QUICK_ARGS,
            "--synthetic-dir", str(tmp / "synthetic"), "--out", str(out), "--markdown", str(md),
-           "--no-platform-data"]
+           "--plots", str(tmp / "plots")]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc, json.loads(out.read_text()), md.read_text(), tmp
@@ -72,6 +76,20 @@ def test_quick_run_writes_well_formed_json(quick_run):
     # the printed table is the markdown file's
     assert table.strip() in proc.stdout
     assert table.startswith("| figure | this service |") and "Machine:" in table
+
+
+@pytest.mark.slow
+def test_quick_run_shows_its_progress_and_draws_its_figures(quick_run):
+    """The bar on stderr counts every measurement the run makes, up to the total it announced; --plots draws."""
+    proc, report, _, tmp = quick_run
+    planned = benchmark.planned_steps(benchmark.parse_args(QUICK_ARGS))
+    assert planned > 5
+    last = [line for line in proc.stderr.replace("\r", "\n").splitlines() if line.startswith("benchmark:")][-1]
+    assert f"| {planned}/{planned} [" in last, last  # done / total [elapsed<left, rate]
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, [\d.]+(step/s|s/step)[,\]]", last), last  # elapsed<left, rate
+    png = tmp / "plots" / "bench-latency.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert not (tmp / "plots" / "bench-form-options.png").exists()  # no option matrix in a quick run
 
 
 @pytest.mark.slow
