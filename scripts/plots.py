@@ -57,36 +57,41 @@ def _panels(report: dict) -> tuple[list[str], list[str]]:
     return names, scenarios
 
 
+def _grid(report: dict, row_height: float) -> tuple:
+    """A figure with a panel per dataset (rows) and scenario (columns), and per panel: its axes, the dataset's
+    name and cases, the scenario, and whether it starts a row."""
+    names, scenarios = _panels(report)
+    fig, axes = plt.subplots(len(names), len(scenarios), figsize=(4.6 * len(scenarios), row_height * len(names)),
+                             squeeze=False, sharey=True, layout="constrained")
+    return fig, [(axes[i][j], name, report["datasets"][name]["cases"], scenario, j == 0)
+                 for i, name in enumerate(names) for j, scenario in enumerate(scenarios)]
+
+
 # ------------------------------------------------------------------------------------------ evaluation
 def nrmse_plot(report: dict, path: Path) -> Path:
     """Each case's NRMSE per method, for every dataset (rows) and scenario (columns)."""
-    names, scenarios = _panels(report)
-    fig, axes = plt.subplots(len(names), len(scenarios), figsize=(4.6 * len(scenarios), 3.0 * len(names)),
-                             squeeze=False, sharey=True, layout="constrained")
-    for i, name in enumerate(names):
-        cases = report["datasets"][name]["cases"]
-        for j, scenario in enumerate(scenarios):
-            ax = axes[i][j]
-            methods = [m for m in _methods(cases, scenario)]
-            values = [[c[scenario][m]["nrmse"] for c in cases if m in c.get(scenario, {})] for m in methods]
-            clipped = [[min(v, NRMSE_CLIP) for v in vs] for vs in values]
-            labels = [m if len(vs) == len(cases) else f"{m} ({len(vs)})" for m, vs in zip(methods, values)]
-            boxes = ax.boxplot(clipped, tick_labels=labels, widths=0.6, patch_artist=True, showfliers=True,
-                               flierprops={"markersize": 2.5, "alpha": 0.5}, medianprops={"color": "black"})
-            for patch, method in zip(boxes["boxes"], methods):
-                patch.set_facecolor(DEFAULT_COLOUR if method == "default" else BASELINE_COLOUR)
-            for k, vs in enumerate(values, start=1):
-                ax.plot(k, min(statistics.fmean(vs), NRMSE_CLIP), "D", color="#d62728", markersize=4, zorder=3)
-                over = sum(v > NRMSE_CLIP for v in vs)
-                if over:
-                    ax.annotate(f"{over} > {NRMSE_CLIP:g}", (k, NRMSE_CLIP), ha="center", va="bottom", fontsize=7,
-                                xytext=(0, 2), textcoords="offset points")
-            ax.set_ylim(0, NRMSE_CLIP * 1.08)
-            ax.tick_params(axis="x", labelsize=8, rotation=30)
-            ax.set_title(f"{name}, {SCENARIO_LABELS.get(scenario, scenario)} ({len(cases)} cases)", fontsize=9)
-            if j == 0:
-                ax.set_ylabel("NRMSE (RMSE / std)")
-            ax.grid(axis="y", alpha=0.3)
+    fig, panels = _grid(report, 3.0)
+    for ax, name, cases, scenario, row_start in panels:
+        methods = _methods(cases, scenario)
+        values = [[c[scenario][m]["nrmse"] for c in cases if m in c.get(scenario, {})] for m in methods]
+        clipped = [[min(v, NRMSE_CLIP) for v in vs] for vs in values]
+        labels = [m if len(vs) == len(cases) else f"{m} ({len(vs)})" for m, vs in zip(methods, values)]
+        boxes = ax.boxplot(clipped, tick_labels=labels, widths=0.6, patch_artist=True, showfliers=True,
+                           flierprops={"markersize": 2.5, "alpha": 0.5}, medianprops={"color": "black"})
+        for patch, method in zip(boxes["boxes"], methods):
+            patch.set_facecolor(DEFAULT_COLOUR if method == "default" else BASELINE_COLOUR)
+        for k, vs in enumerate(values, start=1):
+            ax.plot(k, min(statistics.fmean(vs), NRMSE_CLIP), "D", color="#d62728", markersize=4, zorder=3)
+            over = sum(v > NRMSE_CLIP for v in vs)
+            if over:
+                ax.annotate(f"{over} > {NRMSE_CLIP:g}", (k, NRMSE_CLIP), ha="center", va="bottom", fontsize=7,
+                            xytext=(0, 2), textcoords="offset points")
+        ax.set_ylim(0, NRMSE_CLIP * 1.08)
+        ax.tick_params(axis="x", labelsize=8, rotation=30)
+        ax.set_title(f"{name}, {SCENARIO_LABELS.get(scenario, scenario)} ({len(cases)} cases)", fontsize=9)
+        if row_start:
+            ax.set_ylabel("NRMSE (RMSE / std)")
+        ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Masked holdout: NRMSE per case, default vs every baseline (lower is better; red: mean)",
                  fontsize=10)
     return _save(fig, path)
@@ -103,32 +108,27 @@ def _methods(cases: list[dict], scenario: str) -> list[str]:
 
 def coverage_plot(report: dict, path: Path) -> Path:
     """Coverage of each case's 90% interval (the default method), sorted, against the nominal 0.90."""
-    names, scenarios = _panels(report)
-    fig, axes = plt.subplots(len(names), len(scenarios), figsize=(4.6 * len(scenarios), 2.7 * len(names)),
-                             squeeze=False, sharey=True, layout="constrained")
-    for i, name in enumerate(names):
-        cases = report["datasets"][name]["cases"]
-        for j, scenario in enumerate(scenarios):
-            ax = axes[i][j]
-            cov = sorted(c[scenario]["default"]["coverage"] for c in cases
-                         if "coverage" in c.get(scenario, {}).get("default", {}))
-            ax.axhspan(*ACCEPTED, color="#2ca02c", alpha=0.12, label="0.85-0.95 (goal for the mean)")
-            ax.axhline(NOMINAL, color="#2ca02c", linewidth=1, label="nominal 0.90")
-            ax.plot(range(1, len(cov) + 1), cov, "o", markersize=3, color=DEFAULT_COLOUR, label="a case")
-            if cov:
-                mean = statistics.fmean(cov)
-                ax.axhline(mean, color=DEFAULT_COLOUR, linestyle="--", linewidth=1, label="mean")
-                ax.text(0.98, 0.04, f"mean {mean:.2f}, lowest {cov[0]:.2f}", transform=ax.transAxes, ha="right",
-                        fontsize=8)
-            ax.xaxis.get_major_locator().set_params(integer=True)
-            ax.set_ylim(min([0.6] + cov) - 0.02, 1.02)
-            ax.set_xlabel("cases, sorted by coverage", fontsize=8)
-            ax.set_title(f"{name}, {SCENARIO_LABELS.get(scenario, scenario)}", fontsize=9)
-            if j == 0:
-                ax.set_ylabel("coverage of the 90% interval")
-            if i == j == 0:
-                ax.legend(fontsize=6.5, loc="center right")
-            ax.grid(alpha=0.3)
+    fig, panels = _grid(report, 2.7)
+    for ax, name, cases, scenario, row_start in panels:
+        cov = sorted(c[scenario]["default"]["coverage"] for c in cases
+                     if "coverage" in c.get(scenario, {}).get("default", {}))
+        ax.axhspan(*ACCEPTED, color="#2ca02c", alpha=0.12, label="0.85-0.95 (goal for the mean)")
+        ax.axhline(NOMINAL, color="#2ca02c", linewidth=1, label="nominal 0.90")
+        ax.plot(range(1, len(cov) + 1), cov, "o", markersize=3, color=DEFAULT_COLOUR, label="a case")
+        if cov:
+            mean = statistics.fmean(cov)
+            ax.axhline(mean, color=DEFAULT_COLOUR, linestyle="--", linewidth=1, label="mean")
+            ax.text(0.98, 0.04, f"mean {mean:.2f}, lowest {cov[0]:.2f}", transform=ax.transAxes, ha="right",
+                    fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylim(min([0.6] + cov) - 0.02, 1.02)
+        ax.set_xlabel("cases, sorted by coverage", fontsize=8)
+        ax.set_title(f"{name}, {SCENARIO_LABELS.get(scenario, scenario)}", fontsize=9)
+        if row_start:
+            ax.set_ylabel("coverage of the 90% interval")
+        if ax is panels[0][0]:
+            ax.legend(fontsize=6.5, loc="center right")
+        ax.grid(alpha=0.3)
     fig.suptitle("Masked holdout: interval coverage per case (default method)", fontsize=10)
     return _save(fig, path)
 
