@@ -216,26 +216,31 @@ def latency_plot(report: dict, path: Path) -> Path:
 
 
 def form_options_plot(report: dict, path: Path) -> Path:
-    """The option matrix: each combination's seconds, grouped by each option of the form, with the median."""
+    """The option matrix: each combination's wall seconds (and CPU seconds, when measured), grouped by each option
+    of the form, with the median. CPU seconds stay near the work done when the machine is busy; wall seconds do not."""
     runs = [r for r in (report.get("form_matrix") or {}).get("runs", []) if "error" not in r and "seconds" in r]
     if not runs:
         raise ValueError("the report has no option matrix (benchmark.py --matrix, or the full run)")
     options = list(runs[0]["options"])
-    fig, axes = plt.subplots(1, len(options), figsize=(3.2 * len(options), 3.4), sharey=True, squeeze=False,
-                             layout="constrained")
-    for ax, option in zip(axes[0], options):
-        values = list(dict.fromkeys(r["options"][option] for r in runs))
-        for k, value in enumerate(values):
-            secs = [r["seconds"] for r in runs if r["options"][option] == value]
-            ax.plot([k + (i % 5 - 2) * 0.05 for i in range(len(secs))], secs, "o", markersize=3, alpha=0.6,
-                    color=DEFAULT_COLOUR)
-            median = statistics.median(secs)
-            ax.plot([k - 0.3, k + 0.3], [median, median], color="black", linewidth=1.5)
-            ax.annotate(f"{median:.2f}", (k + 0.32, median), fontsize=7, va="center")
-        ax.set_xticks(range(len(values)), values, fontsize=8, rotation=20)
-        ax.set_title(option, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("seconds, first of its kind")
+    measures = [(key, label) for key, label in (("seconds", "wall seconds"), ("cpu_seconds", "CPU seconds"))
+                if all(r.get(key) is not None for r in runs)]
+    fig, axes = plt.subplots(len(measures), len(options), figsize=(3.2 * len(options), 2.9 * len(measures) + 0.4),
+                             sharey="row", squeeze=False, layout="constrained")
+    for row, (key, label) in enumerate(measures):
+        for ax, option in zip(axes[row], options):
+            values = list(dict.fromkeys(r["options"][option] for r in runs))
+            for k, value in enumerate(values):
+                secs = [r[key] for r in runs if r["options"][option] == value]
+                ax.plot([k + (i % 5 - 2) * 0.05 for i in range(len(secs))], secs, "o", markersize=3, alpha=0.6,
+                        color=DEFAULT_COLOUR)
+                median = statistics.median(secs)
+                ax.plot([k - 0.3, k + 0.3], [median, median], color="black", linewidth=1.5)
+                ax.annotate(f"{median:.2f}", (k + 0.32, median), fontsize=7, va="center")
+            ax.set_xticks(range(len(values)), values, fontsize=8, rotation=20)
+            if row == 0:
+                ax.set_title(option, fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+        axes[row][0].set_ylabel(f"{label}, first of its kind", fontsize=8)
     size = (report.get("form_matrix") or {}).get("size") or {}
     fig.suptitle(f"The dashboard form's {len(runs)} option combinations ({size.get('number_predictor', '?')} "
                  f"predictors, {size.get('estimators', '?')} trees): seconds per option (line: median)", fontsize=10)
