@@ -86,7 +86,7 @@ def test_quick_run_shows_its_progress_and_draws_its_figures(quick_run):
     assert planned > 5
     last = [line for line in proc.stderr.replace("\r", "\n").splitlines() if line.startswith("benchmark:")][-1]
     assert f"| {planned}/{planned} [" in last, last  # done / total [elapsed<left, rate]
-    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, [\d.]+(step/s|s/step)[,\]]", last), last  # elapsed<left, rate
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, *[\d.]+(step/s|s/step)[,\]]", last), last  # elapsed<left, rate
     png = tmp / "plots" / "bench-latency.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert not (tmp / "plots" / "bench-form-options.png").exists()  # no option matrix in a quick run
