@@ -97,12 +97,14 @@ var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
-// Log queries on the workspace's AppRequests table (the Functions host's request records, and the
-// app's own spans with their custom dimensions in Properties). Kept on one line each: the ARM twin holds
-// the same strings (tests/infra/test_infra_templates.py compares them).
-var serverErrorsQuery = 'AppRequests | summarize Total = count(), Failed = countif(toint(ResultCode) >= 500 and ResultCode != "503") | where Total >= 20 | extend FailedPercent = 100.0 * Failed / Total'
-var overloadQuery = 'AppRequests | where ResultCode == "503" and Url !has "/health" | summarize Refused = count()'
-var latencyByOptionQuery = 'AppRequests | where TimeGenerated > ago(7d) and Url has "/predict" | extend model = tostring(Properties["model"]), scheme = tostring(Properties["scheme"]), interpolator = tostring(Properties["interpolator"]) | summarize requests = count(), p50_ms = percentile(DurationMs, 50), p95_ms = percentile(DurationMs, 95), failed = countif(Success == false) by model, scheme, interpolator | order by p95_ms desc'
+// Log queries on the workspace's AppRequests table: the Functions host's request records, and the app's own
+// server spans (children of the host's trace, so the same OperationId) with their custom dimensions in
+// Properties (model, scheme, interpolator, error_type, request_id: shared/telemetry.py). Requests are counted
+// as distinct operations, so a request recorded by both counts once. Kept on one line each: the ARM twin
+// holds the same strings (tests/infra/test_infra_templates.py compares them).
+var serverErrorsQuery = 'AppRequests | summarize Total = dcount(OperationId), Failed = dcountif(OperationId, toint(ResultCode) >= 500 and ResultCode != "503") | where Total >= 20 | extend FailedPercent = 100.0 * Failed / Total'
+var overloadQuery = 'AppRequests | where ResultCode == "503" and Url !has "/health" | summarize Refused = dcount(OperationId)'
+var latencyByOptionQuery = 'AppRequests | where TimeGenerated > ago(7d) and Url has "/predict" | extend model = tostring(Properties["model"]), scheme = tostring(Properties["scheme"]), interpolator = tostring(Properties["interpolator"]) | where isnotempty(model) | summarize requests = count(), p50_ms = percentile(DurationMs, 50), p95_ms = percentile(DurationMs, 95), failed = countif(Success == false) by model, scheme, interpolator | order by p95_ms desc'
 
 // Settings every plan gets. The app reads its datasets with DefaultAzureCredential, which picks the
 // user-assigned identity named by AZURE_CLIENT_ID: no key reaches the app for the dataset.

@@ -638,6 +638,10 @@ def test_alerts_and_saved_query_read_the_same_queries_on_the_workspace():
         if r["type"] == "Microsoft.Insights/scheduledQueryRules":
             assert with_email.expr(r["properties"]["actions"]["actionGroups"]) == [
                 canonical_id("Microsoft.Insights/actionGroups", group["name"])]
+    # a request the host and the app's span both record is one operation: counted once
+    for var in ("serverErrorsQuery", "overloadQuery"):
+        assert "count()" not in arm.template["variables"][var] and "dcount(OperationId)" in arm.template["variables"][var]
+    assert "| where isnotempty(model) |" in arm.template["variables"]["latencyByOptionQuery"]  # the app's spans only
     # 5xx counts server errors but not the overload 503s, which have their own alert; /health is not overload
     assert 'ResultCode != "503"' in arm.template["variables"]["serverErrorsQuery"]
     assert 'ResultCode == "503" and Url !has "/health"' in arm.template["variables"]["overloadQuery"]
