@@ -3,7 +3,8 @@
 One FunctionApp; one Blueprint per model from ``blueprints/`` (or only the model named
 by SERVICE_MODEL), plus the platform endpoints every instance serves.
 
-Importing this module does one thing besides registering functions: ``warm_up(app)`` starts
+Importing this module does two things besides registering functions: telemetry is configured on a
+background thread when Application Insights is set up (shared/telemetry.py), and ``warm_up(app)`` starts
 a background thread that loads the dataset (when a registered model reads it), so the load
 overlaps the worker's indexing, and then imports the models' code (scikit-learn), which this
 import does not: an instance is ready once its dataset is (shared/warmup.py;
@@ -16,9 +17,11 @@ from shared.logs import configure_logging
 from shared.platform import platform
 from shared.routing import publish
 from shared.settings import get_settings
+from shared.telemetry import start as start_telemetry
 from shared.warmup import warm_up
 
 configure_logging()
+start_telemetry(get_settings())  # background thread, only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in model_blueprints(get_settings().service_model):
