@@ -271,7 +271,7 @@ class PathFunction:
         method = req.method.upper()
         invocation_id = getattr(context, "invocation_id", None)
         request_id = _request_id(req, invocation_id)
-        record = telemetry.begin(log_safe(method, 20), self.path, request_id, context)
+        record = telemetry.begin(log_safe(method, 20), f"/{self.path}", request_id, context, req.url)
         try:
             return self._serve(req, method, request_id, record)
         finally:

@@ -46,8 +46,9 @@ class RequestRecord:
     """What one request is known by and what it noted; ``fields`` become span attributes and log fields."""
 
     method: str
-    route: str
+    route: str  # "/twolvlImp/predict"
     request_id: str
+    url: str = ""
     invocation_id: str | None = None
     trace_id: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
@@ -167,10 +168,10 @@ class _Otel:
         if traceparent and not self.trace.get_current_span().get_span_context().is_valid:
             carrier = {"traceparent": traceparent, **({"tracestate": tracestate} if tracestate else {})}
             parent = self.propagator.extract(carrier)
-        span = self.tracer.start_span(f"{record.method} /{record.route}", context=parent,
+        span = self.tracer.start_span(f"{record.method} {record.route}", context=parent,
                                       kind=self.trace.SpanKind.SERVER,
-                                      attributes={"http.request.method": record.method, "http.route": f"/{record.route}",
-                                                  "url.path": f"/{record.route}", "request_id": record.request_id,
+                                      attributes={"http.request.method": record.method, "http.route": record.route,
+                                                  "url.full": record.url, "request_id": record.request_id,
                                                   **({"invocation_id": record.invocation_id}
                                                      if record.invocation_id else {})})
         record._span = span
@@ -192,19 +193,19 @@ class _Otel:
                     span.set_status(self.trace.Status(self.trace.StatusCode.ERROR,
                                                       f"HTTP {status} request_id={record.request_id}"))
                 span.end()
-            labels = {"http.route": f"/{record.route}", "http.request.method": record.method,
+            labels = {"http.route": record.route, "http.request.method": record.method,
                       "http.response.status_code": status,
                       **{k: str(record.fields[k]) for k in METRIC_FIELDS if k in record.fields}}
             self.duration.record(seconds, labels)
             if "compute_seconds" in record.fields:
                 self.compute.record(float(record.fields["compute_seconds"]), labels)
             if "queue_wait_seconds" in record.fields:
-                self.queue_wait.record(float(record.fields["queue_wait_seconds"]), {"http.route": f"/{record.route}"})
+                self.queue_wait.record(float(record.fields["queue_wait_seconds"]), {"http.route": record.route})
             if record.fields.get("error_type") in REFUSALS:
-                self.refused.add(1, {"http.route": f"/{record.route}", "reason": record.fields["error_type"],
+                self.refused.add(1, {"http.route": record.route, "reason": record.fields["error_type"],
                                      "http.response.status_code": status})
             if "cache_hit" in record.fields:
-                self.cache.add(1, {"http.route": f"/{record.route}", "hit": bool(record.fields["cache_hit"])})
+                self.cache.add(1, {"http.route": record.route, "hit": bool(record.fields["cache_hit"])})
         finally:
             if record._otel_token is not None:
                 self.context.detach(record._otel_token)
@@ -231,10 +232,10 @@ def active() -> bool:
     return _otel is not None
 
 
-def begin(method: str, route: str, request_id: str, context: Any = None) -> RequestRecord:
+def begin(method: str, route: str, request_id: str, context: Any = None, url: str = "") -> RequestRecord:
     """Open the request's record (and span, when telemetry is on); always pair with :func:`end`."""
     invocation_id, traceparent, tracestate = _trace_context(context)
-    record = RequestRecord(method=method, route=route, request_id=request_id, invocation_id=invocation_id)
+    record = RequestRecord(method=method, route=route, request_id=request_id, url=url, invocation_id=invocation_id)
     if traceparent:
         match = _TRACEPARENT.match(traceparent)
         record.trace_id = match.group(1) if match else None
