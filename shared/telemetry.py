@@ -3,9 +3,9 @@
 Off unless ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set: local runs and tests import no
 OpenTelemetry and pay one small record per request (:class:`RequestRecord`, whose fields also go
 into the request's log line). When it is set, :func:`start` configures the Azure Monitor
-distro (``azure-monitor-opentelemetry``) on a background thread: its import takes 0.5-1 s, which
-must not delay the instance's first ``/health``; requests served before it is ready are logged
-but not traced. With ``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true`` the Functions Python
+distro (``azure-monitor-opentelemetry``) on a background thread once the instance is ready (its
+dataset loaded): the import takes 0.5-1 s, which must not delay the instance's first ``/health``;
+requests served before it is configured are logged but not traced. With ``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true`` the Functions Python
 worker configures the distro itself (and links each invocation to the host's trace); then this
 module only uses the providers the worker set up.
 
@@ -23,6 +23,7 @@ Per request (:func:`begin` / :func:`end`, called by ``shared/http.py``'s ``PathF
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -276,7 +277,13 @@ def _credential(auth: str | None) -> Any:
     return ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
 
 
-def _configure(connection_string: str | None, auth: str | None, by_worker: bool) -> None:
+AFTER_READY_MAX_WAIT = 30.0  # seconds telemetry's configuration waits for the instance to be ready
+
+
+def _configure(connection_string: str | None, auth: str | None, by_worker: bool,
+               after: threading.Event | None = None) -> None:
+    if after is not None:
+        after.wait(AFTER_READY_MAX_WAIT)
     started = time.perf_counter()
     try:
         from opentelemetry import metrics, trace
@@ -285,9 +292,13 @@ def _configure(connection_string: str | None, auth: str | None, by_worker: bool)
             from azure.monitor.opentelemetry import configure_azure_monitor
 
             # Only our loggers ("sids.*") are exported; only the Azure SDK (blob storage) is instrumented.
+            # Every request is traced (the distro's default samples 5 traces a second) unless the operator
+            # chooses a sampler (OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG); log records (the
+            # exceptions, each request's line) and metrics are never sampled.
+            sampling = {} if os.environ.get("OTEL_TRACES_SAMPLER") else {"sampling_ratio": 1.0}
             configure_azure_monitor(
                 connection_string=connection_string, credential=_credential(auth), logger_name="sids",
-                enable_live_metrics=False,
+                enable_live_metrics=False, **sampling,
                 instrumentation_options={name: {"enabled": name == "azure_sdk"} for name in (
                     "azure_sdk", "django", "fastapi", "flask", "psycopg2", "requests", "urllib", "urllib3")})
         use(trace.get_tracer_provider(), metrics.get_meter_provider())
@@ -298,8 +309,9 @@ def _configure(connection_string: str | None, auth: str | None, by_worker: bool)
              "by the Functions worker" if by_worker else "Azure Monitor distro")
 
 
-def start(settings: Any) -> threading.Thread | None:
-    """Configure telemetry once, on a background thread, when the settings ask for it; the thread, or None."""
+def start(settings: Any, after: threading.Event | None = None) -> threading.Thread | None:
+    """Configure telemetry once, on a background thread, when the settings ask for it (once ``after`` is
+    set, if given: the instance's start comes first); the thread, or None."""
     global _started
     connection = settings.appinsights_connection_string
     connection_string = connection.get_secret_value() if connection is not None else None
@@ -311,6 +323,6 @@ def start(settings: Any) -> threading.Thread | None:
             _started = threading.Thread(
                 target=_configure, name="telemetry-start", daemon=True,
                 args=(connection_string, auth.get_secret_value() if auth is not None else None,
-                      settings.worker_telemetry))
+                      settings.worker_telemetry, after))
             _started.start()
         return _started

@@ -242,3 +242,25 @@ def test_telemetry_settings_are_secret_and_read_from_the_environment():
     off = Settings.from_env({})
     assert off.appinsights_connection_string is None and off.worker_telemetry is False
     assert telemetry.start(off) is None
+
+
+def test_configuration_waits_until_the_instance_is_ready(monkeypatch):
+    """The exporter's import (0.5-1 s) must not compete with the start: it begins once the dataset is loaded."""
+    import time
+
+    monkeypatch.setattr(telemetry, "_started", None)
+    ready = threading.Event()
+    thread = telemetry.start(Settings(worker_telemetry=True), after=ready)  # the worker's providers: no exporter here
+    try:
+        time.sleep(0.3)
+        assert thread.is_alive() and not telemetry.active()
+        ready.set()
+        thread.join(10)
+        assert telemetry.active()
+    finally:
+        telemetry.stop()
+
+
+def test_the_app_starts_telemetry_after_the_warm_up_is_ready():
+    source = (ROOT / "function_app.py").read_text()
+    assert "start_telemetry(get_settings(), after=warm_up_ready)" in source

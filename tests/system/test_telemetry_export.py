@@ -4,11 +4,13 @@ exporter sends: the request (with its request id as a custom dimension), its log
 operation, and the service's metrics."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import httpx
 
-from conftest import start_local_host, stop_process
+from conftest import ROOT, start_local_host, stop_process
 from scripts.ingestion_stub import IngestionStub, environment
 
 
@@ -63,3 +65,25 @@ def test_a_request_reaches_application_insights_as_one_operation_with_its_fields
         stub.stop()
     text = log.read_text()
     assert "telemetry configured" in text and "request_id=export-abc trace_id=" + operation in text
+
+
+def test_every_request_is_traced_unless_the_operator_chooses_a_sampler():
+    """The distro's default samples 5 traces a second: a 5xx beyond them would be lost; ours keeps all."""
+    stub = IngestionStub().start()
+    code = ("import os, sys\n"
+            "from opentelemetry import trace\n"
+            "from shared import telemetry\n"
+            "telemetry._configure(os.environ['APPLICATIONINSIGHTS_CONNECTION_STRING'], None, False)\n"
+            "print(trace.get_tracer_provider().sampler.get_description())\n")
+    try:
+        def sampler(**extra):
+            env = {"PATH": "/usr/bin:/bin", **environment(stub), **extra}
+            run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                                 timeout=120)
+            assert run.returncode == 0, run.stderr[-2000:]
+            return run.stdout.strip().splitlines()[-1]
+
+        assert sampler() == "ApplicationInsightsSampler1.0"
+        assert "RateLimited" in sampler(OTEL_TRACES_SAMPLER="microsoft.rate_limited", OTEL_TRACES_SAMPLER_ARG="2")
+    finally:
+        stub.stop()
