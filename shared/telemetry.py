@@ -278,12 +278,16 @@ def _credential(auth: str | None) -> Any:
 
 
 AFTER_READY_MAX_WAIT = 30.0  # seconds telemetry's configuration waits for the instance to be ready
+# then this long, so that the requests that waited for the data are answered first (the import holds the
+# interpreter for long stretches: started at once, it delayed the first ok /health by ~0.5 s, as warm-up saw)
+AFTER_READY_DELAY = 1.0
 
 
 def _configure(connection_string: str | None, auth: str | None, by_worker: bool,
                after: threading.Event | None = None) -> None:
     if after is not None:
         after.wait(AFTER_READY_MAX_WAIT)
+        time.sleep(AFTER_READY_DELAY)
     started = time.perf_counter()
     try:
         from opentelemetry import metrics, trace
