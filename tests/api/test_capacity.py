@@ -265,28 +265,6 @@ SIMPLE = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2015", "interpolato
 
 
 @pytest.fixture
-def with_settings():
-    """with_settings(**values): serve with these settings and a runtime built from them (no result
-    cache), which the test gets back; the previous ones are restored afterwards."""
-    from blueprints import twolvlimp
-
-    built, old = [], twolvlimp.use_runtime(None)
-
-    def apply(**values):
-        settings = Settings(**{"result_cache_size": 0, **values})
-        reset_settings(settings)
-        built.append(twolvlimp.build_runtime(settings))
-        twolvlimp.use_runtime(built[-1])
-        return built[-1]
-
-    yield apply
-    reset_settings(None)
-    twolvlimp.use_runtime(old)
-    for runtime in built:
-        runtime.close()
-
-
-@pytest.fixture
 def fold_fits(monkeypatch):
     """Counts the forest and boosting fold fits that actually run."""
     from models.twolvlimp import tree_search

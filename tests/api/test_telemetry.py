@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from conftest import ROOT
 from shared import telemetry
-from shared.settings import Settings, reset_settings
+from shared.settings import Settings
 
 SIMPLE = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2015", "interpolator": "KNNImputer",
           "scheme": "MANUAL", "estimators": 10, "model": "rfr", "interval": "quantile", "dataset": "wdi",
@@ -63,27 +63,6 @@ def otel():
     recorded.meter_provider.shutdown()
 
 
-@pytest.fixture
-def runtime_with():
-    """runtime_with(**settings): serve /twolvlImp with a runtime built from these settings."""
-    from blueprints import twolvlimp
-
-    built, old = [], twolvlimp.use_runtime(None)
-
-    def apply(**values):
-        settings = Settings(**values)
-        reset_settings(settings)
-        built.append(twolvlimp.build_runtime(settings))
-        twolvlimp.use_runtime(built[-1])
-        return built[-1]
-
-    yield apply
-    reset_settings(None)
-    twolvlimp.use_runtime(old)
-    for runtime in built:
-        runtime.close()
-
-
 def test_a_request_is_one_server_span_with_its_request_id_and_a_duration_point(call, otel):
     reply = call("GET", "/twolvlImp/target_years", headers={"x-request-id": "look-up-1"})
     assert reply.status == 200
@@ -99,8 +78,8 @@ def test_a_request_is_one_server_span_with_its_request_id_and_a_duration_point(c
     assert point.count == 1 and 0 < point.sum < 5
 
 
-def test_predict_span_carries_the_form_options_cache_compute_and_queue_wait(call, otel, runtime_with):
-    runtime_with(result_cache_size=4, max_concurrent_predictions=1)
+def test_predict_span_carries_the_form_options_cache_compute_and_queue_wait(call, otel, with_settings):
+    with_settings(result_cache_size=4, max_concurrent_predictions=1)
     first = call("POST", "/twolvlImp/predict", SIMPLE)
     second = call("POST", "/twolvlImp/predict", SIMPLE)
     assert (first.status, second.status) == (200, 200)
@@ -154,8 +133,8 @@ def test_a_500_records_the_exception_with_the_request_id(call, otel, monkeypatch
     assert summary.trace_id == format(span.context.trace_id, "032x") and summary.status == 500
 
 
-def test_a_503_under_overload_is_counted_with_its_reason(call, otel, runtime_with):
-    runtime = runtime_with(result_cache_size=0, max_concurrent_predictions=1, max_queued_predictions=0)
+def test_a_503_under_overload_is_counted_with_its_reason(call, otel, with_settings):
+    runtime = with_settings( max_concurrent_predictions=1, max_queued_predictions=0)
     release, entered = threading.Event(), threading.Event()
 
     def hold():
@@ -235,10 +214,13 @@ def test_the_authentication_string_selects_the_managed_identity():
 def test_telemetry_settings_are_secret_and_read_from_the_environment():
     s = Settings.from_env({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=k-123;IngestionEndpoint=x",
                            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD",
-                           "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true"})
+                           "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
+                           "DATASET_BLOB_CONNECTION_STRING": "AccountName=a;AccountKey=key-456"})
     assert s.appinsights_connection_string.get_secret_value().startswith("InstrumentationKey=k-123")
     assert s.worker_telemetry is True
-    assert "k-123" not in repr(s) and "k-123" not in str(s) and "k-123" not in json.dumps(s.model_dump(mode="json"))
+    for secret in ("k-123", "key-456"):  # SecretStr: hidden when printed, logged or dumped
+        assert secret not in repr(s) and secret not in str(s) and secret not in json.dumps(s.model_dump(mode="json"))
+    assert s.blob_connection_string.get_secret_value().endswith("key-456") and s.uses_blob
     off = Settings.from_env({})
     assert off.appinsights_connection_string is None and off.worker_telemetry is False
     assert telemetry.start(off) is None
