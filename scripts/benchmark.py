@@ -265,7 +265,8 @@ def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0,
     url = f"http://127.0.0.1:{port}/health"
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
-        runner = "local_host" if (project / "local_host.py").exists() else "shared.local_host"  # an older checkout
+        runner = ("local_host" if (project / "local_host").is_dir() or (project / "local_host.py").exists()
+                  else "shared.local_host")  # an older checkout
         proc = subprocess.Popen([sys.executable, "-m", runner, "--port", str(port),
                                  "--log-level", "warning"], cwd=project, env=env, stdout=log, stderr=log)
         try:

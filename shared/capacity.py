@@ -1,9 +1,9 @@
 """What bounds heavy work on one instance: compute slots with a bounded queue, a time budget per
 request, and cancellation when the client has gone away.
 
-No HTTP here: the errors raised are the model-level ones of ``models/errors.py``
-(:class:`Overloaded`, :class:`TimeBudgetExceeded`, :class:`RequestCancelled`), which the HTTP layer
-maps to answers. A handler makes a :class:`Budget` (a deadline, and the request's cancellation
+No HTTP here: the errors raised are the capacity errors defined below (:class:`Overloaded`,
+:class:`OverTimeBudget`, :class:`TimeBudgetExceeded`, :class:`RequestCancelled`), which carry no
+status; the HTTP layer maps them to answers (``shared/http.py``, ``ERROR_ANSWERS``). A handler makes a :class:`Budget` (a deadline, and the request's cancellation
 flag when the host provides one) and passes it to model code, which calls ``budget.check(stage)``
 between steps (folds, fits); code deeper down that is not handed the budget reads the active one
 with :func:`checkpoint` / :func:`current_check`. The local host sets the cancellation flag when
@@ -18,10 +18,42 @@ import time
 import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
-from models.errors import Overloaded, RequestCancelled, TimeBudgetExceeded
 from shared.telemetry import note
+
+
+class CapacityError(Exception):
+    """Work this instance cannot do now, or not within the request's time budget (the request itself is
+    valid). Like the models' errors, a message safe to show the client and a context of plain values."""
+
+    def __init__(self, msg: str, **context: Any):
+        super().__init__(msg)
+        self.msg = msg
+        self.context = context
+
+
+class Overloaded(CapacityError):
+    """This instance cannot take the work now (its queue is full, or the work waited its time budget
+    away in the queue); trying again makes sense after ``retry_after_seconds``."""
+
+    def __init__(self, msg: str, retry_after_seconds: int = 1, **context: Any):
+        super().__init__(msg, **context)
+        self.retry_after_seconds = max(1, int(retry_after_seconds))
+
+
+class OverTimeBudget(CapacityError):
+    """Refused before any work: the cost model expects the request to overrun its time budget
+    (the context names changes that would fit)."""
+
+
+class TimeBudgetExceeded(CapacityError):
+    """The work overran the request's time budget and was stopped."""
+
+
+class RequestCancelled(CapacityError):
+    """The client went away, so its work was stopped; nobody reads the answer."""
+
 
 _cancel_event: ContextVar[threading.Event | None] = ContextVar("sids_cancel_event", default=None)
 _active_budget: ContextVar["Budget | None"] = ContextVar("sids_active_budget", default=None)

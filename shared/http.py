@@ -26,8 +26,8 @@ from typing import Any, Callable
 import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from models.errors import (ModelError, ModelInputError, OverTimeBudget, Overloaded, RequestCancelled,
-                           TimeBudgetExceeded)
+from models.errors import ModelError, ModelInputError
+from shared.capacity import CapacityError, OverTimeBudget, Overloaded, RequestCancelled, TimeBudgetExceeded
 from shared.errors import MethodNotAllowed, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from shared.routing import host_order_key
 from shared import telemetry
@@ -99,8 +99,8 @@ class ErrorAnswer:
     headers: Callable[[Any], dict[str, str]] = lambda exc: {}
 
 
-# The one place the model-level errors (models/errors.py) get their HTTP statuses, types and headers.
-MODEL_ERROR_ANSWERS: dict[type[ModelError], ErrorAnswer] = {
+# The one place the status-free errors (models/errors.py, shared/capacity.py) get their HTTP statuses, types and headers.
+ERROR_ANSWERS: dict[type[ModelError | CapacityError], ErrorAnswer] = {
     ModelInputError: ErrorAnswer(422, "value_error"),  # a request the data cannot serve
     OverTimeBudget: ErrorAnswer(422, "over_time_budget"),  # refused before any work
     Overloaded: ErrorAnswer(503, "overloaded", lambda exc: {"Retry-After": str(exc.retry_after_seconds)}),
@@ -109,10 +109,10 @@ MODEL_ERROR_ANSWERS: dict[type[ModelError], ErrorAnswer] = {
 }
 
 
-def model_error_response(exc: ModelError) -> func.HttpResponse | None:
+def model_error_response(exc: ModelError | CapacityError) -> func.HttpResponse | None:
     """``{"detail": {"msg", "type", "context"}}`` with the status and headers of ``exc``'s type
     (or of its nearest mapped base class); None for a type the table does not know."""
-    answer = next((MODEL_ERROR_ANSWERS[c] for c in type(exc).__mro__ if c in MODEL_ERROR_ANSWERS), None)
+    answer = next((ERROR_ANSWERS[c] for c in type(exc).__mro__ if c in ERROR_ANSWERS), None)
     if answer is None:
         return None
     telemetry.note(error_type=answer.error_type)
@@ -291,7 +291,7 @@ class PathFunction:
                 resp = _answer(*self.handlers[method], req)
         except RequestInvalid as exc:
             resp = error_response(422, exc.detail)
-        except ModelError as exc:  # raised by model code (and shared/capacity.py): mapped by MODEL_ERROR_ANSWERS
+        except (ModelError, CapacityError) as exc:  # raised by model code and shared/capacity.py: mapped by ERROR_ANSWERS
             resp = model_error_response(exc) or self._internal_error(request_id, method)
         except ServiceError as exc:
             resp = json_response(exc.body(), status=exc.status)

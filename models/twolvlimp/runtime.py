@@ -14,7 +14,6 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from models.errors import Overloaded, OverTimeBudget
 from models.twolvlimp.costs import DurationModel, UnitCosts
 from models.twolvlimp.lookups import ImputationRequest, ResolvedRequest, resolve
 from models.twolvlimp.tree_search import fit_pool, fits_on
@@ -24,7 +23,7 @@ from models.twolvlimp.memo import LruCache, work_memo_has
 from models.twolvlimp.method import imputation_key, manual_columns, plan_default, run_default
 from models.twolvlimp.result import to_response
 from models.twolvlimp.work import Job, WorkPlan, job
-from shared.capacity import Budget, ComputeGate
+from shared.capacity import Budget, ComputeGate, Overloaded, OverTimeBudget
 from shared.dataset import Dataset
 
 

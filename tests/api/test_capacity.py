@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from models.errors import Overloaded, RequestCancelled, TimeBudgetExceeded
-from shared.capacity import Budget, ComputeGate, checkpoint, current_check, run_cancellable, cancel_event
+from shared.capacity import (Budget, ComputeGate, Overloaded, RequestCancelled, TimeBudgetExceeded, cancel_event,
+                             checkpoint, current_check, run_cancellable)
 from shared.http import model_error_response
 from shared.settings import Settings, reset_settings
 
@@ -387,7 +387,7 @@ def test_overload_settings_are_read_and_checked():
 def test_local_host_pool_is_sized_like_the_functions_host():
     import azure.functions as func
 
-    from shared.asgi_server import FunctionAppServer
+    from local_host.asgi_server import FunctionAppServer
 
     def small_app():
         app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)

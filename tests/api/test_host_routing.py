@@ -17,7 +17,7 @@ import azure.functions as func
 import pytest
 
 from conftest import ROOT
-from shared.asgi_server import FunctionAppServer
+from local_host.asgi_server import FunctionAppServer
 from shared.routing import app_routes, resolve
 from helpers import asgi_request, copy_project, run
 

@@ -8,10 +8,12 @@ import pytest
 from pydantic import Field
 
 import models.errors
-from models.errors import ModelError, Overloaded
+import shared.capacity
+from models.errors import ModelError
+from shared.capacity import CapacityError, Overloaded
 from shared.errors import UnsupportedValue
-from shared.http import MODEL_ERROR_ANSWERS, ApiBlueprint
-from shared.asgi_server import FunctionAppServer
+from shared.http import ERROR_ANSWERS, ApiBlueprint
+from local_host.asgi_server import FunctionAppServer
 from conftest import client_headers
 from helpers import asgi_request
 from shared.routing import app_routes, host_request, resolve
@@ -110,9 +112,9 @@ def test_model_errors_carry_no_status_and_are_mapped_in_one_place():
     assert resp.status_code == 503 and resp.headers["Retry-After"] == "7"
     assert payload(resp) == {"detail": {"msg": "This instance is busy. Retry later.", "type": "overloaded",
                                         "context": {"queued": 3}}}
-    defined = {c for c in vars(models.errors).values()
-               if isinstance(c, type) and issubclass(c, ModelError) and c.__subclasses__() == []}
-    assert defined <= set(MODEL_ERROR_ANSWERS)  # every model-level error has its answer in the table
+    defined = {c for module in (models.errors, shared.capacity) for c in vars(module).values()
+               if isinstance(c, type) and issubclass(c, (ModelError, CapacityError)) and c.__subclasses__() == []}
+    assert defined <= set(ERROR_ANSWERS)  # every status-free error has its answer in the table
     assert not any(hasattr(c, "status") for c in defined)
 
 

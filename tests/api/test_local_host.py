@@ -7,7 +7,7 @@ import httpx
 
 from conftest import ROOT, start_local_host, stop_process
 from helpers import asgi_request
-from shared.asgi_server import FunctionAppServer
+from local_host.asgi_server import FunctionAppServer
 
 
 def _asgi_get(server, path, method="GET", **kwargs):
@@ -32,8 +32,8 @@ def test_dispatches_to_functions_registered_on_the_app():
 
 
 def test_the_asgi_server_is_a_library_and_the_runner_brings_the_app():
-    """shared/ serves any FunctionApp without importing the project's app; only the runner (local_host.py) does."""
-    probe = ("import sys, shared.asgi_server; assert 'function_app' not in sys.modules, 'shared imported the app'; "
+    """The server serves any FunctionApp without importing the project's app; only the runner (local_host.create_server) does."""
+    probe = ("import sys, local_host.asgi_server; assert 'function_app' not in sys.modules, 'the server imported the app'; "
              "import local_host; server = local_host.create_server(); "
              "assert 'function_app' in sys.modules and server.routes, 'the runner did not bring the app'")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -103,10 +103,11 @@ def test_dockerfile_builds_on_the_functions_python_image_and_installs_the_depend
 
 def test_build_context_has_the_app_and_no_dataset():
     context = build_context()
-    for needed in ("function_app.py", "host.json", "requirements.txt", "requirements.lock", "shared/asgi_server.py",
+    for needed in ("function_app.py", "host.json", "requirements.txt", "requirements.lock", "shared/http.py",
                    "blueprints/__init__.py", "models/__init__.py"):
         assert needed in context
-    assert "local_host.py" not in context  # the local runner: in the image the Functions host serves the app
+    # the local runner and its server: in the image the Functions host serves the app
+    assert not [p for p in context if p.startswith("local_host/")]
     assert not [p for p in context if p.startswith(("data/", "tests/", "infra/", ".venv", "node_modules/", ".git/"))]
     assert "local.settings.json" not in context
     assert not [p for p in context if p.endswith((".csv", ".parquet"))], "a dataset would be baked into the image"
@@ -114,14 +115,14 @@ def test_build_context_has_the_app_and_no_dataset():
 
 @pytest.fixture(scope="module")
 def wwwroot(tmp_path_factory) -> Path:
-    """/home/site/wwwroot as the image would hold it, plus the local runner (local_host.py) that serves it here
+    """/home/site/wwwroot as the image would hold it, plus the local runner (local_host/) that serves it here
     in place of the Functions host."""
     root = tmp_path_factory.mktemp("image") / "wwwroot"
     for rel in build_context():
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, target)
-    shutil.copy2(ROOT / "local_host.py", root / "local_host.py")
+    shutil.copytree(ROOT / "local_host", root / "local_host", ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
 
@@ -214,7 +215,7 @@ def test_serverless_package_has_the_app_and_no_dataset():
     assert not [p for p in package if p.startswith(("data/", "tests/", "infra/", ".venv", "node_modules/", ".git/"))]
     assert "local.settings.json" not in package
     assert not [p for p in package if p.endswith((".csv", ".parquet"))], "the serverless zip would carry a dataset"
-    assert "local_host.py" not in package  # the local runner: in Azure the Functions host serves the app
+    assert not [p for p in package if p.startswith("local_host/")]  # the local runner: in Azure the host serves the app
     # The image holds the same code as the zip (tooling aside).
     code = {p for p in package if p.endswith(".py") or p.endswith(".json")}
     assert code <= set(build_context()) | {"package.json"}

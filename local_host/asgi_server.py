@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import azure.functions as func
 
-from shared.host_limits import BodyBytes, call_cancellable, overloaded_response
+from local_host.host_limits import BodyBytes, call_cancellable, overloaded_response
 from shared.http import log_safe
 from shared.routing import HostReply, Route, dispatch, routes_of_functions
 from shared.settings import get_settings
@@ -63,7 +63,7 @@ class FunctionAppServer:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         body = await self._read_body(receive, headers)
         query_string = scope.get("query_string", b"").decode("latin-1")
-        # A client that disconnects meanwhile has its work cancelled (shared.host_limits).
+        # A client that disconnects meanwhile has its work cancelled (local_host.host_limits).
         (reply, route), _ = await call_cancellable(
             self.executor, lambda: dispatch(self.routes, method, path, query_string, headers, body,
                                             headers.get("host", "localhost")), receive)

@@ -1,4 +1,4 @@
-"""What the local host adds to bound its load (kept apart from its routing, in shared/asgi_server.py).
+"""What the local host adds to bound its load (kept apart from its routing, in local_host/asgi_server.py).
 
 * :class:`BodyBytes`: the request bodies held in memory at once are bounded (MAX_BUFFERED_BODY_BYTES);
   a request whose body would pass the bound is answered 503 + Retry-After before it is read.
