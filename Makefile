@@ -10,10 +10,11 @@ WORKERS ?= 1
 
 .PHONY: run test test-unit setup eval eval-quick bench bench-quick synthetic load clean lock
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# -c requirements.lock: production's packages (and theirs) at the versions the deployment installs
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c requirements.lock
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

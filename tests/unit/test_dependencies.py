@@ -158,7 +158,8 @@ def test_the_lock_pins_requirements_txt_with_hashes():
     pinned = [b for b in blocks if re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*==", b)]
     assert len(pinned) == len(lock) > len(direct)
     assert all("--hash=sha256:" in b for b in pinned), [b.split()[0] for b in pinned if "--hash" not in b]
-    # and what is installed here is what the lock says (the tests ran against the locked set)
+    # and what is installed here is what the lock says (make setup installs with -c requirements.lock):
+    # the tests ran against the set the deployment installs
     for name, version in lock.items():
         assert importlib.metadata.version(name) == version, f"{name}: installed {importlib.metadata.version(name)}, locked {version}"
 
