@@ -304,7 +304,7 @@ def _configure(connection_string: str | None, auth: str | None, by_worker: bool,
                 connection_string=connection_string, credential=_credential(auth), logger_name="sids",
                 enable_live_metrics=False, **sampling,
                 instrumentation_options={name: {"enabled": name == "azure_sdk"} for name in (
-                    "azure_sdk", "django", "fastapi", "flask", "psycopg2", "requests", "urllib", "urllib3")})
+                    "azure_sdk", "django", "fastapi", "flask", "httpx", "psycopg2", "requests", "urllib", "urllib3")})
         use(trace.get_tracer_provider(), metrics.get_meter_provider())
     except Exception:
         log.exception("telemetry could not be configured; the service runs without it")
