@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     appinsights_connection_string: Optional[SecretStr] = _env("APPLICATIONINSIGHTS_CONNECTION_STRING")
     appinsights_authentication_string: Optional[SecretStr] = _env("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
     worker_telemetry: bool = _env("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", False)
+    # OpenTelemetry's own sampler variable (the distro reads it); unset: every request is traced
+    traces_sampler: Optional[str] = _env("OTEL_TRACES_SAMPLER")
 
     @field_validator("dataset_path", mode="after")
     @classmethod

@@ -23,7 +23,6 @@ Per request (:func:`begin` / :func:`end`, called by ``shared/http.py``'s ``PathF
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -284,7 +283,7 @@ AFTER_READY_DELAY = 1.0
 
 
 def _configure(connection_string: str | None, auth: str | None, by_worker: bool,
-               after: threading.Event | None = None) -> None:
+               after: threading.Event | None = None, sampler_chosen: bool = False) -> None:
     if after is not None:
         after.wait(AFTER_READY_MAX_WAIT)
         time.sleep(AFTER_READY_DELAY)
@@ -299,7 +298,7 @@ def _configure(connection_string: str | None, auth: str | None, by_worker: bool,
             # Every request is traced (the distro's default samples 5 traces a second) unless the operator
             # chooses a sampler (OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG); log records (the
             # exceptions, each request's line) and metrics are never sampled.
-            sampling = {} if os.environ.get("OTEL_TRACES_SAMPLER") else {"sampling_ratio": 1.0}
+            sampling = {} if sampler_chosen else {"sampling_ratio": 1.0}
             configure_azure_monitor(
                 connection_string=connection_string, credential=_credential(auth), logger_name="sids",
                 enable_live_metrics=False, **sampling,
@@ -327,6 +326,6 @@ def start(settings: Any, after: threading.Event | None = None) -> threading.Thre
             _started = threading.Thread(
                 target=_configure, name="telemetry-start", daemon=True,
                 args=(connection_string, auth.get_secret_value() if auth is not None else None,
-                      settings.worker_telemetry, after))
+                      settings.worker_telemetry, after, bool(settings.traces_sampler)))
             _started.start()
         return _started

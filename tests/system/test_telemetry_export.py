@@ -73,7 +73,8 @@ def test_every_request_is_traced_unless_the_operator_chooses_a_sampler():
     code = ("import os, sys\n"
             "from opentelemetry import trace\n"
             "from shared import telemetry\n"
-            "telemetry._configure(os.environ['APPLICATIONINSIGHTS_CONNECTION_STRING'], None, False)\n"
+            "from shared.settings import Settings\n"
+            "telemetry.start(Settings.from_env()).join(60)\n"
             "print(trace.get_tracer_provider().sampler.get_description())\n")
     try:
         def sampler(**extra):
