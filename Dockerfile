@@ -24,9 +24,10 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Dependencies first, so that a code change reuses this layer.
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir -r /tmp/requirements.txt && rm /tmp/requirements.txt
+# Dependencies first, so that a code change reuses this layer: the lock (requirements.txt and everything
+# it needs, pinned with hashes; make lock), so the image holds exactly the tested set.
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock && rm /tmp/requirements.lock
 
 COPY . /home/site/wwwroot
 

@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 PORT ?= 7071
 WORKERS ?= 1
 
-.PHONY: run test test-unit setup eval eval-quick bench bench-quick synthetic load clean
+.PHONY: run test test-unit setup eval eval-quick bench bench-quick synthetic load clean lock
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# -c requirements.lock: production's packages (and theirs) at the versions the deployment installs
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c requirements.lock
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -50,6 +51,13 @@ eval: $(VENV)/.installed
 
 eval-quick: $(VENV)/.installed
 	$(PY) scripts/eval_twolvlimp.py --quick
+
+# requirements.lock: requirements.txt and everything it needs, pinned with hashes (pip-tools in its own venv)
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet pip-tools==7.6.2
+	.venv-lock/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links --output-file=requirements.lock requirements.txt
 
 load: $(VENV)/.installed
 	$(PY) load/run_load.py

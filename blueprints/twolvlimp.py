@@ -26,7 +26,7 @@ from models.twolvlimp.lookups import ImputationRequest
 from shared.capacity import Budget, favour_light_requests
 from shared.http import ApiBlueprint
 from shared.imports import import_model_code
-from shared.settings import Settings, available_cpus, get_settings
+from shared.settings import Settings, get_settings
 from shared.store import get_dataset
 from shared.validation import ApiModel, Lookup, RequiredIf
 
@@ -45,13 +45,15 @@ MODEL_CODE = ("models.twolvlimp.runtime",)
 
 
 def build_runtime(settings: Settings) -> TwoLevelRuntime:
-    """A twolvlImp runtime sized by ``settings`` and by the CPUs this process may use (its cgroup
-    limit, not the machine's cores): as many computations at once as usable CPUs unless
-    MAX_CONCURRENT_PREDICTIONS says otherwise, one fit thread per usable CPU."""
+    """A twolvlImp runtime sized by ``settings`` and by the CPUs this process may use (joblib's
+    ``cpu_count``: the affinity, capped by a container's cgroup CPU quota; not the machine's cores):
+    as many computations at once as usable CPUs unless MAX_CONCURRENT_PREDICTIONS says otherwise,
+    one fit thread per usable CPU."""
     # scikit-learn: imported on first use, not at start, and never beside the warm-up's import (shared/imports.py)
     TwoLevelRuntime = import_model_code("models.twolvlimp.runtime").TwoLevelRuntime
+    import joblib  # scikit-learn's dependency, imported by it already
 
-    cpus = available_cpus()
+    cpus = joblib.cpu_count()
     favour_light_requests()  # fits may now run beside light requests
     return TwoLevelRuntime(cache_size=settings.result_cache_size,
                            concurrency=settings.max_concurrent_predictions or cpus,

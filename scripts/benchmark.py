@@ -23,6 +23,9 @@ What it measures (each in a fresh subprocess, so one figure cannot warm another)
   ``data/wdi``, the platform's real data (``--platform-data``; see below) and
   the synthetic data from CSV and from Parquet; median of several new processes, the
   datasets taken in turn.
+* **telemetry's cost** (issue 20; ``--no-telemetry`` skips it): the start of an instance on ``data/wdi``
+  and a simple request (a look-up, median of 50), with telemetry off and on (the Azure Monitor exporter
+  sending to a loopback stand-in of the ingestion endpoint), new instances alternated.
 
 * **IterativeImputer, first of its kind**: the AFS request with the iterative base imputer in a
   fresh instance (nothing memoised: the base imputation is paid), on ``data/wdi``, on the SIDS
@@ -247,13 +250,15 @@ def worker_load(args: dict) -> dict:
     }
 
 
-def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0) -> dict:
+def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0, env_extra: dict | None = None,
+                    then=None) -> dict:
     """One new instance: seconds from starting the local host's process to ``/health`` answering ok.
 
     ``python -m local_host`` (as ``make run``) is started on a free port with
     ``DATASET_PATH=dataset``; ``/health`` is polled (every 10 ms while nothing listens) until
     it answers 200 with ``status: ok``; then the process is stopped. ``project`` is the
-    folder whose code runs (another checkout, to compare two versions side by side).
+    folder whose code runs (another checkout, to compare two versions side by side). ``env_extra``: more
+    environment; ``then(base_url)``: called once ``/health`` is ok, before the stop (its dict is merged in).
     """
     import urllib.error
     import urllib.request
@@ -261,7 +266,7 @@ def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0)
     from processes import free_port, stop_process  # beside this file
 
     port = free_port()
-    env = dict(os.environ, DATASET_PATH=str(dataset), PYTHONHASHSEED="0")
+    env = dict(os.environ, DATASET_PATH=str(dataset), PYTHONHASHSEED="0", **(env_extra or {}))
     url = f"http://127.0.0.1:{port}/health"
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
@@ -284,8 +289,11 @@ def start_to_health(dataset: Path, project: Path = ROOT, timeout: float = 120.0)
                     continue
                 if health.get("status") == "ok":
                     ready = time.perf_counter() - started
-                    return {"seconds": ready, "load_seconds": health.get("load_seconds"),
-                            "indicators": health.get("indicators"), "countries": health.get("countries")}
+                    answer = {"seconds": ready, "load_seconds": health.get("load_seconds"),
+                              "indicators": health.get("indicators"), "countries": health.get("countries")}
+                    if then is not None:
+                        answer.update(then(f"http://127.0.0.1:{port}"))
+                    return answer
                 time.sleep(0.01)
         finally:
             stop_process(proc, grace=30)
@@ -936,6 +944,8 @@ def run(options: argparse.Namespace) -> dict:
                                                               False, timeout)
     if not options.no_start:
         report["start"] = measure_starts(options, folder if "synthetic" in report else None)
+    if not options.no_telemetry:
+        report["telemetry"] = measure_telemetry(options)
     # (d) the dashboard's form: its heaviest request and its option matrix, first of their kind
     if not options.no_model:
         measure_form(report, options, timeout)
@@ -1042,6 +1052,7 @@ def rows(report: dict) -> list[dict]:
                 round(csv_peak / MB, 1), "MiB", round(TARGET["peak_rss_bytes"] / MB, 1), below=True)
     add_form(add, report)
     out.extend(start_rows(report))
+    out.extend(telemetry_rows(report))
     return out
 
 
@@ -1076,6 +1087,79 @@ def measure_starts(options: argparse.Namespace, synthetic: Path | None) -> dict:
             out[name]["error"] = answers[-1]["error"]
     if options.platform_data is None:   # a row that says why there is no figure
         out["platform_real"] = {"dataset": None, "failed_runs": 0, "error": f"skipped: {NO_PLATFORM_DATA}"}
+    return out
+
+
+TELEMETRY_REQUEST = "/twolvlImp/target_years"  # a simple request: a look-up, no model code
+
+
+def measure_telemetry(options: argparse.Namespace) -> dict:
+    """Issue 20: what telemetry costs. New instances on data/wdi with telemetry off and on (the Azure Monitor
+    exporter sending to a loopback stand-in of the ingestion endpoint, scripts/ingestion_stub.py), alternated:
+    process start to /health ok, then (once the exporter is configured) the median of ``TELEMETRY_RUNS``
+    round trips of a simple request."""
+    import urllib.request
+
+    from ingestion_stub import IngestionStub, environment  # beside this file
+
+    def configured() -> int:
+        return sum("telemetry configured" in str(i["data"]["baseData"].get("message", "")) for i in stub.items())
+
+    def simple_requests(base: str) -> dict:
+        deadline = time.perf_counter() + 30
+        while telemetry_on and time.perf_counter() < deadline and configured() < len(runs["on"]) + 1:
+            time.sleep(0.05)  # requests are traced once this instance's exporter is configured (after its start)
+        times = []
+        for _ in range(TELEMETRY_RUNS):
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(base + TELEMETRY_REQUEST, timeout=30) as answer:
+                answer.read()
+            times.append(time.perf_counter() - t0)
+        return {"request_seconds": _median(times)}
+
+    stub = IngestionStub().start()
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    try:
+        for _ in range(options.start_repeats):
+            for telemetry_on in (False, True):
+                env = environment(stub, prompt=False) if telemetry_on else {"APPLICATIONINSIGHTS_CONNECTION_STRING": ""}
+                runs["on" if telemetry_on else "off"].append(
+                    start_to_health(EMBEDDED, ROOT, options.worker_timeout, {**env, "WARM_MODEL_CODE": "0"},
+                                    then=simple_requests))
+    finally:
+        stub.stop()
+    out = {"received_items": len(stub.items())}
+    for name, answers in runs.items():
+        good = [a for a in answers if "error" not in a]
+        out[name] = {"failed_runs": len(answers) - len(good)}
+        if good:
+            out[name].update(start_seconds=_median([a["seconds"] for a in good]),
+                             request_seconds=_median([a["request_seconds"] for a in good]),
+                             runs_start_seconds=[round(a["seconds"], 3) for a in good])
+        else:
+            out[name]["error"] = answers[-1]["error"]
+    return out
+
+
+TELEMETRY_RUNS = 50
+
+
+def telemetry_rows(report: dict) -> list[dict]:
+    """Start of an instance and a simple request with telemetry off and on, side by side."""
+    out = []
+    for name, what in (("off", "telemetry off"), ("on", "telemetry on (exporting to a loopback stub)")):
+        r = report.get("telemetry", {}).get(name)
+        if r is None:
+            continue
+        start = r.get("start_seconds")
+        out.append({"id": f"telemetry_{name}_start", "label": f"start of an instance to /health ok, data/wdi, {what}",
+                    "value": start, "unit": "s", "target": START_TARGET["embedded"], "old": None,
+                    "speedup_vs_old": None, "meets_target": _ok(start, START_TARGET["embedded"]),
+                    "note": r.get("error")})
+        out.append({"id": f"telemetry_{name}_request",
+                    "label": f"simple request (GET {TELEMETRY_REQUEST}, median of {TELEMETRY_RUNS}), {what}",
+                    "value": r.get("request_seconds"), "unit": "s", "target": None, "old": None,
+                    "speedup_vs_old": None, "meets_target": None, "note": r.get("error")})
     return out
 
 
@@ -1189,6 +1273,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--request-budget", type=float, default=120.0,
                         help="seconds one request's runs may take before the rest are skipped")
     parser.add_argument("--no-start", action="store_true", help="no start-of-an-instance figures")
+    parser.add_argument("--no-telemetry", action="store_true", help="no telemetry on/off figures")
     parser.add_argument("--start-repeats", type=int, help="new instances started per dataset (default 5; quick: 1)")
     parser.add_argument("--from-json", type=Path, help="only print the table of an earlier run's JSON")
     parser.add_argument("--worker-timeout", type=float, default=420.0, help="seconds before a worker is stopped")

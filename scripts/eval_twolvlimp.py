@@ -51,6 +51,7 @@ import time
 import warnings
 from pathlib import Path
 
+import joblib
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,6 @@ from progress import progress, say  # noqa: E402
 from models.twolvlimp.lookups import ImputationRequest  # noqa: E402
 from models.twolvlimp.imputers import ScaledKNNImputer  # noqa: E402
 from models.twolvlimp.runtime import TwoLevelRuntime  # noqa: E402
-from shared.settings import available_cpus  # noqa: E402
 from shared.dataset import Dataset, build_dataset  # noqa: E402
 
 SCENARIOS = ("gap", "never")
@@ -174,7 +174,7 @@ def baselines(M: np.ndarray, j: int, rows: np.ndarray) -> dict:
 
 
 # The evaluation's own runtime, with no result cache: every masked copy is a new data version anyway.
-RUNTIME = TwoLevelRuntime(cache_size=0, concurrency=1, queue_length=0, fit_workers=available_cpus())
+RUNTIME = TwoLevelRuntime(cache_size=0, concurrency=1, queue_length=0, fit_workers=joblib.cpu_count())
 
 
 def _request(code: str, year: int, method: str, interval: str, estimators: int,

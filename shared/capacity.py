@@ -15,9 +15,12 @@ import math
 import sys
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
+
+from shared.telemetry import note
 
 
 class CapacityError(Exception):
@@ -152,6 +155,14 @@ def favour_light_requests() -> None:
         sys.setswitchinterval(LIGHT_REQUEST_SWITCH_INTERVAL)
 
 
+_gates: "weakref.WeakSet[ComputeGate]" = weakref.WeakSet()
+
+
+def gates() -> list["ComputeGate"]:
+    """The compute gates alive in this process (telemetry's queue depth gauge sums them)."""
+    return list(_gates)
+
+
 class ComputeGate:
     """At most ``slots`` heavy computations at once, at most ``max_queued`` more waiting (first
     come, first served); beyond that :class:`Overloaded` at once (an HTTP 503 with Retry-After).
@@ -168,6 +179,7 @@ class ComputeGate:
         self._running = 0
         self._waiting = 0
         self._mean_hold = 1.0  # seconds a computation holds a slot (exponentially weighted)
+        _gates.add(self)
 
     @property
     def running(self) -> int:
@@ -194,9 +206,11 @@ class ComputeGate:
 
     @contextmanager
     def slot(self, budget: Budget | None = None) -> Iterator[None]:
+        queued = time.monotonic()
         with self._cond:
             if self._running < self.slots and self._waiting == 0:
                 self._running += 1
+                note(queue_wait_seconds=0.0)
             else:
                 if self._waiting >= self.max_queued:
                     raise self._overloaded(f"This instance is busy: {self._running} computations running and "
@@ -221,6 +235,7 @@ class ComputeGate:
                     self._running += 1
                 finally:
                     self._waiting -= 1
+                    note(queue_wait_seconds=round(time.monotonic() - queued, 4))  # the request's telemetry
         started = time.monotonic()
         try:
             yield

@@ -30,6 +30,7 @@ from models.errors import ModelError, ModelInputError
 from shared.capacity import CapacityError, OverTimeBudget, Overloaded, RequestCancelled, TimeBudgetExceeded
 from shared.errors import MethodNotAllowed, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from shared.routing import host_order_key
+from shared import telemetry
 from shared.settings import get_settings
 from shared.validation import JsonBodyError, json_error_detail, load_json, validation_detail
 
@@ -114,6 +115,7 @@ def model_error_response(exc: ModelError | CapacityError) -> func.HttpResponse |
     answer = next((ERROR_ANSWERS[c] for c in type(exc).__mro__ if c in ERROR_ANSWERS), None)
     if answer is None:
         return None
+    telemetry.note(error_type=answer.error_type)
     detail: dict[str, Any] = {"msg": exc.msg, "type": answer.error_type}
     if exc.context:
         detail["context"] = exc.context
@@ -122,9 +124,13 @@ def model_error_response(exc: ModelError | CapacityError) -> func.HttpResponse |
     return resp
 
 
-def _request_id(req: func.HttpRequest) -> str:
+def _request_id(req: func.HttpRequest, invocation_id: str | None = None) -> str:
+    """The client's x-request-id when it is safe to echo; else the Functions invocation id (so that the id a
+    user quotes finds the invocation in Application Insights); else a new one."""
     given = req.headers.get(REQUEST_ID_HEADER, "")
-    return given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    if _SAFE_REQUEST_ID.match(given):
+        return given
+    return invocation_id if invocation_id and _SAFE_REQUEST_ID.match(invocation_id) else uuid.uuid4().hex
 
 
 def _cors_headers(req: func.HttpRequest, preflight: bool, allowed: tuple[str, ...]) -> dict[str, str]:
@@ -226,6 +232,7 @@ def _answer(spec: RouteSpec, handler: Callable, req: func.HttpRequest) -> func.H
     if spec.body is not None and req.get_body():
         check_json_content_type(req)
     value = parse_input(spec, req)
+    telemetry.note_request(value)
     result = handler(value) if (spec.body or spec.query) else handler()
     return result if isinstance(result, func.HttpResponse) else json_response(result, adapter=spec.adapter())
 
@@ -255,14 +262,24 @@ class PathFunction:
         self.handlers[spec.method] = (spec, handler)
 
     def _internal_error(self, request_id: str, method: str) -> func.HttpResponse:
-        log.exception("unhandled error request_id=%s %s /%s", request_id, log_safe(method, 20), self.path)
+        log.exception("unhandled error request_id=%s %s /%s", request_id, log_safe(method, 20), self.path,
+                      extra={"request_id": request_id, "route": f"/{self.path}"})
         return error_response(500, {"msg": "Internal server error; quote the request id to the operators.",
                                      "type": "internal_error", "request_id": request_id})
 
-    def __call__(self, req: func.HttpRequest) -> func.HttpResponse:
-        started = time.perf_counter()
-        request_id = _request_id(req)
+    def __call__(self, req: func.HttpRequest, context: func.Context | None = None) -> func.HttpResponse:
         method = req.method.upper()
+        invocation_id = getattr(context, "invocation_id", None)
+        request_id = _request_id(req, invocation_id)
+        record = telemetry.begin(log_safe(method, 20), f"/{self.path}", request_id, context, req.url)
+        try:
+            return self._serve(req, method, request_id, record)
+        finally:
+            telemetry.end(record)
+
+    def _serve(self, req: func.HttpRequest, method: str, request_id: str,
+               record: telemetry.RequestRecord) -> func.HttpResponse:
+        started = time.perf_counter()
         preflight = method == "OPTIONS"
         try:
             if preflight:
@@ -279,12 +296,16 @@ class PathFunction:
         except ServiceError as exc:
             resp = json_response(exc.body(), status=exc.status)
             resp.headers.update(exc.headers)
-        except Exception:
+        except Exception as exc:
+            record.error = exc
             resp = self._internal_error(request_id, method)
         elapsed = time.perf_counter() - started
         resp = _finish(req, resp, request_id, self.allowed, preflight)
-        log.info("%s /%s -> %d in %.1f ms request_id=%s", log_safe(method, 20), self.path, resp.status_code,
-                 elapsed * 1000, request_id)
+        telemetry.note_response(resp.headers)
+        ids = "".join(f" {k}={v}" for k, v in (("invocation_id", record.invocation_id), ("trace_id", record.trace_id)) if v)
+        log.info("%s /%s -> %d in %.1f ms request_id=%s%s", log_safe(method, 20), self.path, resp.status_code,
+                 elapsed * 1000, request_id, ids, extra=record.log_fields(resp.status_code, elapsed))
+        record.status = resp.status_code
         return resp
 
 
@@ -331,8 +352,9 @@ class ApiBlueprint(func.Blueprint):
             raise ValueError(f"/{full_path}: only {FALLBACK_FUNCTION_NAME} may declare a catch-all route")
         path_function = PathFunction(full_path)
 
-        def handler(req: func.HttpRequest) -> func.HttpResponse:
-            return path_function(req)
+        # ``context`` (the worker passes it by that name): the invocation id and the host's W3C trace context.
+        def handler(req: func.HttpRequest, context: func.Context = None) -> func.HttpResponse:
+            return path_function(req, context)
 
         handler.__name__ = name
         handler.__api__ = path_function

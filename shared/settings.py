@@ -8,8 +8,12 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any, Mapping, Optional
+
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DATASET = PROJECT_ROOT / "data" / "wdi"
@@ -23,152 +27,127 @@ DEFAULT_CORS_ORIGINS = (
 )
 
 
-def _list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
-    if value is None or not value.strip():
-        return default
-    return tuple(item.strip().rstrip("/") for item in value.split(",") if item.strip())
-
-
-def _int(env: dict, name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
-
-
-def _float(env: dict, name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"setting {name} must be a number, got {raw!r}") from exc
+def _positive(value: float) -> float:
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"setting {name} must be a positive number, got {raw!r}")
+        raise ValueError(f"must be a positive number, got {value!r}")
     return value
 
 
-def available_cpus(cgroup_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Path = "/proc/self/cgroup",
-                   affinity: int | None = None) -> int:
-    """CPUs this process may actually use: its CPU affinity, capped by a cgroup CPU limit.
+PositiveSeconds = Annotated[float, AfterValidator(_positive)]
 
-    ``os.cpu_count()`` counts the machine's cores, but a container (an AKS pod with ``cpu: "1"``)
-    may use only its quota: cgroup v2 ``cpu.max`` ("QUOTA PERIOD" or "max PERIOD", checked on the
-    process's own cgroup and its parents) or cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``.
-    A quota of 1.5 CPUs counts as 2. Unreadable files mean no limit. At least 1.
+
+_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("sids_settings_env", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]):
+        self._env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name: value for name, value in self._env.items() if not (self.env_ignore_empty and value == "")}
+
+
+def _env(name: str, default: Any = None, **kwargs: Any) -> Any:
+    return Field(default, validation_alias=name, **kwargs)
+
+
+class Settings(BaseSettings):
+    """The service configuration, one typed model; see the README's configuration table.
+
+    ``Settings(...)`` holds the values given (the rest are defaults); :meth:`from_env` reads the
+    environment variables named by each field's alias. Secrets are ``SecretStr``: printed or logged,
+    they show as ``**********``; ``.get_secret_value()`` where they are used.
     """
-    if affinity is None:
-        try:
-            affinity = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            affinity = os.cpu_count() or 1
-    limits = [affinity]
-    root = Path(cgroup_root)
-    own_v2, own_v1 = "/", "/"
-    try:
-        for line in Path(proc_cgroup).read_text().splitlines():
-            parts = line.strip().split(":", 2)
-            if len(parts) != 3:
-                continue
-            if parts[0] == "0" and parts[1] == "":
-                own_v2 = parts[2] or "/"
-            elif "cpu" in parts[1].split(","):
-                own_v1 = parts[2] or "/"
-    except OSError:
-        pass
 
-    def quota(q_text: str, p_text: str) -> None:
-        try:
-            q, p = int(q_text), int(p_text)
-        except ValueError:
-            return  # "max" or garbage: no limit
-        if q > 0 and p > 0:
-            limits.append(math.ceil(q / p))
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore", case_sensitive=True,
+                                      env_ignore_empty=True, hide_input_in_errors=True)
 
-    # cgroup v2: the process's cgroup and each parent up to the mount point may carry a limit.
-    rel = Path(own_v2.lstrip("/"))
-    for folder in [root / rel, *[root / parent for parent in rel.parents]]:
-        try:
-            fields = (folder / "cpu.max").read_text().split()
-        except OSError:
-            continue
-        if len(fields) >= 2:
-            quota(fields[0], fields[1])
-    # cgroup v1: the cpu controller's folder (inside a container its own cgroup is the mount's root).
-    for controller in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
-        for folder in (root / controller / own_v1.lstrip("/"), root / controller):
-            try:
-                q = (folder / "cpu.cfs_quota_us").read_text().strip()
-                p = (folder / "cpu.cfs_period_us").read_text().strip()
-            except OSError:
-                continue
-            quota(q, p)
-    return max(1, min(limits))
+    dataset_path: Path = _env("DATASET_PATH", EMBEDDED_DATASET)
+    blob_connection_string: Optional[SecretStr] = _env("DATASET_BLOB_CONNECTION_STRING")
+    blob_account_url: Optional[str] = _env("DATASET_BLOB_ACCOUNT_URL")
+    blob_container: str = _env("DATASET_BLOB_CONTAINER", "datasets")
+    blob_prefix: str = _env("DATASET_BLOB_PREFIX", "")
+    refresh_seconds: int = _env("DATASET_REFRESH_SECONDS", 300)
+    blob_connect_timeout: PositiveSeconds = _env("DATASET_BLOB_CONNECT_TIMEOUT", 3.0)  # to open a connection
+    blob_read_timeout: PositiveSeconds = _env("DATASET_BLOB_READ_TIMEOUT", 3.0)  # each read (not a whole download)
+    blob_retries: int = _env("DATASET_BLOB_RETRIES", 1)  # further tries of a failed storage call within one load
+    service_model: Optional[str] = _env("SERVICE_MODEL")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = _env("CORS_ALLOWED_ORIGINS", DEFAULT_CORS_ORIGINS)
+    max_body_bytes: int = _env("MAX_BODY_BYTES", 1024 * 1024)
+    gzip_min_bytes: int = _env("GZIP_MIN_BYTES", 4096)
+    result_cache_size: int = _env("RESULT_CACHE_SIZE", 256)
+    max_concurrent_predictions: int = _env("MAX_CONCURRENT_PREDICTIONS", 0)  # 0: one per usable CPU
+    max_queued_predictions: int = _env("MAX_QUEUED_PREDICTIONS", 64)
+    request_time_budget_seconds: PositiveSeconds = _env("REQUEST_TIME_BUDGET_SECONDS", 200.0)
+    max_buffered_body_bytes: int = _env("MAX_BUFFERED_BODY_BYTES", 32 * 1024 * 1024)
+    # The Functions host's own variable: sync handlers run on a pool of this many threads.
+    threadpool_threads: int = _env("PYTHON_THREADPOOL_THREAD_COUNT", 1000)
+    warm_model_code: bool = _env("WARM_MODEL_CODE", True)  # import the models' code in the background after the load
+    # Telemetry (shared/telemetry.py): on when a connection string is set; the worker's own switch;
+    # "Authorization=AAD[;ClientId=...]" publishes with the app's managed identity instead of the key.
+    appinsights_connection_string: Optional[SecretStr] = _env("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    appinsights_authentication_string: Optional[SecretStr] = _env("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+    worker_telemetry: bool = _env("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", False)
+    # OpenTelemetry's own sampler variable (the distro reads it); unset: every request is traced
+    traces_sampler: Optional[str] = _env("OTEL_TRACES_SAMPLER")
 
+    @field_validator("dataset_path", mode="after")
+    @classmethod
+    def _under_project(cls, path: Path) -> Path:
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
-@dataclass(frozen=True)
-class Settings:
-    """The service configuration; see the README's configuration table."""
+    @field_validator("blob_prefix", mode="after")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.strip().strip("/")
 
-    dataset_path: Path = EMBEDDED_DATASET
-    blob_connection_string: str | None = field(default=None, repr=False)
-    blob_account_url: str | None = None
-    blob_container: str = "datasets"
-    blob_prefix: str = ""
-    refresh_seconds: int = 300
-    blob_connect_timeout: float = 3.0   # seconds to open a connection to the storage account
-    blob_read_timeout: float = 3.0      # seconds to wait for each read from it (not for a whole download)
-    blob_retries: int = 1               # further tries of a failed storage call within one load
-    service_model: str | None = None
-    cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
-    max_body_bytes: int = 1024 * 1024
-    gzip_min_bytes: int = 4096
-    result_cache_size: int = 256
-    max_concurrent_predictions: int = 0  # 0: one per usable CPU (see available_cpus)
-    max_queued_predictions: int = 64
-    request_time_budget_seconds: float = 200.0
-    max_buffered_body_bytes: int = 32 * 1024 * 1024
-    threadpool_threads: int = 1000
-    warm_model_code: bool = True         # import the models' code in the background once the dataset is loaded
+    @field_validator("service_model", "blob_account_url", mode="after")
+    @classmethod
+    def _blank_is_none(cls, value: Optional[str]) -> Optional[str]:
+        return (value or "").strip() or None
+
+    @field_validator("blob_retries", mode="after")
+    @classmethod
+    def _retries(cls, value: int) -> int:
+        return max(0, value)
+
+    @field_validator("threadpool_threads", mode="after")
+    @classmethod
+    def _threads(cls, value: int) -> int:
+        return max(1, value)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            items = tuple(item.strip().rstrip("/") for item in value.split(",") if item.strip())
+            return items or DEFAULT_CORS_ORIGINS
+        return value
 
     @property
     def uses_blob(self) -> bool:
         return bool(self.blob_connection_string or self.blob_account_url)
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "Settings":
-        env = dict(os.environ if env is None else env)
-        dataset_path = env.get("DATASET_PATH") or str(EMBEDDED_DATASET)
-        path = Path(dataset_path)
-        if not path.is_absolute():
-            path = PROJECT_ROOT / path
-        return cls(
-            dataset_path=path,
-            blob_connection_string=env.get("DATASET_BLOB_CONNECTION_STRING") or None,
-            blob_account_url=env.get("DATASET_BLOB_ACCOUNT_URL") or None,
-            blob_container=env.get("DATASET_BLOB_CONTAINER") or "datasets",
-            blob_prefix=(env.get("DATASET_BLOB_PREFIX") or "").strip("/"),
-            refresh_seconds=_int(env, "DATASET_REFRESH_SECONDS", 300),
-            blob_connect_timeout=_float(env, "DATASET_BLOB_CONNECT_TIMEOUT", 3.0),
-            blob_read_timeout=_float(env, "DATASET_BLOB_READ_TIMEOUT", 3.0),
-            blob_retries=max(0, _int(env, "DATASET_BLOB_RETRIES", 1)),
-            service_model=(env.get("SERVICE_MODEL") or "").strip() or None,
-            cors_origins=_list(env.get("CORS_ALLOWED_ORIGINS"), DEFAULT_CORS_ORIGINS),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
-            gzip_min_bytes=_int(env, "GZIP_MIN_BYTES", 4096),
-            result_cache_size=_int(env, "RESULT_CACHE_SIZE", 256),
-            max_concurrent_predictions=_int(env, "MAX_CONCURRENT_PREDICTIONS", 0),
-            max_queued_predictions=_int(env, "MAX_QUEUED_PREDICTIONS", 64),
-            request_time_budget_seconds=_float(env, "REQUEST_TIME_BUDGET_SECONDS", 200.0),
-            max_buffered_body_bytes=_int(env, "MAX_BUFFERED_BODY_BYTES", 32 * 1024 * 1024),
-            # The Functions host's own variable: sync handlers run on a pool of this many threads.
-            threadpool_threads=max(1, _int(env, "PYTHON_THREADPOOL_THREAD_COUNT", 1000)),
-            warm_model_code=(env.get("WARM_MODEL_CODE") or "1").strip().lower() not in ("0", "false", "no", "off"),
-        )
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        env = _ENV.get()
+        return (init_settings,) if env is None else (init_settings, _MappingEnvSource(settings_cls, env))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """The settings the environment (``os.environ``, or ``env``) sets; ValueError naming a malformed one."""
+        token = _ENV.set(dict(os.environ if env is None else env))
+        try:
+            return cls()
+        except ValidationError as exc:
+            problems = "; ".join(f"setting {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(problems) from None
+        finally:
+            _ENV.reset(token)
 
 
 _SECRET_PARTS = re.compile(r"(AccountKey|SharedAccessSignature|sig|password|secret)=([^;&]+)", re.I)

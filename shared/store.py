@@ -172,8 +172,10 @@ class BlobSource:
 
 def source_from_settings(settings: Settings) -> DatasetSource:
     if settings.uses_blob:
+        secret = settings.blob_connection_string
         return BlobSource(settings.blob_container, settings.blob_prefix,
-                          connection_string=settings.blob_connection_string, account_url=settings.blob_account_url,
+                          connection_string=secret.get_secret_value() if secret else None,
+                          account_url=settings.blob_account_url,
                           connect_timeout=settings.blob_connect_timeout, read_timeout=settings.blob_read_timeout,
                           retries=settings.blob_retries)
     return LocalFolderSource(settings.dataset_path)
@@ -375,6 +377,11 @@ def get_store() -> DatasetStore:
                 source = _BrokenSource(settings, exc)
             _store = DatasetStore(source, settings.refresh_seconds)
         return _store
+
+
+def peek_store() -> DatasetStore | None:
+    """The instance's store if one was made (telemetry reads it; it never makes one)."""
+    return _store
 
 
 def set_store(store: DatasetStore | None) -> None:

@@ -44,6 +44,9 @@ log = logging.getLogger("sids.warmup")
 
 MODEL_CODE_DELAY_SECONDS = 1.0   # from the end of the dataset load to the import of the model code
 _exiting = threading.Event()
+# Set once the instance is ready (its dataset load ended, or none was needed): what else starts in the
+# background (telemetry's configuration, shared/telemetry.py) waits for it, so as not to delay the start.
+ready = threading.Event()
 
 
 def model_code(blueprints: list[ApiBlueprint]) -> list[str]:
@@ -58,7 +61,10 @@ def model_code(blueprints: list[ApiBlueprint]) -> list[str]:
 
 def _run(load: bool, code: list[str]) -> None:
     if load:
-        get_store().refresh()
+        try:
+            get_store().refresh()
+        finally:
+            ready.set()
     if code and _exiting.wait(MODEL_CODE_DELAY_SECONDS):
         return  # the process is exiting: nothing to warm up for
     for module in code:
@@ -76,6 +82,8 @@ def warm_up(app: func.FunctionApp) -> threading.Thread | None:
     models = registered_models(app_routes(app))
     load = any(bp.uses_dataset for bp in models)
     code = model_code(models) if get_settings().warm_model_code else []
+    if not load:
+        ready.set()
     if not load and not code:
         return None
     thread = threading.Thread(target=_run, args=(load, code), name="instance-warm-up", daemon=True)

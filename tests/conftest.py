@@ -2,6 +2,7 @@
 
 * ``call``: invoke a registered function of ``function_app.app`` with a real
   ``azure.functions.HttpRequest`` (no server);
+* ``with_settings``: serve with given settings and a twolvlImp runtime built from them;
 * ``live_server``: the local host (uvicorn) serving the same app in a subprocess;
 * ``azurite``: a real Azurite blob emulator (from node_modules) on a free port;
 * ``wdi``: the embedded dataset, parsed once;
@@ -98,6 +99,29 @@ def call(app):
         return Reply(reply.status, reply.headers, reply.body)
 
     return _call
+
+
+@pytest.fixture
+def with_settings():
+    """with_settings(**values): serve with these settings and a runtime built from them (no result
+    cache), which the test gets back; the previous ones are restored afterwards."""
+    from blueprints import twolvlimp
+    from shared.settings import Settings, reset_settings
+
+    built, old = [], twolvlimp.use_runtime(None)
+
+    def apply(**values):
+        settings = Settings(**{"result_cache_size": 0, **values})
+        reset_settings(settings)
+        built.append(twolvlimp.build_runtime(settings))
+        twolvlimp.use_runtime(built[-1])
+        return built[-1]
+
+    yield apply
+    reset_settings(None)
+    twolvlimp.use_runtime(old)
+    for runtime in built:
+        runtime.close()
 
 
 def start_local_host(env_overrides: dict[str, str] | None = None, workers: int = 1):

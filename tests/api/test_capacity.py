@@ -6,6 +6,7 @@ the same behaviour over the local host is in tests/system/test_overload.py.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -14,18 +15,49 @@ import pytest
 from shared.capacity import (Budget, ComputeGate, Overloaded, RequestCancelled, TimeBudgetExceeded, cancel_event,
                              checkpoint, current_check, run_cancellable)
 from shared.http import model_error_response
-from shared.settings import Settings, available_cpus, reset_settings
+from shared.settings import Settings, reset_settings
 
 
 # ---------------------------------------------------------------------------------- usable CPUs
-def _cgroup(tmp_path, files: dict[str, str], proc: str = "0::/\n"):
+# joblib.cpu_count() (the service's count of usable CPUs) reads the cgroup files at fixed paths under
+# /sys/fs/cgroup: in a container that is its own cgroup (cgroup namespace). These tests point those
+# paths at a folder of their own and set the affinity, through the os module joblib's loky backend sees.
+class _FakeOs:
+    def __init__(self, root, affinity: int):
+        self._root, self._affinity = root, affinity
+        self.path = self
+
+    def __getattr__(self, name):  # everything else: the real os / os.path
+        return getattr(os.path, name) if hasattr(os.path, name) and not hasattr(os, name) else getattr(os, name)
+
+    def _moved(self, name: str) -> str:
+        return str(self._root / name.removeprefix("/sys/fs/cgroup/")) if name.startswith("/sys/fs/cgroup/") else name
+
+    def exists(self, name):
+        return os.path.exists(self._moved(name))
+
+    def sched_getaffinity(self, pid):
+        return set(range(self._affinity))
+
+    def cpu_count(self):
+        return 64
+
+
+def _cpus(monkeypatch, tmp_path, files: dict[str, str], affinity: int) -> int:
+    import builtins
+
+    import joblib
+    from joblib.externals.loky.backend import context
+
     root = tmp_path / "cgroup"
     for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    (tmp_path / "self_cgroup").write_text(proc)
-    return root, tmp_path / "self_cgroup"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    fake = _FakeOs(root, affinity)
+    monkeypatch.setattr(context, "os", fake)
+    monkeypatch.setattr(context, "open", lambda name, *a, **k: builtins.open(fake._moved(name), *a, **k), raising=False)
+    monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
+    return joblib.cpu_count()
 
 
 @pytest.mark.parametrize("cpu_max, expected", [
@@ -35,46 +67,39 @@ def _cgroup(tmp_path, files: dict[str, str], proc: str = "0::/\n"):
     ("max 100000\n", 8),       # no limit: the affinity
     ("1600000 100000\n", 8),   # a limit above the affinity: the affinity
 ])
-def test_available_cpus_reads_the_cgroup_v2_limit(tmp_path, cpu_max, expected):
-    root, proc = _cgroup(tmp_path, {"cpu.max": cpu_max})
-    assert available_cpus(root, proc, affinity=8) == expected
+def test_usable_cpus_read_the_cgroup_v2_limit(monkeypatch, tmp_path, cpu_max, expected):
+    assert _cpus(monkeypatch, tmp_path, {"cpu.max": cpu_max}, affinity=8) == expected
 
 
-def test_available_cpus_follows_the_process_cgroup_and_its_parents(tmp_path):
-    root, proc = _cgroup(tmp_path, {"kubepods/cpu.max": "200000 100000\n",
-                                    "kubepods/pod1/cpu.max": "max 100000\n",
-                                    "kubepods/pod1/app/cpu.max": "max 100000\n",
-                                    "other/cpu.max": "100000 100000\n"},
-                         proc="0::/kubepods/pod1/app\n")
-    assert available_cpus(root, proc, affinity=8) == 2
+def test_usable_cpus_read_the_cgroup_v1_cfs_quota(monkeypatch, tmp_path):
+    files = {"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    assert _cpus(monkeypatch, tmp_path, files, affinity=4) == 1
+    files = {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}
+    assert _cpus(monkeypatch, tmp_path / "unlimited", files, affinity=4) == 4
 
 
-def test_available_cpus_reads_the_cgroup_v1_cfs_quota(tmp_path):
-    root, proc = _cgroup(tmp_path, {"cpu,cpuacct/cpu.cfs_quota_us": "100000\n",
-                                    "cpu,cpuacct/cpu.cfs_period_us": "100000\n"},
-                         proc="4:memory:/x\n3:cpu,cpuacct:/\n")
-    assert available_cpus(root, proc, affinity=4) == 1
-    root, proc = _cgroup(tmp_path / "unlimited", {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"},
-                         proc="1:cpu:/\n")
-    assert available_cpus(root, proc, affinity=4) == 4
+def test_usable_cpus_use_the_affinity_without_cgroup_files_or_with_garbled_ones(monkeypatch, tmp_path):
+    assert _cpus(monkeypatch, tmp_path, {}, affinity=3) == 3
+    assert _cpus(monkeypatch, tmp_path / "garbled", {"cpu.max": "garbage\n"}, affinity=2) == 2
+    assert _cpus(monkeypatch, tmp_path / "none", {}, affinity=0) == 1
 
 
-def test_available_cpus_uses_the_affinity_and_survives_missing_or_garbled_files(tmp_path):
-    assert available_cpus(tmp_path / "none", tmp_path / "none.txt", affinity=3) == 3
-    root, proc = _cgroup(tmp_path, {"cpu.max": "garbage\n"}, proc="not a cgroup line\n")
-    assert available_cpus(root, proc, affinity=2) == 2
-    assert available_cpus(root, proc, affinity=0) == 1
-    import os
+def test_usable_cpus_on_this_machine_and_the_operators_cap(monkeypatch):
+    import joblib
 
-    assert 1 <= available_cpus() <= (os.cpu_count() or 1)
+    monkeypatch.delenv("LOKY_MAX_CPU_COUNT", raising=False)
+    assert 1 <= joblib.cpu_count() <= (os.cpu_count() or 1)
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", "1")  # joblib's own variable caps it further
+    assert joblib.cpu_count() == 1
 
 
 def test_compute_slots_and_fit_pool_are_sized_from_usable_cpus_not_the_machine(monkeypatch):
-    import shared.settings
+    import joblib
+
     from blueprints import twolvlimp
 
-    monkeypatch.setattr(twolvlimp, "available_cpus", lambda *a, **k: 1)
-    monkeypatch.setattr(shared.settings.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(joblib, "cpu_count", lambda *a, **k: 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
     runtime = twolvlimp.build_runtime(Settings())
     try:
         assert runtime.slots.slots == 1
@@ -237,28 +262,6 @@ HEAVY = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2001", "interpolator
 SIMPLE = {"target": "wdi-EG.ELC.ACCS.UR.ZS", "target_year": "2015", "interpolator": "KNNImputer",
           "scheme": "MANUAL", "estimators": 10, "model": "rfr", "interval": "quantile", "dataset": "wdi",
           "manual_predictors": ["wdi-SP.URB.TOTL.IN.ZS"]}
-
-
-@pytest.fixture
-def with_settings():
-    """with_settings(**values): serve with these settings and a runtime built from them (no result
-    cache), which the test gets back; the previous ones are restored afterwards."""
-    from blueprints import twolvlimp
-
-    built, old = [], twolvlimp.use_runtime(None)
-
-    def apply(**values):
-        settings = Settings(**{"result_cache_size": 0, **values})
-        reset_settings(settings)
-        built.append(twolvlimp.build_runtime(settings))
-        twolvlimp.use_runtime(built[-1])
-        return built[-1]
-
-    yield apply
-    reset_settings(None)
-    twolvlimp.use_runtime(old)
-    for runtime in built:
-        runtime.close()
 
 
 @pytest.fixture

@@ -38,8 +38,9 @@ def test_worker_indexing_sees_native_http_functions_with_unique_names():
         assert trigger["authLevel"] == "ANONYMOUS"
         assert trigger["route"] and not trigger["route"].startswith("api/")
         assert f["json"]["scriptFile"] == "function_app.py"
-        assert f["params"] == ["req"]
+        assert f["params"] == ["req", "context"]  # context: the worker passes it by name (invocation id, trace)
         assert f["hints"]["req"] == "azure.functions._http.HttpRequest"
+        assert f["hints"]["context"] == "azure.functions._abc.Context"
     routes = {next(b for b in f["json"]["bindings"] if b["type"] == "httpTrigger")["route"] for f in functions}
     assert {"health", "params", "openapi.json", "docs", "{*path}", "sampleapi/test_endpoint1"} <= routes
 

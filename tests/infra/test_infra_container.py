@@ -94,7 +94,8 @@ def test_dockerfile_builds_on_the_functions_python_image_and_installs_the_depend
     assert env["FUNCTIONS_WORKER_RUNTIME"] == "python"
     runs = " ".join(rest for word, rest in steps if word == "RUN")
     copies = [rest for word, rest in steps if word == "COPY"]
-    assert "requirements.txt /tmp/requirements.txt" in copies and "pip install --no-cache-dir -r /tmp/requirements.txt" in runs
+    assert "requirements.lock /tmp/requirements.lock" in copies
+    assert "pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock" in runs  # the locked set, hashes checked
     assert ". /home/site/wwwroot" in copies
     assert [rest for word, rest in steps if word == "USER"] == ["10001:10001"]
     assert [rest for word, rest in steps if word == "EXPOSE"] == [env["ASPNETCORE_URLS"].rsplit(":", 1)[1]]
@@ -102,8 +103,8 @@ def test_dockerfile_builds_on_the_functions_python_image_and_installs_the_depend
 
 def test_build_context_has_the_app_and_no_dataset():
     context = build_context()
-    for needed in ("function_app.py", "host.json", "requirements.txt", "shared/http.py", "blueprints/__init__.py",
-                   "models/__init__.py"):
+    for needed in ("function_app.py", "host.json", "requirements.txt", "requirements.lock", "shared/http.py",
+                   "blueprints/__init__.py", "models/__init__.py"):
         assert needed in context
     # the local runner and its server: in the image the Functions host serves the app
     assert not [p for p in context if p.startswith("local_host/")]
