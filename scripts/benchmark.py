@@ -869,6 +869,8 @@ def planned_steps(options: argparse.Namespace) -> int:
             steps += 2 * options.load_repeats + model * (1 + (not options.skip_iterative))
         if not options.no_start:
             steps += options.start_repeats * (1 + platform + 2 * (not options.skip_synthetic))
+        if not options.no_telemetry:
+            steps += 2 * options.start_repeats   # measure_telemetry: an instance with telemetry off, one with it on
     if model or options.form_only:
         if options.heaviest:
             steps += platform + (not options.skip_synthetic)
@@ -1123,9 +1125,11 @@ def measure_telemetry(options: argparse.Namespace) -> dict:
         for _ in range(options.start_repeats):
             for telemetry_on in (False, True):
                 env = environment(stub, prompt=False) if telemetry_on else {"APPLICATIONINSIGHTS_CONNECTION_STRING": ""}
+                _step(f"start with telemetry {'on' if telemetry_on else 'off'}")
                 runs["on" if telemetry_on else "off"].append(
                     start_to_health(EMBEDDED, ROOT, options.worker_timeout, {**env, "WARM_MODEL_CODE": "0"},
                                     then=simple_requests))
+                _step_done()
     finally:
         stub.stop()
     out = {"received_items": len(stub.items())}
