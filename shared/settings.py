@@ -123,6 +123,7 @@ class Settings:
     blob_connect_timeout: float = 3.0   # seconds to open a connection to the storage account
     blob_read_timeout: float = 3.0      # seconds to wait for each read from it (not for a whole download)
     blob_retries: int = 1               # further tries of a failed storage call within one load
+    shrink_limit: float = 0.5           # without a manifest, a reload keeping less of the rows or indicators is refused
     service_model: str | None = None
     cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
     max_body_bytes: int = 1024 * 1024
@@ -156,6 +157,7 @@ class Settings:
             blob_connect_timeout=_float(env, "DATASET_BLOB_CONNECT_TIMEOUT", 3.0),
             blob_read_timeout=_float(env, "DATASET_BLOB_READ_TIMEOUT", 3.0),
             blob_retries=max(0, _int(env, "DATASET_BLOB_RETRIES", 1)),
+            shrink_limit=min(1.0, _float(env, "DATASET_SHRINK_LIMIT", 0.5)),
             service_model=(env.get("SERVICE_MODEL") or "").strip() or None,
             cors_origins=_list(env.get("CORS_ALLOWED_ORIGINS"), DEFAULT_CORS_ORIGINS),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
