@@ -547,3 +547,139 @@ def test_many_unusable_values_are_counted_and_the_first_five_named(folder):
     assert warning.startswith("indicatorData.csv: 8 value(s) not finite or beyond +-1e+15 treated as missing")
     named = [int(n) for n in re.findall(r"row (\d+) column", warning)]
     assert named == [r + 1 for r in rows[:5]]
+
+
+# --------------------------------------------------------------------------- silent changes of meaning (issue 19)
+def forced_manifest(folder: Path) -> None:
+    """A manifest that matches the files as they are, written without the upload script's checks
+    (an older script, or by hand): the loader's own checks must still refuse what changes the meaning."""
+    import hashlib
+
+    import pandas as pd
+
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.name == MANIFEST:
+            continue
+        content = path.read_bytes()
+        entry = {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        if path.suffix == ".csv":
+            entry["rows"] = len(pd.read_csv(path, dtype=str))
+        files[path.name] = entry
+    (folder / MANIFEST).write_text(json.dumps({"format": 1, "dataset_version": "forced", "files": files}))
+
+
+def drop_country_from_meta(folder: Path, code: str = "JAM") -> None:
+    path = folder / "countryMeta.csv"
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
+                            if not line.startswith(f"{code},")))
+
+
+def rename_year_columns(folder: Path, renames: dict[str, str]) -> None:
+    path = folder / "indicatorData.csv"
+    header, rest = path.read_text().split("\n", 1)
+    columns = [renames.get(c, c) for c in header.split(",")]
+    path.write_text(",".join(columns) + "\n" + rest)
+
+
+def test_a_country_missing_from_country_meta_is_reported_without_a_manifest(folder):
+    """Issue 19: a country missing from countryMeta.csv silently stopped being a SIDS."""
+    (folder / MANIFEST).unlink()
+    drop_country_from_meta(folder)
+    store = DatasetStore(LocalFolderSource(folder))
+    data = store.get()
+    assert "JAM" in data.countries and "JAM" not in data.sids
+    status = store.status()
+    assert status["status"] == "ok"
+    assert status["data_warnings"] == [
+        "countryMeta.csv: lacks 1 of the 217 countries of indicatorData.csv (they would not count as SIDS), e.g. JAM"]
+
+
+def test_a_country_missing_from_country_meta_is_refused_with_a_manifest(folder):
+    drop_country_from_meta(folder)
+    with pytest.raises(SystemExit, match="countryMeta.csv: lacks 1 of the 217 countries"):
+        write_manifest(folder)  # the upload script does not vouch for it
+    forced_manifest(folder)
+    store = DatasetStore(LocalFolderSource(folder))
+    with pytest.raises(DatasetUnavailable, match="countryMeta.csv: lacks 1 of the 217 countries .* e.g. JAM"):
+        store.get()
+
+
+def test_year_columns_that_are_no_plausible_year_are_reported_without_a_manifest(folder):
+    """Issue 19: a year column renamed Y2015 disappeared, one renamed 2051 was accepted as a year."""
+    (folder / MANIFEST).unlink()
+    rename_year_columns(folder, {"2015": "Y2015", "2020": "2051"})
+    store = DatasetStore(LocalFolderSource(folder))
+    data = store.get()
+    assert 2051 not in data.years and 2015 not in data.years and data.years[-1] == 2019
+    next_year = time.gmtime().tm_year + 1
+    assert store.status()["data_warnings"] == [
+        f"indicatorData.csv: 2 column(s) that are no year from 1950 to {next_year}: 'Y2015', '2051' were ignored"]
+
+
+@pytest.mark.parametrize("renames", [{"2015": "Y2015"}, {"2020": "2051"}, {"1990": "1949"}])
+def test_year_columns_that_are_no_plausible_year_are_refused_with_a_manifest(folder, renames):
+    rename_year_columns(folder, renames)
+    [odd] = renames.values()
+    with pytest.raises(SystemExit, match=f"indicatorData.csv: 1 column\\(s\\) that are no year .*'{odd}'"):
+        write_manifest(folder)
+    forced_manifest(folder)
+    with pytest.raises(DatasetUnavailable, match=f"indicatorData.csv: 1 column\\(s\\) that are no year .*'{odd}'"):
+        DatasetStore(LocalFolderSource(folder)).get()
+
+
+@pytest.mark.parametrize("keep", [0.7, 0.6])
+def test_without_a_manifest_a_smaller_version_loads_and_health_reports_the_rows_lost(folder, keep):
+    """Issue 19: a CSV cut at a line break to 70% of its rows (or a 40% shrink) loaded as ok, unreported."""
+    (folder / MANIFEST).unlink()
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0)
+    before = store.get()
+    lines = data_lines(folder)
+    (folder / "indicatorData.csv").write_text("".join(lines[: int(len(lines) * keep)]))
+    assert store.refresh() is True
+    status = store.status()
+    assert status["status"] == "ok" and status["rows"] < before.n_rows
+    lost = before.n_rows - status["rows"]
+    assert (f"indicatorData.csv: the new version has {status['rows']} data rows, {lost} "
+            f"({lost / before.n_rows:.1%}) fewer than the copy it replaced (version {before.version})"
+            in status["data_warnings"]), status["data_warnings"]
+
+
+def test_indicators_lost_are_reported_too(folder):
+    import pandas as pd
+
+    (folder / MANIFEST).unlink()
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0)
+    store.get()
+    frame = pd.read_csv(folder / "indicatorData.csv", dtype=str, keep_default_na=False)
+    kept = sorted(frame["Indicator Code"].unique())[:66]  # 44 of 110 dropped: 40%
+    frame[frame["Indicator Code"].isin(kept)].to_csv(folder / "indicatorData.csv", index=False)
+    assert store.refresh() is True
+    warnings = store.status()["data_warnings"]
+    assert any(w.startswith("indicatorData.csv: the new version has 66 indicators, 44 (40.0%) fewer") for w in warnings)
+
+
+def test_the_refusal_threshold_is_a_setting(folder):
+    from shared.settings import Settings
+
+    assert Settings.from_env({}).shrink_limit == 0.5
+    settings = Settings.from_env({"DATASET_SHRINK_LIMIT": "0.8"})
+    assert settings.shrink_limit == 0.8
+    with pytest.raises(ValueError, match="DATASET_SHRINK_LIMIT"):
+        Settings.from_env({"DATASET_SHRINK_LIMIT": "half"})
+    (folder / MANIFEST).unlink()
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0, shrink_limit=settings.shrink_limit)
+    good = store.get()
+    lines = data_lines(folder)
+    (folder / "indicatorData.csv").write_text("".join(lines[: int(len(lines) * 0.7)]))
+    assert store.refresh() is False and store.status()["version"] == good.version
+    assert "more than 20% lost, so it is loaded only with a manifest.json" in store.status()["last_error"]
+
+
+def test_get_store_takes_the_threshold_from_the_settings(monkeypatch):
+    from shared import settings as settings_module
+    from shared import store as store_module
+
+    monkeypatch.setattr(store_module, "_store", None)
+    monkeypatch.setattr(settings_module, "_settings", settings_module.Settings(shrink_limit=0.9))
+    assert store_module.get_store().shrink_limit == 0.9
