@@ -80,7 +80,7 @@ class YearInfo:
     year: int
     index: int
     missing: np.ndarray          # share of countries missing, per indicator
-    target_mask: np.ndarray      # 0 < missing < 80%
+    target_mask: np.ndarray      # 0 < missing < 80%, and missing for at least one SIDS (what resolve accepts)
     predictor_mask: np.ndarray   # missing < 30%
 
     @property
@@ -95,12 +95,21 @@ def _missing_by_year(ds: Dataset) -> np.ndarray:
     return ds.memo(("twolvlimp", "missing"), compute)
 
 
+def _targets_by_year(ds: Dataset) -> np.ndarray:
+    """years x indicators: a valid target (missing for some but fewer than 80% of the countries, and for at
+    least one SIDS: a target with every SIDS value present has nothing to impute, and resolve refuses it)."""
+    def compute():
+        miss = _missing_by_year(ds)
+        sids_missing = np.isnan(ds.values[:, ds.sids_mask, :]).any(axis=1)  # False everywhere without SIDS
+        return (miss > 0) & (miss < TARGET_MISSING_MAX) & sids_missing
+    return ds.memo(("twolvlimp", "targets_by_year"), compute)
+
+
 def year_info(ds: Dataset, year: int) -> YearInfo:
     def compute():
         idx = ds.years.index(year)
         miss = _missing_by_year(ds)[idx]
-        return YearInfo(year=year, index=idx, missing=miss,
-                        target_mask=(miss > 0) & (miss < TARGET_MISSING_MAX),
+        return YearInfo(year=year, index=idx, missing=miss, target_mask=_targets_by_year(ds)[idx],
                         predictor_mask=miss < PREDICTOR_MISSING_MAX)
     return ds.memo(("twolvlimp", "year", year), compute)
 
@@ -108,8 +117,7 @@ def year_info(ds: Dataset, year: int) -> YearInfo:
 def target_years(ds: Dataset) -> list[str]:
     """Years in which at least one indicator is a valid target."""
     def compute():
-        miss = _missing_by_year(ds)
-        ok = ((miss > 0) & (miss < TARGET_MISSING_MAX)).any(axis=1)
+        ok = _targets_by_year(ds).any(axis=1)
         return [str(y) for y, good in zip(ds.years, ok) if good]
     return ds.memo(("twolvlimp", "target_years"), compute)
 
