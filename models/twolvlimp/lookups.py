@@ -300,10 +300,13 @@ def complete_for_estimate(ds: Dataset, req: ImputationRequest) -> ImputationRequ
     year = str(req.target_year).strip() if str(req.target_year).strip() in years else years[-1]
     options = datasets(ds, int(year))
     target, _ = resolve_code(ds, req.target or "")
-    valid_targets = {c for d in options for c in targets(ds, int(year), d)}
     dataset = req.dataset
+    # A dataset chosen after the target (the form keeps the target when the dataset is switched) is the
+    # newer choice: the target must be one of its own, else a typical one of it stands in.
+    chosen = dataset if dataset in options else None
+    valid_targets = {c for d in ([chosen] if chosen else options) for c in targets(ds, int(year), d)}
     if target not in valid_targets:
-        wanted = req.dataset if req.dataset in options else next(iter(options))
+        wanted = chosen or next(iter(options))
         target, dataset = next(iter(targets(ds, int(year), wanted))), wanted
     elif dataset and dataset not in options and not is_legacy_dataset_alias(ds, dataset):
         dataset = None

@@ -430,3 +430,17 @@ def test_no_target_is_listed_when_the_data_has_no_sids(wdi):
                       indicator_meta=wdi.indicator_meta, dataset_meta=wdi.dataset_meta,
                       country_meta=wdi.country_meta, sids=frozenset())
     assert lookups.target_years(no_sids) == []
+
+
+@pytest.mark.parametrize("scheme", ["MANUAL", "AFS"])
+def test_estimate_answers_a_target_kept_after_switching_the_dataset(platform, runtime, scheme):
+    """Issue 19: the form keeps its target when the dataset is switched; /estimate answered 422
+    ("belongs to dataset 'epi', not 'hdr'") instead of an estimate for what is known."""
+    epi_target = next(iter(lookups.targets(platform, 2015, "epi")))
+    form = ImputationRequest(target=epi_target, target_year="2015", dataset="hdr", scheme=scheme,
+                             manual_predictors=(), number_predictor=10 if scheme == "AFS" else None)
+    with pytest.raises(ImputationError, match="belongs to dataset 'epi', not 'hdr'"):
+        resolve(platform, form)  # /predict refuses the form as it is...
+    completed = lookups.complete_for_estimate(platform, form)
+    assert completed.dataset == "hdr" and completed.target in lookups.targets(platform, 2015, "hdr")
+    assert runtime.estimate_seconds(platform, completed) > 0  # ...and /estimate answers it
