@@ -329,6 +329,9 @@ def resolve(ds: Dataset, req: ImputationRequest) -> ResolvedRequest:
         if getattr(req, name) not in allowed:
             raise ImputationError(f"{name} must be one of {', '.join(allowed)}", allowed=list(allowed))
     notes = []
+    if not ds.sids_mask.any():  # before the year: without SIDS no year has a target (see _targets_by_year)
+        raise ImputationError("the data has no SIDS country (countryMeta.csv marks none), so there is nothing "
+                              "for this model to impute")
     year = check_year(ds, req.target_year)
     target, alias = resolve_code(ds, req.target)
     if alias:
@@ -344,9 +347,6 @@ def resolve(ds: Dataset, req: ImputationRequest) -> ResolvedRequest:
 
     j = ds.indicators.get_loc(target)
     column = ds.year_matrix(year)[:, j]
-    if not ds.sids_mask.any():
-        raise ImputationError("the data has no SIDS country (countryMeta.csv marks none), so there is nothing "
-                              "for this model to impute")
     if not np.isnan(column[ds.sids_mask]).any():
         raise ImputationError(f"every SIDS in the data has a value for {target!r} in {year}: nothing to impute; "
                               "choose another year or target (see /twolvlImp/targets)")
