@@ -95,6 +95,9 @@ class LocalFolderSource:
         return {name: str(self.path / name) for name in tags}
 
 
+DOWNLOAD_STREAMS = 4  # parallel range reads of one blob (the SDK's chunks of 4 MiB; a small blob is one read)
+
+
 class BlobSource:
     """A blob container (and optional prefix); a file's tag is its ETag.
 
@@ -151,7 +154,8 @@ class BlobSource:
         for name, etag in tags.items():
             try:
                 blob = self.container.get_blob_client(self.prefix + name)
-                files[name] = blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified).readall()
+                files[name] = blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified,
+                                                 max_concurrency=DOWNLOAD_STREAMS).readall()
             except Exception as exc:
                 # Changed since it was listed (publish in progress) or unreachable: try again next time.
                 raise SourceUnreachable(f"cannot download {name}: {self._failure(exc)}") from None
