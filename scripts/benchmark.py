@@ -244,8 +244,7 @@ def worker_load(args: dict) -> dict:
         "load_seconds": data.load_seconds, "import_seconds": imported - started, "ready_seconds": ready - started,
         "status": status["status"], "last_error": status["last_error"], "app_import_error": import_error,
         "countries": len(data.countries), "indicators": len(data.indicators), "years": len(data.years),
-        "source_file": "indicatorData.parquet" if (Path(args["path"]) / "indicatorData.parquet").exists()
-        else "indicatorData.csv",
+        "source_file": data.data_file,  # the file read (a Parquet file is read only when it is the CSV's copy)
         "peak_rss": peak_rss_bytes(), "rss_after_load": current_rss_bytes(),
     }
 

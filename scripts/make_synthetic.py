@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from shared.dataset import DEFAULT_SIDS  # noqa: E402  (real SIDS codes for the SIDS rows)
+from shared.dataset import DEFAULT_SIDS, as_copy_of  # noqa: E402  (real SIDS codes for the SIDS rows)
 
 CATEGORIES = (
     "Economy", "Health", "Education", "Environment", "Energy", "Population", "Urban Development",
@@ -300,7 +300,7 @@ def write(syn: Synthetic, out_dir: Path, parquet: bool = False) -> dict[str, Pat
     if parquet:
         import pyarrow.parquet as pq
 
-        pq.write_table(table, parquet_path, compression="zstd")
+        pq.write_table(as_copy_of(table, str(path)), parquet_path, compression="zstd")  # read only beside this CSV
         written[parquet_path.name] = parquet_path
     elif parquet_path.exists():
         parquet_path.unlink()  # never leave a stale columnar copy beside a new CSV

@@ -2,10 +2,17 @@
 
 A dataset folder (or blob prefix) holds ``indicatorData.csv`` (one row per country
 and indicator, one column per year), ``indicatorMeta.csv``, ``datasetMeta.csv`` and
-optionally ``countryMeta.csv``. ``indicatorData.parquet`` may stand beside the CSV
-and is read instead of it (much faster for platform-size data). A ``manifest.json``,
-written last by the upload script, lists every file's size, SHA-256 and CSV row
-count: it tells a complete publish from a partial or truncated one.
+optionally ``countryMeta.csv``. ``indicatorData.parquet`` may stand beside the CSV: it is
+a cache of the CSV (much faster to read at platform size), read instead of it only when it
+records the SHA-256 of exactly this CSV (``columnar_copy`` writes it); otherwise the CSV is
+read and a warning says why. A ``manifest.json``, written last by the upload script, lists
+every file's size, SHA-256 and CSV row count: it tells a complete publish from a partial or
+truncated one.
+
+What would silently change the data's meaning (a country of the data missing from
+``countryMeta.csv``, so it stops being a SIDS; a year column that is no plausible year, such
+as ``Y2015`` or ``2051``) is refused when a manifest vouches for the files (``strict``) and
+reported as a warning otherwise.
 
 The values are held as one float array ``[year, country, indicator]`` so that the
 countries x indicators matrix of a year is a view, not a pivot.
@@ -37,6 +44,9 @@ MANIFEST_FORMAT = 1
 # Values the models cannot handle (float32 overflow in IterativeImputer, squared errors): beyond this
 # magnitude a value is treated as missing and reported. Real indicators stay far below (world GDP ~1e14 US$).
 MAX_ABS_VALUE = 1e15
+# The Parquet copy's schema metadata: the SHA-256 of the CSV it was made from (its proof of being that CSV's copy).
+PARQUET_SOURCE_KEY = b"sids.source_csv_sha256"
+FIRST_YEAR = 1950  # year columns run from here to next calendar year
 
 REQUIRED_COLUMNS = {
     DATA_FILE: ("Country Code", "Indicator Code"),
@@ -80,6 +90,7 @@ class Dataset:
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     load_seconds: float = 0.0
     warnings: tuple[str, ...] = ()
+    data_file: str = DATA_FILE         # the file the values were read from (the CSV, or its Parquet copy)
     _memo: dict = field(default_factory=dict, repr=False)
     _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -205,15 +216,28 @@ def _check_unique(file: str, frame: pd.DataFrame, keys: list[str]) -> None:
         raise DatasetFormatError(file, f"{len(dupes)} rows share a key ({' + '.join(keys)}), e.g. {example}")
 
 
-def _year_columns(columns: list[str]) -> list[str]:
-    years = [c for c in columns if str(c).strip().isdigit() and len(str(c).strip()) == 4]
-    if not years:
-        raise DatasetFormatError(DATA_FILE, "no year columns (four-digit column names such as 2015)")
+def _year_columns(columns: list[str], strict: bool, warnings: list[str], file: str = DATA_FILE) -> list[str]:
+    """The year columns: every column but the two codes must be a plausible year (FIRST_YEAR .. next year).
+
+    Another column (``Y2015``, ``2051``) is refused when ``strict``, else ignored with a warning."""
+    last = datetime.now(timezone.utc).year + 1
+    others = [str(c).strip() for c in columns if str(c).strip() not in REQUIRED_COLUMNS[DATA_FILE]]
     # The CSV reader renames a repeated header "2015" to "2015.1"; stripping can also make two equal.
-    repeated = sorted({c for c in years if years.count(c) > 1}
-                      | {str(c).split(".")[0] for c in columns if re.fullmatch(r"\d{4}\.\d+", str(c))})
+    repeated = sorted({c for c in others if others.count(c) > 1}
+                      | {c.split(".")[0] for c in others if re.fullmatch(r"\d{4}\.\d+", c)})
     if repeated:
         raise DatasetFormatError(DATA_FILE, f"year column {repeated[0]} appears more than once")
+    years = [c for c in others if c.isdigit() and len(c) == 4 and FIRST_YEAR <= int(c) <= last]
+    odd = [c for c in others if c not in years]
+    if odd:
+        problem = (f"{len(odd)} column(s) that are no year from {FIRST_YEAR} to {last}: "
+                   f"{', '.join(repr(c[:40]) for c in odd[:5])}")
+        if strict:
+            raise DatasetFormatError(file, problem)
+        warnings.append(f"{file}: {problem} were ignored")
+    if not years:
+        raise DatasetFormatError(DATA_FILE, f"no year columns (four-digit column names such as 2015, "
+                                            f"from {FIRST_YEAR} to {last})")
     return sorted(years, key=int)  # the values array is indexed by year in ascending order
 
 
@@ -296,11 +320,48 @@ def _check_rows(file: str, frame: pd.DataFrame, expected_rows: Mapping[str, int]
         raise DatasetFormatError(file, "has no data rows")
 
 
+def parquet_source(content: bytes | str) -> str | None:
+    """The SHA-256 of the CSV a Parquet copy was made from, as recorded in it (None: not recorded)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        source = pa.BufferReader(content) if isinstance(content, (bytes, bytearray)) else content
+        metadata = pq.read_schema(source).metadata or {}
+        return metadata[PARQUET_SOURCE_KEY].decode("ascii") if PARQUET_SOURCE_KEY in metadata else None
+    except Exception as exc:
+        raise DatasetFormatError(DATA_PARQUET, f"cannot be read as Parquet ({type(exc).__name__})") from None
+
+
+def stale_parquet(files: Mapping[str, bytes | str], csv_sha256: str | None = None) -> str | None:
+    """Why the Parquet file beside the CSV is not the copy of that CSV; None when it is (or one of them is absent).
+
+    ``csv_sha256``: the CSV's hash when already known (saves hashing it again)."""
+    if DATA_PARQUET not in files or DATA_FILE not in files:
+        return None
+    try:
+        recorded = parquet_source(files[DATA_PARQUET])
+    except DatasetFormatError as exc:
+        return str(exc)
+    if recorded is None:
+        return f"{DATA_PARQUET} records no SHA-256 of the {DATA_FILE} it was made from"
+    actual = csv_sha256 or _sha256_and_size(files[DATA_FILE])[0]
+    if recorded != actual:
+        return (f"{DATA_PARQUET} was made from another {DATA_FILE} (SHA-256 {recorded[:12]}..., "
+                f"this one {actual[:12]}...)")
+    return None
+
+
 def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: str = "",
-                  expected_rows: Mapping[str, int] | None = None) -> Dataset:
+                  expected_rows: Mapping[str, int] | None = None, strict: bool = False,
+                  sha256: Mapping[str, str] | None = None) -> Dataset:
     """Parse and check the files of one dataset (bytes or paths, keyed by file name).
 
     ``expected_rows``: data rows per CSV as listed in the manifest; a file that parses to another count fails.
+    ``strict`` (a manifest vouches for the files): what would change the data's meaning silently (a country
+    missing from countryMeta.csv, a column that is no plausible year) is refused instead of reported.
+    ``sha256``: the files' hashes when already computed. A Parquet file beside the CSV is read only when
+    it is proven to be that CSV's copy (:func:`stale_parquet`); otherwise the CSV is, with a warning.
     """
     started = time.perf_counter()
     has_data = DATA_PARQUET in files or DATA_FILE in files
@@ -310,6 +371,11 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
     warnings: list[str] = []
 
     data_name = DATA_PARQUET if DATA_PARQUET in files else DATA_FILE
+    stale = stale_parquet(files, (sha256 or {}).get(DATA_FILE))
+    if stale:
+        data_name = DATA_FILE
+        warnings.append(f"{stale}: {DATA_FILE} was read instead (rewrite the copy with "
+                        "infra/scripts/upload_dataset.py --manifest-only --parquet FOLDER)")
     if data_name == DATA_PARQUET:
         table = _read_parquet(files[DATA_PARQUET])
     else:
@@ -323,7 +389,7 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
     c_codes, c_uniques = _codes(data_name, data["Country Code"])
     i_codes, i_uniques = _codes(data_name, data["Indicator Code"])
     _check_unique_pairs(data_name, data, c_codes, len(i_uniques), i_codes)
-    year_cols = _year_columns(table.columns)
+    year_cols = _year_columns(table.columns, strict, warnings, data_name)
     converted = _check_numbers(data_name, table, year_cols)
 
     meta = _read_csv(INDICATOR_META, files[INDICATOR_META])
@@ -378,6 +444,13 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
         cmeta["Country Code"] = cmeta["Country Code"].str.strip()
         _check_unique(COUNTRY_META, cmeta, ["Country Code"])
         cmeta = cmeta.set_index("Country Code")
+        unlisted = countries.difference(cmeta.index)
+        if len(unlisted):
+            problem = (f"lacks {len(unlisted)} of the {len(countries)} countries of {data_name} "
+                       f"(they would not count as SIDS), e.g. {', '.join(unlisted[:5])}")
+            if strict:
+                raise DatasetFormatError(COUNTRY_META, problem)
+            warnings.append(f"{COUNTRY_META}: {problem}")
         sids = frozenset(c for c, flag in cmeta["SIDS"].items() if _parse_bool(flag))
     else:
         cmeta = pd.DataFrame(index=pd.Index([], name="Country Code"))
@@ -391,24 +464,37 @@ def build_dataset(files: Mapping[str, bytes | str], version: str = "", source: s
         values=cube, years=years, countries=countries, indicators=indicators,
         indicator_meta=meta.reindex(indicators), dataset_meta=dsets, country_meta=cmeta, sids=sids,
         version=version, source=source, load_seconds=time.perf_counter() - started, warnings=tuple(warnings),
+        data_file=data_name,
     )
 
+
+
+def as_copy_of(table, csv: bytes | str):
+    """The Arrow table with the proof, in its schema metadata, that it is the copy of this CSV (its SHA-256)."""
+    return table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                          PARQUET_SOURCE_KEY: _sha256_and_size(csv)[0].encode()})
 
 
 def columnar_copy(files: Mapping[str, bytes | str]) -> bytes:
     """``indicatorData.parquet`` for a dataset's ``indicatorData.csv``: the same table, which loads faster.
 
     Written once per data version by the upload script, so that no instance parses the CSV
-    (README, Performance: start of an instance from each). Checked before it is returned: the
-    dataset loaded from the copy must be the one loaded from the CSV, else DatasetFormatError.
-    The CSV is checked first, so its errors name the CSV.
+    (README, Performance: start of an instance from each). It records the CSV's SHA-256 in its
+    schema metadata (``PARQUET_SOURCE_KEY``): the loader reads it instead of the CSV only beside
+    that very CSV. Checked before it is returned: the dataset loaded from the copy must be the one
+    loaded from the CSV, else DatasetFormatError. The CSV is checked first, so its errors name the CSV.
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     csv_only = {name: content for name, content in files.items() if name != DATA_PARQUET}
     from_csv = build_dataset(csv_only)
+    table = pa.Table.from_pandas(_read_csv(DATA_FILE, files[DATA_FILE]), preserve_index=False)
     buffer = io.BytesIO()
-    _read_csv(DATA_FILE, files[DATA_FILE]).to_parquet(buffer, index=False)
+    pq.write_table(as_copy_of(table, files[DATA_FILE]), buffer)
     copy = buffer.getvalue()
-    from_copy = build_dataset({**csv_only, DATA_PARQUET: copy})
+    without_csv = {name: content for name, content in csv_only.items() if name != DATA_FILE}
+    from_copy = build_dataset({**without_csv, DATA_PARQUET: copy})
     same = (from_copy.years == from_csv.years and from_copy.countries.equals(from_csv.countries)
             and from_copy.indicators.equals(from_csv.indicators)
             and np.array_equal(from_copy.values, from_csv.values, equal_nan=True))
@@ -433,7 +519,9 @@ def make_manifest(files: Mapping[str, bytes | str], dataset_version: str | None 
                   created_at: datetime | None = None) -> dict:
     """The manifest of a complete dataset: per file its size, SHA-256 and (CSV) data rows.
 
-    Refuses files the loader would refuse (the data must parse and have rows), so a manifest never vouches for them.
+    Refuses files the loader would refuse with a manifest (the data must parse and have rows, every country
+    be in countryMeta.csv, every year column a plausible year), and a Parquet file that is not the copy of
+    the CSV listed with it, so a manifest never vouches for them.
     """
     listed = {}
     for name in sorted(files):
@@ -444,7 +532,10 @@ def make_manifest(files: Mapping[str, bytes | str], dataset_version: str | None 
         if name.endswith(".csv"):
             entry["rows"] = len(_read_csv(name, files[name]))
         listed[name] = entry
-    build_dataset({n: files[n] for n in listed})  # raises DatasetFormatError naming the file
+    stale = stale_parquet(files, listed.get(DATA_FILE, {}).get("sha256"))
+    if stale:
+        raise DatasetFormatError(DATA_PARQUET, f"is not the copy of this {DATA_FILE}: {stale}")
+    build_dataset({n: files[n] for n in listed}, strict=True)  # raises DatasetFormatError naming the file
     if dataset_version is None:
         combined = "\n".join(f"{n}={e['sha256']}" for n, e in listed.items())
         dataset_version = hashlib.sha256(combined.encode()).hexdigest()[:16]
@@ -481,12 +572,14 @@ def parse_manifest(content: bytes | str) -> Manifest:
     return Manifest(str(raw.get("dataset_version", "")), str(raw.get("created_at", "")), files)
 
 
-def check_manifest(manifest: Manifest, present: Mapping[str, int | None], contents: Mapping[str, bytes | str]) -> None:
+def check_manifest(manifest: Manifest, present: Mapping[str, int | None],
+                   contents: Mapping[str, bytes | str]) -> dict[str, str]:
     """Check the files against the manifest; raises DatasetFormatError naming the first file that differs.
 
     ``present``: every dataset file there, with its size when known; ``contents``: the files that will be read
-    (their SHA-256 is checked; the others' size only).
+    (their SHA-256 is checked; the others' size only). Returns the SHA-256 of each of ``contents``.
     """
+    hashes = {}
     for name in sorted(present):
         if name not in manifest.files:
             raise DatasetFormatError(name, f"is not listed in {MANIFEST} (a publish in progress, or a stray file)")
@@ -496,8 +589,10 @@ def check_manifest(manifest: Manifest, present: Mapping[str, int | None], conten
         size = present[name]
         if name in contents:
             sha256, size = _sha256_and_size(contents[name])
+            hashes[name] = sha256
         if size is not None and size != entry["bytes"]:
             raise DatasetFormatError(name, f"has {size} bytes, {MANIFEST} lists {entry['bytes']}")
         if name in contents and sha256 != entry["sha256"]:
             raise DatasetFormatError(name, f"content differs from {MANIFEST} (SHA-256 {sha256[:12]}..., "
                                            f"listed {entry['sha256'][:12]}...)")
+    return hashes

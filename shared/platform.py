@@ -86,14 +86,14 @@ def service_info() -> ServiceInfo:
 
 @platform.get("health", response=Health, errors=(503,))
 def health() -> Any:
-    """Service and dataset status (used by Kubernetes probes). 503 while no dataset can be served."""
+    """Service and dataset status (used by Kubernetes probes). 503 while no dataset can be served.
+
+    Answers at once from what the instance knows: it never waits for the dataset's storage (a load, or a
+    retry after a failed one, runs in the background)."""
     needed = uses_dataset()
     store = get_store()
     if needed:
-        try:
-            store.get()
-        except DatasetUnavailable:
-            pass
+        store.poke()
     status = store.status()
     if not needed and status["status"] == "unavailable" and not status["last_error"]:
         status["status"] = "ok"  # no model here reads the dataset, so its absence is not a fault

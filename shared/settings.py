@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     blob_connect_timeout: PositiveSeconds = _env("DATASET_BLOB_CONNECT_TIMEOUT", 3.0)  # to open a connection
     blob_read_timeout: PositiveSeconds = _env("DATASET_BLOB_READ_TIMEOUT", 3.0)  # each read (not a whole download)
     blob_retries: int = _env("DATASET_BLOB_RETRIES", 1)  # further tries of a failed storage call within one load
+    # without a manifest, a reload keeping less than this share of the rows or indicators is refused
+    shrink_limit: float = _env("DATASET_SHRINK_LIMIT", 0.5)
     service_model: Optional[str] = _env("SERVICE_MODEL")
     cors_origins: Annotated[tuple[str, ...], NoDecode] = _env("CORS_ALLOWED_ORIGINS", DEFAULT_CORS_ORIGINS)
     max_body_bytes: int = _env("MAX_BODY_BYTES", 1024 * 1024)
@@ -113,6 +115,11 @@ class Settings(BaseSettings):
     @classmethod
     def _retries(cls, value: int) -> int:
         return max(0, value)
+
+    @field_validator("shrink_limit", mode="after")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        return min(1.0, _positive(value))
 
     @field_validator("threadpool_threads", mode="after")
     @classmethod

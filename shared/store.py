@@ -6,9 +6,11 @@ ETag) and fetches them. The :class:`DatasetStore` loads once, then at most every
 A reload builds a complete new :class:`Dataset` and swaps one reference, so a
 request holds either the old or the new version, never a mix. When the source is
 unreachable or a new version is malformed, incomplete (its files do not match its
-``manifest.json``) or, without a manifest, lost more than half its rows or indicators,
-the last good copy keeps serving and ``status()`` says ``degraded``; with no good copy
-at all, data endpoints get 503.
+``manifest.json``) or, without a manifest, lost more than ``shrink_limit`` of its rows or
+indicators (``DATASET_SHRINK_LIMIT``), the last good copy keeps serving and ``status()`` says
+``degraded``; with no good copy at all, data endpoints get 503. A smaller loss is loaded and
+reported in ``data_warnings``. ``/health`` reads ``status()`` after :meth:`DatasetStore.poke`,
+which never waits for the source.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from shared.dataset import (DATA_FILE, DATA_PARQUET, KNOWN_FILES, MANIFEST, Dataset, DatasetFormatError,
-                            Manifest, build_dataset, check_manifest, parse_manifest)
+from shared.dataset import (KNOWN_FILES, MANIFEST, Dataset, DatasetFormatError, Manifest, build_dataset,
+                            check_manifest, parse_manifest)
 from shared.errors import DatasetUnavailable
 from shared.settings import PROJECT_ROOT, Settings, get_settings, redact
 
@@ -48,14 +50,6 @@ def _listed(names) -> list[str]:
     return [n for n in (*KNOWN_FILES, MANIFEST) if n in names]
 
 
-def _wanted(names) -> list[str]:
-    """The files a load reads."""
-    present = _listed(names)
-    if DATA_PARQUET in present and DATA_FILE in present:
-        present.remove(DATA_FILE)  # the columnar copy is read instead of the CSV
-    return present
-
-
 def folder_description(path: Path) -> str:
     """How /health names a local folder: relative to the project, or only its name (no server paths)."""
     path = Path(path)
@@ -73,8 +67,7 @@ def version_of(tags: dict[str, str]) -> str:
 class LocalFolderSource:
     """A dataset folder on disk; a file's tag is the hash of its content (recomputed only when size or mtime change).
 
-    A file the load does not read (the CSV beside its Parquet copy) is tagged by size and mtime
-    instead: hashing it would cost a platform-size instance's start a fifth of a second for nothing.
+    The CSV beside its Parquet copy is hashed too: the copy is read only when it records this hash.
     """
 
     def __init__(self, path: Path):
@@ -87,15 +80,10 @@ class LocalFolderSource:
         if not self.path.is_dir():
             raise SourceUnreachable(f"{self.description} does not exist")
         tags, self.sizes = {}, {}
-        listed = _listed({p.name for p in self.path.iterdir()})
-        read = _wanted(listed)
-        for name in listed:
+        for name in _listed({p.name for p in self.path.iterdir()}):
             stat = (self.path / name).stat()
             self.sizes[name] = stat.st_size
             key = (stat.st_size, stat.st_mtime_ns)
-            if name not in read:
-                tags[name] = f"unread-{stat.st_size}-{stat.st_mtime_ns}"
-                continue
             cached = self._hashes.get(name)
             if cached is None or cached[0] != key:
                 digest = hashlib.sha256((self.path / name).read_bytes()).hexdigest()[:16]
@@ -105,6 +93,9 @@ class LocalFolderSource:
 
     def fetch(self, tags: dict[str, str]) -> dict[str, bytes | str]:
         return {name: str(self.path / name) for name in tags}
+
+
+DOWNLOAD_STREAMS = 4  # parallel range reads of one blob (the SDK's chunks of 4 MiB; a small blob is one read)
 
 
 class BlobSource:
@@ -163,7 +154,8 @@ class BlobSource:
         for name, etag in tags.items():
             try:
                 blob = self.container.get_blob_client(self.prefix + name)
-                files[name] = blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified).readall()
+                files[name] = blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified,
+                                                 max_concurrency=DOWNLOAD_STREAMS).readall()
             except Exception as exc:
                 # Changed since it was listed (publish in progress) or unreachable: try again next time.
                 raise SourceUnreachable(f"cannot download {name}: {self._failure(exc)}") from None
@@ -183,13 +175,15 @@ def source_from_settings(settings: Settings) -> DatasetSource:
 
 UNAVAILABLE_RETRY_SECONDS = 2.0  # with no copy at all, ask a failing source again at most this often
 PUBLISH_QUIET_SECONDS = 30.0     # a changed blob version is loaded once its files were untouched this long
-SHRINK_LIMIT = 0.5               # without a manifest, a reload keeping less of the rows or indicators is refused
+SHRINK_LIMIT = 0.5               # default: without a manifest, a reload keeping less of the rows or indicators is refused
 
 
 class DatasetStore:
-    def __init__(self, source: DatasetSource, refresh_seconds: float = 300, clock=time.monotonic):
+    def __init__(self, source: DatasetSource, refresh_seconds: float = 300, clock=time.monotonic,
+                 shrink_limit: float = SHRINK_LIMIT):
         self.source = source
         self.refresh_seconds = refresh_seconds
+        self.shrink_limit = shrink_limit
         self._clock = clock
         self._current: Dataset | None = None
         self._tags: dict[str, str] | None = None
@@ -216,10 +210,29 @@ class DatasetStore:
                 if self.source.description:
                     reason = reason.replace(self.source.description, "the dataset source")
                 raise DatasetUnavailable(f"Dataset unavailable: {reason}")
-        elif self._due() and not self._checking.is_set():
-            self._checking.set()
-            threading.Thread(target=self._background_refresh, name="dataset-refresh", daemon=True).start()
+        else:
+            self._revalidate_if_due()
         return current
+
+    def poke(self) -> None:
+        """What /health does instead of :meth:`get`: never waits for the source (a hung storage account takes
+        seconds per try, longer than a probe's timeout). With no copy yet, starts a load in the background
+        (unless one is under way, or the last one failed less than UNAVAILABLE_RETRY_SECONDS ago); with a
+        copy, revalidates it in the background when due."""
+        if self._current is not None:
+            self._revalidate_if_due()
+            return
+        retry = min(self.refresh_seconds, UNAVAILABLE_RETRY_SECONDS)
+        failed_at = self._failed_at
+        if self._checking.is_set() or (failed_at is not None and self._clock() - failed_at < retry):
+            return
+        self._checking.set()
+        threading.Thread(target=self._background, args=(self._load_missing,), name="dataset-load", daemon=True).start()
+
+    def _revalidate_if_due(self) -> None:
+        if self._due() and not self._checking.is_set():
+            self._checking.set()
+            threading.Thread(target=self._background, args=(self.refresh,), name="dataset-refresh", daemon=True).start()
 
     def _load_missing(self) -> None:
         """With no copy yet: one load at a time; requests that waited for it take its outcome.
@@ -245,9 +258,9 @@ class DatasetStore:
     def _due(self) -> bool:
         return self._checked_at is None or self._clock() - self._checked_at >= self.refresh_seconds
 
-    def _background_refresh(self) -> None:
+    def _background(self, work) -> None:
         try:
-            self.refresh()
+            work()
         finally:
             self._checking.clear()
 
@@ -292,27 +305,36 @@ class DatasetStore:
 
     def _load(self, tags: dict[str, str]) -> tuple[Dataset, Manifest | None]:
         """Fetch, check against the manifest (when there is one) and parse the version at tags."""
-        files = self.source.fetch({name: tags[name] for name in _wanted(tags)})
+        files = self.source.fetch(tags)
         manifest = parse_manifest(files.pop(MANIFEST)) if MANIFEST in files else None
+        hashes = None
         if manifest is not None:
             present = {name: getattr(self.source, "sizes", {}).get(name) for name in tags if name != MANIFEST}
-            check_manifest(manifest, present, files)
+            hashes = check_manifest(manifest, present, files)
         dataset = build_dataset(files, version=version_of(tags), source=self.source.description,
-                                expected_rows=manifest.expected_rows if manifest else None)
+                                expected_rows=manifest.expected_rows if manifest else None,
+                                strict=manifest is not None, sha256=hashes)
         current = self._current
-        if manifest is None and current is not None:
-            self._check_shrink(current, dataset, DATA_PARQUET if DATA_PARQUET in files else DATA_FILE)
+        if current is not None:
+            lost = self._losses(current, dataset, refuse=manifest is None)
+            dataset.warnings = (*dataset.warnings, *lost)
         return dataset, manifest
 
-    @staticmethod
-    def _check_shrink(current: Dataset, new: Dataset, file: str) -> None:
-        """Refuse, without a manifest vouching for it, a version that lost most of the data (a truncated upload)."""
+    def _losses(self, current: Dataset, new: Dataset, refuse: bool) -> list[str]:
+        """What the new version lost against the copy serving, as warnings; without a manifest vouching
+        for it (``refuse``), a version that lost more than the shrink limit allows is refused (a truncated upload)."""
+        lost = []
         for what, old, now in (("data rows", current.n_rows, new.n_rows),
                                ("indicators", len(current.indicators), len(new.indicators))):
-            if now < old * SHRINK_LIMIT:
-                raise DatasetFormatError(file, f"the new version has {now} {what}, the copy serving {old}: more than "
-                                               f"half lost, so it is loaded only with a {MANIFEST} vouching for it "
-                                               "(infra/scripts/upload_dataset.py writes one)")
+            if refuse and now < old * self.shrink_limit:
+                raise DatasetFormatError(new.data_file, (
+                    f"the new version has {now} {what}, the copy serving {old}: more than {1 - self.shrink_limit:.0%} "
+                    f"lost, so it is loaded only with a {MANIFEST} vouching for it "
+                    "(infra/scripts/upload_dataset.py writes one)"))
+            if now < old:
+                lost.append(f"{new.data_file}: the new version has {now} {what}, {old - now} ({1 - now / old:.1%}) "
+                            f"fewer than the copy it replaced (version {current.version})")
+        return lost
 
     def _publishing(self, tags: dict[str, str]) -> bool:
         """True while a new version is still being uploaded (a file changed less than the quiet period ago).
@@ -375,7 +397,7 @@ def get_store() -> DatasetStore:
                 source = source_from_settings(settings)
             except Exception as exc:  # bad configuration must not crash the import
                 source = _BrokenSource(settings, exc)
-            _store = DatasetStore(source, settings.refresh_seconds)
+            _store = DatasetStore(source, settings.refresh_seconds, shrink_limit=settings.shrink_limit)
         return _store
 
 

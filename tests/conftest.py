@@ -52,6 +52,22 @@ def wait_for(url: str, timeout: float = 60, ok=(200, 503)) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout}s: {last}")
 
 
+def settled(body: dict) -> bool:
+    """A /health answer after the instance's first dataset load ended (loaded, or failed with a reason):
+    /health never waits for the load, so right after a start it may answer "unavailable" with no error yet."""
+    return body.get("status") != "unavailable" or bool(body.get("last_error"))
+
+
+def wait_until_settled(base: str, timeout: float = 60) -> dict:
+    """Poll /health until the first load ended (see settled); its last answer."""
+    deadline = time.time() + timeout
+    while True:
+        body = httpx.get(base + "/health", timeout=10).json()
+        if settled(body) or time.time() > deadline:
+            return body
+        time.sleep(0.05)
+
+
 @dataclass
 class Reply:
     status: int
@@ -135,6 +151,7 @@ def start_local_host(env_overrides: dict[str, str] | None = None, workers: int =
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(base + "/health")
+        wait_until_settled(base)
     except Exception:
         proc.kill()
         raise RuntimeError(Path(log.name).read_text()[-3000:])

@@ -17,9 +17,13 @@ files the service knows (shared/dataset.py: indicatorData.csv or .parquet, indic
 datasetMeta.csv, countryMeta.csv) are uploaded, then ``manifest.json`` last: each file's size, SHA-256
 and CSV row count. With an ``indicatorData.csv``, its columnar copy ``indicatorData.parquet`` is written
 from it and uploaded too (``--no-parquet``: not), once per data version: instances read the copy, which
-loads faster at platform size (README, Performance). A Parquet file already in the folder is replaced by
+loads faster at platform size (README, Performance). The copy records the SHA-256 of the CSV it was made
+from; the service reads it only beside that very CSV. A Parquet file already in the folder is replaced by
 the copy of the CSV, so the two always hold the same table. ``--manifest-only --parquet`` writes the copy into
-the folder as well. The service loads a version only when its files match its manifest, so an instance
+the folder as well; ``--manifest-only`` alone keeps a Parquet file that is the copy of the folder's CSV and
+rewrites one that is not (made from an earlier CSV, or by hand). No manifest ever lists a Parquet file that
+is not the copy of the CSV listed with it: ``--no-parquet`` with such a file in the folder is refused (delete
+it, or let the script rewrite it). The service loads a version only when its files match its manifest, so an instance
 never serves a publish still in progress, cut short or half-written. Run it with the project's
 environment (make setup).
 """
@@ -34,7 +38,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from shared.dataset import (DATA_FILE, DATA_PARQUET, KNOWN_FILES, MANIFEST, REQUIRED_FILES,  # noqa: E402
-                            DatasetFormatError, columnar_copy, make_manifest)  # the service's own list and checks
+                            DatasetFormatError, columnar_copy, make_manifest, stale_parquet)  # the service's own checks
 
 CONTENT_TYPES = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet"}
 
@@ -51,9 +55,19 @@ def dataset_files(folder: Path) -> list[Path]:
     return files
 
 
-def publish_files(folder: Path, parquet: bool = True) -> dict[str, bytes]:
-    """The files to publish: folder's dataset files and, with ``parquet``, the columnar copy of its CSV."""
+def publish_files(folder: Path, parquet: bool | None = True) -> dict[str, bytes]:
+    """The files to publish: folder's dataset files and, with ``parquet``, the columnar copy of its CSV.
+
+    ``parquet`` None: a Parquet file in the folder is kept when it is the copy of the folder's CSV, else
+    rewritten from the CSV; False: none is written, and a Parquet file that is not the copy is refused."""
     files = {path.name: path.read_bytes() for path in dataset_files(folder)}
+    stale = stale_parquet(files)
+    if stale and parquet is False:
+        raise SystemExit(f"{folder}: {stale}; not publishing it (--parquet rewrites it from {DATA_FILE}, "
+                         f"or delete {DATA_PARQUET})")
+    if stale:
+        print(f"{folder}: {stale}; rewriting it from {DATA_FILE}")
+        parquet = True
     if parquet and DATA_FILE in files:
         try:
             files[DATA_PARQUET] = columnar_copy(files)
@@ -76,12 +90,14 @@ def manifest_for(folder: Path, dataset_version: str | None = None) -> bytes:
     return manifest_of(publish_files(folder, parquet=False), folder, dataset_version)
 
 
-def write_manifest(folder: Path, dataset_version: str | None = None, parquet: bool = False) -> Path:
-    """Write folder/manifest.json (for a local folder the service reads directly); with ``parquet``, first
-    folder/indicatorData.parquet, the columnar copy of its CSV."""
+def write_manifest(folder: Path, dataset_version: str | None = None, parquet: bool | None = None) -> Path:
+    """Write folder/manifest.json (for a local folder the service reads directly); first, with ``parquet``
+    (or a Parquet file there that is not the copy of the CSV: see publish_files) folder/indicatorData.parquet,
+    the columnar copy of its CSV."""
     files = publish_files(folder, parquet)
-    if DATA_PARQUET in files:
-        (folder / DATA_PARQUET).write_bytes(files[DATA_PARQUET])
+    copy = folder / DATA_PARQUET
+    if DATA_PARQUET in files and not (copy.is_file() and copy.read_bytes() == files[DATA_PARQUET]):
+        copy.write_bytes(files[DATA_PARQUET])
     target = folder / MANIFEST
     target.write_bytes(manifest_of(files, folder, dataset_version))
     return target
@@ -171,12 +187,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="only write FOLDER/manifest.json (a local folder the service reads directly)")
     parser.add_argument("--parquet", action=argparse.BooleanOptionalAction, default=None,
                         help="publish indicatorData.parquet, the columnar copy of indicatorData.csv "
-                             "(default: yes for an upload; with --manifest-only, only when given)")
+                             "(default: yes for an upload; with --manifest-only, when given or when the folder's "
+                             "Parquet file is not the copy of its CSV)")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
     if args.manifest_only:
-        print(f"wrote {write_manifest(args.folder, args.dataset_version, parquet=bool(args.parquet))}")
+        print(f"wrote {write_manifest(args.folder, args.dataset_version, parquet=args.parquet)}")
         return 0
     if not (args.container_url or args.account_url or args.connection_string):
         parser.error("one of --container-url, --account-url, --connection-string is required (or --manifest-only)")

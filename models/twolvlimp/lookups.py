@@ -80,7 +80,7 @@ class YearInfo:
     year: int
     index: int
     missing: np.ndarray          # share of countries missing, per indicator
-    target_mask: np.ndarray      # 0 < missing < 80%
+    target_mask: np.ndarray      # 0 < missing < 80%, and missing for at least one SIDS (what resolve accepts)
     predictor_mask: np.ndarray   # missing < 30%
 
     @property
@@ -95,12 +95,21 @@ def _missing_by_year(ds: Dataset) -> np.ndarray:
     return ds.memo(("twolvlimp", "missing"), compute)
 
 
+def _targets_by_year(ds: Dataset) -> np.ndarray:
+    """years x indicators: a valid target (missing for some but fewer than 80% of the countries, and for at
+    least one SIDS: a target with every SIDS value present has nothing to impute, and resolve refuses it)."""
+    def compute():
+        miss = _missing_by_year(ds)
+        sids_missing = np.isnan(ds.values[:, ds.sids_mask, :]).any(axis=1)  # False everywhere without SIDS
+        return (miss > 0) & (miss < TARGET_MISSING_MAX) & sids_missing
+    return ds.memo(("twolvlimp", "targets_by_year"), compute)
+
+
 def year_info(ds: Dataset, year: int) -> YearInfo:
     def compute():
         idx = ds.years.index(year)
         miss = _missing_by_year(ds)[idx]
-        return YearInfo(year=year, index=idx, missing=miss,
-                        target_mask=(miss > 0) & (miss < TARGET_MISSING_MAX),
+        return YearInfo(year=year, index=idx, missing=miss, target_mask=_targets_by_year(ds)[idx],
                         predictor_mask=miss < PREDICTOR_MISSING_MAX)
     return ds.memo(("twolvlimp", "year", year), compute)
 
@@ -108,8 +117,7 @@ def year_info(ds: Dataset, year: int) -> YearInfo:
 def target_years(ds: Dataset) -> list[str]:
     """Years in which at least one indicator is a valid target."""
     def compute():
-        miss = _missing_by_year(ds)
-        ok = ((miss > 0) & (miss < TARGET_MISSING_MAX)).any(axis=1)
+        ok = _targets_by_year(ds).any(axis=1)
         return [str(y) for y, good in zip(ds.years, ok) if good]
     return ds.memo(("twolvlimp", "target_years"), compute)
 
@@ -292,10 +300,13 @@ def complete_for_estimate(ds: Dataset, req: ImputationRequest) -> ImputationRequ
     year = str(req.target_year).strip() if str(req.target_year).strip() in years else years[-1]
     options = datasets(ds, int(year))
     target, _ = resolve_code(ds, req.target or "")
-    valid_targets = {c for d in options for c in targets(ds, int(year), d)}
     dataset = req.dataset
+    # A dataset chosen after the target (the form keeps the target when the dataset is switched) is the
+    # newer choice: the target must be one of its own, else a typical one of it stands in.
+    chosen = dataset if dataset in options else None
+    valid_targets = {c for d in ([chosen] if chosen else options) for c in targets(ds, int(year), d)}
     if target not in valid_targets:
-        wanted = req.dataset if req.dataset in options else next(iter(options))
+        wanted = chosen or next(iter(options))
         target, dataset = next(iter(targets(ds, int(year), wanted))), wanted
     elif dataset and dataset not in options and not is_legacy_dataset_alias(ds, dataset):
         dataset = None
@@ -318,6 +329,9 @@ def resolve(ds: Dataset, req: ImputationRequest) -> ResolvedRequest:
         if getattr(req, name) not in allowed:
             raise ImputationError(f"{name} must be one of {', '.join(allowed)}", allowed=list(allowed))
     notes = []
+    if not ds.sids_mask.any():  # before the year: without SIDS no year has a target (see _targets_by_year)
+        raise ImputationError("the data has no SIDS country (countryMeta.csv marks none), so there is nothing "
+                              "for this model to impute")
     year = check_year(ds, req.target_year)
     target, alias = resolve_code(ds, req.target)
     if alias:
@@ -333,9 +347,6 @@ def resolve(ds: Dataset, req: ImputationRequest) -> ResolvedRequest:
 
     j = ds.indicators.get_loc(target)
     column = ds.year_matrix(year)[:, j]
-    if not ds.sids_mask.any():
-        raise ImputationError("the data has no SIDS country (countryMeta.csv marks none), so there is nothing "
-                              "for this model to impute")
     if not np.isnan(column[ds.sids_mask]).any():
         raise ImputationError(f"every SIDS in the data has a value for {target!r} in {year}: nothing to impute; "
                               "choose another year or target (see /twolvlImp/targets)")

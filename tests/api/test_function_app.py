@@ -70,7 +70,7 @@ def fitting_code():
 after_import = fitting_code()
 routes = app_routes(function_app.app)
 statuses = [dispatch(routes, "GET", path, query)[0].status for path, query in
-            (("/health", ""), ("/twolvlImp/target_years", ""), ("/twolvlImp/datasets", "target_year=2015"))]
+            (("/twolvlImp/target_years", ""), ("/twolvlImp/datasets", "target_year=2015"), ("/health", ""))]
 after_lookups = fitting_code()
 body = json.dumps({"interpolator": "KNNImputer", "scheme": "AFS", "estimators": 10, "model": "rfr",
                    "interval": "quantile"}).encode()

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port, stop_process, wait_for
+from conftest import free_port, stop_process, wait_for, wait_until_settled
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -140,6 +140,7 @@ def serve(wwwroot: Path, dataset_path: Path, tmp_path: Path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(base + "/health", timeout=120)
+        wait_until_settled(base, timeout=120)
     except Exception:
         stop_process(proc)
         raise AssertionError((tmp_path / "host.log").read_text()[-3000:])

@@ -221,3 +221,64 @@ def test_cold_local_host_with_hung_storage_answers_503_with_the_reason(azurite, 
     print(f"\ncold local host, hung storage: start to three 503 answers {first_503:.2f} s, "
           f"answers took {', '.join(f'{s:.2f}' for _, s in answers)} s")
     assert health["status"] == "ok", "loads once storage answers again"
+
+
+def test_cold_local_host_health_never_waits_for_hung_storage(azurite, published):
+    """Issue 19: with storage hung, /health on a cold instance sometimes ran the load's retry itself and took
+    6.2-6.5 s, past the 5 s Kubernetes probe timeout. It answers from what the instance knows, at once."""
+    env = {"DATASET_BLOB_CONNECTION_STRING": azurite.connection_string, "DATASET_BLOB_CONTAINER": published,
+           "DATASET_BLOB_PREFIX": "wdi"}
+    with hung(azurite):
+        proc, base, log = start_local_host(env)
+        try:
+            answers = []
+            with httpx.Client(base_url=base, timeout=30) as http:
+                started = time.monotonic()
+                while time.monotonic() - started < 2 * WORST_LOAD + 3:  # spans several background retries
+                    answers.append(timed(lambda: http.get("/health")))
+                    time.sleep(0.1)
+        finally:
+            os.kill(azurite.proc.pid, signal.SIGCONT)
+        try:
+            with httpx.Client(base_url=base, timeout=30) as http:
+                deadline = time.time() + 30
+                while (health := http.get("/health").json())["status"] != "ok" and time.time() < deadline:
+                    time.sleep(0.2)
+        finally:
+            stop_process(proc)
+    slowest = max(seconds for _, seconds in answers)
+    print(f"\ncold local host, hung storage: {len(answers)} /health answers, slowest {slowest:.3f} s")
+    for answer, seconds in answers:
+        assert answer.status_code == 503 and answer.json()["status"] == "unavailable", answer.text
+    assert slowest < 1.0, f"/health waited {slowest:.1f} s for the hung storage"
+    assert any("not answering" in (a.json()["last_error"] or "") for a, _ in answers)
+    assert health["status"] == "ok", "the loads /health starts in the background pick the data up once storage answers"
+
+
+def test_blob_csv_beside_its_parquet_copy_is_checked_by_hash(azurite):
+    """Issue 19 (a, c) on blob storage: a CSV edited in place to the same size is caught against the manifest;
+    without a manifest the edited CSV is served, not its old Parquet copy."""
+    from helpers import upload_dataset
+
+    container = f"pq{uuid.uuid4().hex[:10]}"
+    client = azurite.service().get_container_client(container)
+    client.create_container()
+    upload_dataset.upload(WDI, client, prefix="wdi")  # the CSV, its Parquet copy, the manifest
+    store = DatasetStore(source_for(azurite, container), refresh_seconds=0)
+    good = store.get()
+    assert good.data_file == "indicatorData.parquet"
+    assert good.indicator_series("wdi-AG.LND.EL5M.UR.K2").at["ABW", 1990] == pytest.approx(8.57979393)
+
+    text = (WDI / "indicatorData.csv").read_bytes().replace(b"8.57979393", b"9.57979393", 1)
+    client.upload_blob("wdi/indicatorData.csv", text, overwrite=True)
+    assert store.refresh() is False  # (store.get() would start a background refresh with refresh_seconds=0)
+    assert store.status()["version"] == good.version
+    assert store.status()["last_error"].startswith("indicatorData.csv: content differs from manifest.json")
+
+    client.delete_blob("wdi/manifest.json")
+    assert store.refresh() is True
+    data = store.get()
+    assert data.data_file == "indicatorData.csv"
+    assert data.indicator_series("wdi-AG.LND.EL5M.UR.K2").at["ABW", 1990] == pytest.approx(9.57979393)
+    assert any("indicatorData.parquet was made from another indicatorData.csv" in w
+               for w in store.status()["data_warnings"])

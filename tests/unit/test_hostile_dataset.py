@@ -145,6 +145,10 @@ def test_hostile_codes_and_structure_in_any_file(which, row, col, value, duplica
 def test_garbage_parquet_fails_naming_the_parquet_file(junk):
     files = valid_files()
     files[DATA_PARQUET] = junk
+    beside_the_csv = load_or_named_error(files)  # no proven copy of the CSV: the CSV is read, and the file named
+    assert isinstance(beside_the_csv, Dataset) and beside_the_csv.data_file == DATA_FILE
+    assert beside_the_csv.warnings[0].startswith(f"{DATA_PARQUET}: cannot be read as Parquet")
+    del files[DATA_FILE]
     outcome = load_or_named_error(files)
     assert isinstance(outcome, DatasetFormatError) and outcome.file == DATA_PARQUET
 
@@ -158,6 +162,7 @@ def test_parquet_with_non_finite_values_loads_them_as_missing():
     frame.to_parquet(buffer)
     files = valid_files()
     files[DATA_PARQUET] = buffer.getvalue()
+    del files[DATA_FILE]
     data = load_or_named_error(files)
     assert isinstance(data, Dataset)
     assert data.year_frame(2000).at["JAM", "wdi-A"] == 1.0

@@ -81,17 +81,104 @@ def test_infinity_in_data_is_treated_as_missing(folder):
     assert np.isfinite(data.values[~np.isnan(data.values)]).all()
 
 
-def test_parquet_beside_csv_is_read_instead(folder):
+ABW_1990 = ("wdi-AG.LND.EL5M.UR.K2", "ABW", 1990)  # 8.57979393 in the CSV
+
+
+def served(store: DatasetStore, at=ABW_1990) -> float:
+    indicator, country, year = at
+    return float(store.get().indicator_series(indicator).at[country, year])
+
+
+def edit_csv_same_size(folder: Path, new: str = "9.57979393") -> None:
+    path = folder / "indicatorData.csv"
+    size = path.stat().st_size
+    path.write_text(path.read_text().replace("8.57979393", new, 1))
+    assert path.stat().st_size == size
+
+
+def with_parquet_copy(folder: Path, manifest: bool) -> None:
+    """The folder as the upload script leaves it: the CSV's columnar copy beside it (and its manifest, or none)."""
+    assert upload_dataset.main(["--manifest-only", "--parquet", str(folder)]) == 0
+    if not manifest:
+        (folder / MANIFEST).unlink()
+
+
+def test_the_parquet_copy_of_the_csv_is_read_instead_of_it(folder):
+    with_parquet_copy(folder, manifest=False)
+    store = DatasetStore(LocalFolderSource(folder))
+    assert store.get().data_file == "indicatorData.parquet" and served(store) == pytest.approx(8.57979393)
+    assert store.status()["data_warnings"] == []
+
+
+@pytest.mark.parametrize("manifest", [False, True])
+def test_a_parquet_file_made_by_hand_beside_the_csv_is_not_served(folder, manifest):
+    """A Parquet file that does not record the CSV it was made from is no proven copy: the CSV is read."""
     import pandas as pd
 
     frame = pd.read_csv(folder / "indicatorData.csv")
     frame.loc[0, "1990"] = 12345.0
     frame.to_parquet(folder / "indicatorData.parquet")
-    write_manifest(folder)
+    if manifest:  # a manifest written by other means than the upload script, listing both as they are
+        from shared.dataset import make_manifest
+
+        with pytest.raises(DatasetFormatError, match="indicatorData.parquet: is not the copy of this indicatorData.csv"):
+            make_manifest(files_of(folder))
+    else:
+        (folder / MANIFEST).unlink()
+        store = DatasetStore(LocalFolderSource(folder))
+        assert served(store) == pytest.approx(8.57979393) and store.get().data_file == "indicatorData.csv"
+        [warning] = store.status()["data_warnings"]
+        assert warning.startswith("indicatorData.parquet records no SHA-256 of the indicatorData.csv it was made "
+                                  "from: indicatorData.csv was read instead"), warning
+
+
+def test_without_a_manifest_an_edited_csv_wins_over_its_old_parquet_copy(folder):
+    """Issue 19 (a): with no manifest, editing the CSV changed nothing that was served."""
+    with_parquet_copy(folder, manifest=False)
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0)
+    assert served(store) == pytest.approx(8.57979393)
+    edit_csv_same_size(folder)
+    assert store.refresh() is True
+    assert served(store) == pytest.approx(9.57979393) and store.get().data_file == "indicatorData.csv"
+    status = store.status()
+    assert status["status"] == "ok"
+    assert any(w.startswith("indicatorData.parquet was made from another indicatorData.csv")
+               for w in status["data_warnings"]), status["data_warnings"]
+
+
+def test_manifest_only_after_editing_the_csv_never_lists_the_old_parquet_copy(folder, capsys):
+    """Issue 19 (b): the README's step after an edit wrote a manifest listing the old copy (8.5798 served)."""
+    with_parquet_copy(folder, manifest=True)
+    edit_csv_same_size(folder)
+    assert upload_dataset.main(["--manifest-only", str(folder)]) == 0
+    printed = capsys.readouterr().out
+    assert "indicatorData.parquet was made from another indicatorData.csv" in printed and "rewriting it" in printed
     store = DatasetStore(LocalFolderSource(folder))
-    data = store.get()
-    code, ind = frame.loc[0, "Country Code"], frame.loc[0, "Indicator Code"]
-    assert data.indicator_series(ind).at[code, 1990] == 12345.0
+    assert served(store) == pytest.approx(9.57979393) and store.get().data_file == "indicatorData.parquet"
+    assert store.status()["status"] == "ok" and store.status()["data_warnings"] == []
+
+    edit_csv_same_size(folder, "7.57979393")
+    before = (folder / MANIFEST).read_bytes()
+    with pytest.raises(SystemExit, match="indicatorData.parquet was made from another indicatorData.csv"):
+        upload_dataset.main(["--manifest-only", "--no-parquet", str(folder)])
+    assert (folder / MANIFEST).read_bytes() == before, "refused: the manifest is left as it was"
+
+
+def test_with_a_manifest_a_csv_edited_in_place_to_the_same_size_is_caught(folder):
+    """Issue 19 (c): a CSV beside its Parquet copy was checked by size only."""
+    with_parquet_copy(folder, manifest=True)
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0)
+    good = store.get()
+    edit_csv_same_size(folder)
+    assert store.refresh() is False and store.get() is good
+    status = store.status()
+    assert status["status"] == "degraded"
+    assert status["last_error"].startswith("indicatorData.csv: content differs from manifest.json"), status
+
+
+def parquet_only(folder: Path) -> dict:
+    """The folder's files without the CSV: the Parquet file is the data (tests of the Parquet reader)."""
+    return {name: path for name, path in files_of(folder).items() if name != "indicatorData.csv"}
 
 
 def _typed_parquet(frame, path) -> None:
@@ -116,7 +203,8 @@ def test_parquet_columns_of_any_type_load_as_the_csv_does(folder):
     frame.to_csv(folder / "indicatorData.csv", index=False)
     from_csv = build_dataset(files_of(folder))
     _typed_parquet(frame, folder / "indicatorData.parquet")
-    from_parquet = build_dataset(files_of(folder))
+    from_parquet = build_dataset(parquet_only(folder))
+    assert from_parquet.data_file == "indicatorData.parquet"
     assert list(from_parquet.years) == list(from_csv.years)
     assert (from_parquet.countries == from_csv.countries).all()
     assert (from_parquet.indicators == from_csv.indicators).all()
@@ -132,7 +220,7 @@ def test_parquet_text_that_is_no_number_names_file_row_and_codes(folder):
     typed.iloc[5, typed.columns.get_loc("1991")] = "n/a?"
     typed.to_parquet(folder / "indicatorData.parquet")
     with pytest.raises(DatasetFormatError) as caught:
-        build_dataset(files_of(folder))
+        build_dataset(parquet_only(folder))
     assert caught.value.file == "indicatorData.parquet"
     country, indicator = frame.loc[5, "Country Code"], frame.loc[5, "Indicator Code"]
     assert f"unparseable number 'n/a?' in column 1991 (country {country}, indicator {indicator})" in str(caught.value)
@@ -145,7 +233,7 @@ def test_parquet_with_a_year_column_twice_is_refused(folder):
     frame[" 1990"] = frame["1990"]
     frame.to_parquet(folder / "indicatorData.parquet")
     with pytest.raises(DatasetFormatError, match="year column 1990 appears more than once"):
-        build_dataset(files_of(folder))
+        build_dataset(parquet_only(folder))
 
 
 def test_store_loads_once_and_reports_ok(folder):
@@ -302,7 +390,7 @@ def test_without_a_manifest_a_drastic_shrink_is_refused_until_a_manifest_vouches
 
     store = loaded_then(folder, cut)
     error = store.status()["last_error"]
-    assert error.startswith("indicatorData.csv: the new version has") and "more than half lost" in error
+    assert error.startswith("indicatorData.csv: the new version has") and "more than 50% lost" in error
     assert store.refresh() is False  # the same refused version is not loaded at the next refresh either
     write_manifest(folder)  # the publisher vouches: the smaller dataset is intended
     assert store.refresh() is True
@@ -459,3 +547,139 @@ def test_many_unusable_values_are_counted_and_the_first_five_named(folder):
     assert warning.startswith("indicatorData.csv: 8 value(s) not finite or beyond +-1e+15 treated as missing")
     named = [int(n) for n in re.findall(r"row (\d+) column", warning)]
     assert named == [r + 1 for r in rows[:5]]
+
+
+# --------------------------------------------------------------------------- silent changes of meaning (issue 19)
+def forced_manifest(folder: Path) -> None:
+    """A manifest that matches the files as they are, written without the upload script's checks
+    (an older script, or by hand): the loader's own checks must still refuse what changes the meaning."""
+    import hashlib
+
+    import pandas as pd
+
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.name == MANIFEST:
+            continue
+        content = path.read_bytes()
+        entry = {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        if path.suffix == ".csv":
+            entry["rows"] = len(pd.read_csv(path, dtype=str))
+        files[path.name] = entry
+    (folder / MANIFEST).write_text(json.dumps({"format": 1, "dataset_version": "forced", "files": files}))
+
+
+def drop_country_from_meta(folder: Path, code: str = "JAM") -> None:
+    path = folder / "countryMeta.csv"
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
+                            if not line.startswith(f"{code},")))
+
+
+def rename_year_columns(folder: Path, renames: dict[str, str]) -> None:
+    path = folder / "indicatorData.csv"
+    header, rest = path.read_text().split("\n", 1)
+    columns = [renames.get(c, c) for c in header.split(",")]
+    path.write_text(",".join(columns) + "\n" + rest)
+
+
+def test_a_country_missing_from_country_meta_is_reported_without_a_manifest(folder):
+    """Issue 19: a country missing from countryMeta.csv silently stopped being a SIDS."""
+    (folder / MANIFEST).unlink()
+    drop_country_from_meta(folder)
+    store = DatasetStore(LocalFolderSource(folder))
+    data = store.get()
+    assert "JAM" in data.countries and "JAM" not in data.sids
+    status = store.status()
+    assert status["status"] == "ok"
+    assert status["data_warnings"] == [
+        "countryMeta.csv: lacks 1 of the 217 countries of indicatorData.csv (they would not count as SIDS), e.g. JAM"]
+
+
+def test_a_country_missing_from_country_meta_is_refused_with_a_manifest(folder):
+    drop_country_from_meta(folder)
+    with pytest.raises(SystemExit, match="countryMeta.csv: lacks 1 of the 217 countries"):
+        write_manifest(folder)  # the upload script does not vouch for it
+    forced_manifest(folder)
+    store = DatasetStore(LocalFolderSource(folder))
+    with pytest.raises(DatasetUnavailable, match="countryMeta.csv: lacks 1 of the 217 countries .* e.g. JAM"):
+        store.get()
+
+
+def test_year_columns_that_are_no_plausible_year_are_reported_without_a_manifest(folder):
+    """Issue 19: a year column renamed Y2015 disappeared, one renamed 2051 was accepted as a year."""
+    (folder / MANIFEST).unlink()
+    rename_year_columns(folder, {"2015": "Y2015", "2020": "2051"})
+    store = DatasetStore(LocalFolderSource(folder))
+    data = store.get()
+    assert 2051 not in data.years and 2015 not in data.years and data.years[-1] == 2019
+    next_year = time.gmtime().tm_year + 1
+    assert store.status()["data_warnings"] == [
+        f"indicatorData.csv: 2 column(s) that are no year from 1950 to {next_year}: 'Y2015', '2051' were ignored"]
+
+
+@pytest.mark.parametrize("renames", [{"2015": "Y2015"}, {"2020": "2051"}, {"1990": "1949"}])
+def test_year_columns_that_are_no_plausible_year_are_refused_with_a_manifest(folder, renames):
+    rename_year_columns(folder, renames)
+    [odd] = renames.values()
+    with pytest.raises(SystemExit, match=f"indicatorData.csv: 1 column\\(s\\) that are no year .*'{odd}'"):
+        write_manifest(folder)
+    forced_manifest(folder)
+    with pytest.raises(DatasetUnavailable, match=f"indicatorData.csv: 1 column\\(s\\) that are no year .*'{odd}'"):
+        DatasetStore(LocalFolderSource(folder)).get()
+
+
+@pytest.mark.parametrize("keep", [0.7, 0.6])
+def test_without_a_manifest_a_smaller_version_loads_and_health_reports_the_rows_lost(folder, keep):
+    """Issue 19: a CSV cut at a line break to 70% of its rows (or a 40% shrink) loaded as ok, unreported."""
+    (folder / MANIFEST).unlink()
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0)
+    before = store.get()
+    lines = data_lines(folder)
+    (folder / "indicatorData.csv").write_text("".join(lines[: int(len(lines) * keep)]))
+    assert store.refresh() is True
+    status = store.status()
+    assert status["status"] == "ok" and status["rows"] < before.n_rows
+    lost = before.n_rows - status["rows"]
+    assert (f"indicatorData.csv: the new version has {status['rows']} data rows, {lost} "
+            f"({lost / before.n_rows:.1%}) fewer than the copy it replaced (version {before.version})"
+            in status["data_warnings"]), status["data_warnings"]
+
+
+def test_indicators_lost_are_reported_too(folder):
+    import pandas as pd
+
+    (folder / MANIFEST).unlink()
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0)
+    store.get()
+    frame = pd.read_csv(folder / "indicatorData.csv", dtype=str, keep_default_na=False)
+    kept = sorted(frame["Indicator Code"].unique())[:66]  # 44 of 110 dropped: 40%
+    frame[frame["Indicator Code"].isin(kept)].to_csv(folder / "indicatorData.csv", index=False)
+    assert store.refresh() is True
+    warnings = store.status()["data_warnings"]
+    assert any(w.startswith("indicatorData.csv: the new version has 66 indicators, 44 (40.0%) fewer") for w in warnings)
+
+
+def test_the_refusal_threshold_is_a_setting(folder):
+    from shared.settings import Settings
+
+    assert Settings.from_env({}).shrink_limit == 0.5
+    settings = Settings.from_env({"DATASET_SHRINK_LIMIT": "0.8"})
+    assert settings.shrink_limit == 0.8
+    with pytest.raises(ValueError, match="DATASET_SHRINK_LIMIT"):
+        Settings.from_env({"DATASET_SHRINK_LIMIT": "half"})
+    (folder / MANIFEST).unlink()
+    store = DatasetStore(LocalFolderSource(folder), refresh_seconds=0, shrink_limit=settings.shrink_limit)
+    good = store.get()
+    lines = data_lines(folder)
+    (folder / "indicatorData.csv").write_text("".join(lines[: int(len(lines) * 0.7)]))
+    assert store.refresh() is False and store.status()["version"] == good.version
+    assert "more than 20% lost, so it is loaded only with a manifest.json" in store.status()["last_error"]
+
+
+def test_get_store_takes_the_threshold_from_the_settings(monkeypatch):
+    from shared import settings as settings_module
+    from shared import store as store_module
+
+    monkeypatch.setattr(store_module, "_store", None)
+    monkeypatch.setattr(settings_module, "_settings", settings_module.Settings(shrink_limit=0.9))
+    assert store_module.get_store().shrink_limit == 0.9

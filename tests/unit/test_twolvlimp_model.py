@@ -397,3 +397,50 @@ def test_the_pinned_scikit_learn_uses_the_direct_tree_builder():
     pinned = re.search(r"^scikit-learn==(\S+)", (ROOT / "requirements.txt").read_text(), re.M).group(1)
     assert sklearn.__version__ == pinned
     assert trees.DIRECT_BUILDER, f"scikit-learn {pinned}: the direct tree builder fell back to the public path"
+
+
+def _every_listed_target_resolves(ds: Dataset, years) -> int:
+    checked = 0
+    for year in years:
+        assert str(year) in lookups.target_years(ds)
+        for dataset in lookups.datasets(ds, year):
+            predictors = lookups.predictor_codes(ds, year)
+            for target in lookups.targets(ds, year, dataset):
+                manual = tuple(p for p in predictors if p != target)[:1]
+                for req in (ImputationRequest(target=target, target_year=str(year), dataset=dataset,
+                                              manual_predictors=manual),
+                            ImputationRequest(target=target, target_year=str(year), scheme="AFS", number_predictor=1)):
+                    resolve(ds, req)  # raises ImputationError for a target the look-up should not list
+                checked += 1
+    return checked
+
+
+def test_every_target_the_look_up_lists_is_accepted_by_the_model(wdi):
+    """Issue 19: /twolvlImp/targets listed 14 of 264 targets (wdi 2010/2015/2018) that /predict refused
+    ("every SIDS in the data has a value")."""
+    assert _every_listed_target_resolves(wdi, (2010, 2015, 2018)) > 200
+
+
+def test_every_target_the_look_up_lists_is_accepted_on_the_platform_data(platform):
+    assert _every_listed_target_resolves(platform, (2005, 2015, 2019)) > 100
+
+
+def test_no_target_is_listed_when_the_data_has_no_sids(wdi):
+    no_sids = Dataset(values=wdi.values, years=wdi.years, countries=wdi.countries, indicators=wdi.indicators,
+                      indicator_meta=wdi.indicator_meta, dataset_meta=wdi.dataset_meta,
+                      country_meta=wdi.country_meta, sids=frozenset())
+    assert lookups.target_years(no_sids) == []
+
+
+@pytest.mark.parametrize("scheme", ["MANUAL", "AFS"])
+def test_estimate_answers_a_target_kept_after_switching_the_dataset(platform, runtime, scheme):
+    """Issue 19: the form keeps its target when the dataset is switched; /estimate answered 422
+    ("belongs to dataset 'epi', not 'hdr'") instead of an estimate for what is known."""
+    epi_target = next(iter(lookups.targets(platform, 2015, "epi")))
+    form = ImputationRequest(target=epi_target, target_year="2015", dataset="hdr", scheme=scheme,
+                             manual_predictors=(), number_predictor=10 if scheme == "AFS" else None)
+    with pytest.raises(ImputationError, match="belongs to dataset 'epi', not 'hdr'"):
+        resolve(platform, form)  # /predict refuses the form as it is...
+    completed = lookups.complete_for_estimate(platform, form)
+    assert completed.dataset == "hdr" and completed.target in lookups.targets(platform, 2015, "hdr")
+    assert runtime.estimate_seconds(platform, completed) > 0  # ...and /estimate answers it
