@@ -52,6 +52,17 @@ def _float(env: dict, name: str, default: float) -> float:
     return value
 
 
+def _flag(env: dict, name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    return default if not raw else raw not in ("0", "false", "no", "off")
+
+
+def _path(value: str) -> Path:
+    """A folder setting: absolute, or relative to the project."""
+    path = Path(value)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
 def available_cpus(cgroup_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Path = "/proc/self/cgroup",
                    affinity: int | None = None) -> int:
     """CPUs this process may actually use: its CPU affinity, capped by a cgroup CPU limit.
@@ -134,6 +145,17 @@ class Settings:
     max_buffered_body_bytes: int = 32 * 1024 * 1024
     threadpool_threads: int = 1000
     warm_model_code: bool = True         # import the models' code in the background once the dataset is loaded
+    # AI Mode publishing (blueprints/aimode.py): where the files go, the queue the runs fan out on
+    ai_mode_out: Path = PROJECT_ROOT / "out" / "ai-mode"   # local folder target (when no blob container is set)
+    ai_mode_blob_connection_string: str | None = field(default=None, repr=False)
+    ai_mode_blob_account_url: str | None = None
+    ai_mode_blob_container: str = "ai-mode"
+    ai_mode_run_on_new_data: bool = False   # start a run when the store loads a new dataset version
+    ai_mode_accuracy_sample: int = 20       # indicator-years per slot in the run's masked holdout
+    queue_connection_string: str | None = field(default=None, repr=False)  # AzureWebJobsStorage (the triggers' too)
+    queue_service_uri: str | None = None    # AzureWebJobsStorage__queueServiceUri (managed identity)
+    local_function_key: str | None = field(default=None, repr=False)  # local host: the key of AuthLevel.FUNCTION routes
+    local_queue_lease_seconds: float = 600.0  # local host: visibility of a message while a function runs (the host's 10 min)
 
     @property
     def uses_blob(self) -> bool:
@@ -168,6 +190,17 @@ class Settings:
             # The Functions host's own variable: sync handlers run on a pool of this many threads.
             threadpool_threads=max(1, _int(env, "PYTHON_THREADPOOL_THREAD_COUNT", 1000)),
             warm_model_code=(env.get("WARM_MODEL_CODE") or "1").strip().lower() not in ("0", "false", "no", "off"),
+            ai_mode_out=_path(env.get("AI_MODE_OUT") or "out/ai-mode"),
+            ai_mode_blob_connection_string=env.get("AI_MODE_BLOB_CONNECTION_STRING") or None,
+            ai_mode_blob_account_url=env.get("AI_MODE_BLOB_ACCOUNT_URL") or None,
+            ai_mode_blob_container=env.get("AI_MODE_BLOB_CONTAINER") or "ai-mode",
+            ai_mode_run_on_new_data=_flag(env, "AI_MODE_RUN_ON_NEW_DATA", False),
+            ai_mode_accuracy_sample=max(0, _int(env, "AI_MODE_ACCURACY_SAMPLE", 20)),
+            # The Functions host's storage connection: the queue triggers read it, the runs enqueue on it.
+            queue_connection_string=env.get("AzureWebJobsStorage") or None,
+            queue_service_uri=env.get("AzureWebJobsStorage__queueServiceUri") or None,
+            local_function_key=env.get("LOCAL_FUNCTION_KEY") or None,
+            local_queue_lease_seconds=_float(env, "LOCAL_QUEUE_LEASE_SECONDS", 600.0),
         )
 
 
