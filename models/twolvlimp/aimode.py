@@ -169,14 +169,133 @@ def _category(ds: Dataset, name: str) -> str:
     return OWN_SERIES_CATEGORY
 
 
+YEAR_COLUMNS_MISSING_MAX = 0.6   # the year's shared imputation covers the indicators missing for fewer countries
+
+
+def year_imputation(ds: Dataset, year: int, interpolator: str) -> tuple[np.ndarray, np.ndarray]:
+    """The year's indicators missing for fewer than 60% of the countries, imputed together once (columns, matrix):
+    every target's candidates are among them (candidates are missing for fewer than 30% of the target's training
+    rows) unless the target is reported by few countries; memoised per data version, year and imputer."""
+    from models.twolvlimp.imputers import impute
+
+    def compute():
+        M = ds.year_matrix(year)
+        cols = np.flatnonzero(np.isnan(M).mean(axis=0) < YEAR_COLUMNS_MISSING_MAX)
+        filled = impute(interpolator, M[:, cols], random_state=0)
+        filled.setflags(write=False)
+        return cols, filled
+    return ds.memo(("aimode", "year imputation", year, interpolator), compute)
+
+
+def share_year_imputation(ds: Dataset, year: int, interpolator: str, j: int) -> bool:
+    """Give the method the target's candidate matrix from the year's shared imputation (under the key
+    ``method.candidate_matrix`` looks up), instead of an imputation of its own. False when some candidate is
+    outside the shared columns (the method then imputes as /predict does)."""
+    from models.twolvlimp.memo import work_memo_has, work_memo_put
+    from models.twolvlimp.method import imputation_key
+
+    key, cols = imputation_key(ds, year, interpolator, j)
+    if work_memo_has(ds, key):
+        return True
+    shared, filled = year_imputation(ds, year, interpolator)
+    pos = np.searchsorted(shared, cols)
+    if cols.size and (pos.max() >= shared.size or not np.array_equal(shared[pos], cols)):
+        return False
+    Z = filled[:, pos]
+    Z.setflags(write=False)
+    work_memo_put(ds, key, (cols, Z))
+    return True
+
+
 def year_result(ds: Dataset, code: str, year: int, slot: Slot):
-    """The default method's result for one target-year with the slot's settings (``ImputationResult``)."""
+    """The default method's result for one target-year with the slot's settings (``ImputationResult``), on the
+    year's shared imputation, with :func:`separate_ties` applied."""
     from models.twolvlimp.imputers import one_blas_thread
     from models.twolvlimp.method import run_default
 
     r = resolve(ds, slot.request(code, year, max_number_predictor(ds, year, code)))
     with one_blas_thread():
-        return run_default(ds, r)
+        share_year_imputation(ds, year, r.interpolator, int(ds.indicators.get_loc(r.target)))
+        result = run_default(ds, r)
+    return separate_ties(ds, result)
+
+
+def _own_estimates(ds: Dataset, j: int, year: int) -> np.ndarray:
+    from models.twolvlimp.temporal import own_series
+
+    return own_series(ds.values[:, :, j], ds.years, ds.years.index(year)).estimate
+
+
+def unexplained_ties(ds: Dataset, j: int, year: int, countries: Sequence[str], values: Sequence[float]) -> list[list[str]]:
+    """Groups of countries sharing one prediction (exactly) that nothing in their inputs explains. A shared value is
+    explained when it is a bound of the plausible range (predictions clipped there: 0 for a quantity never negative,
+    100 for a share), when the countries' own series give the same estimate for the year, or when their inputs are
+    identical (every other indicator that year and the target in every year)."""
+    from models.twolvlimp.method import plausible_range
+
+    low, high = plausible_range(ds.values[:, :, j])
+    own = _own_estimates(ds, j, year)
+    row = {str(c): i for i, c in enumerate(ds.countries)}
+    groups: dict[float, list[str]] = {}
+    for c, v in zip(countries, values):
+        groups.setdefault(float(v), []).append(str(c))
+    out = []
+    for value, same in groups.items():
+        if len(same) < 2 or value in (low, high):
+            continue
+        estimates = own[[row[c] for c in same]]
+        if not np.isnan(estimates).any() and np.all(estimates == estimates[0]):
+            continue
+        first = row[same[0]]
+        if all(_inputs_identical(ds, j, year, first, row[c]) for c in same[1:]):
+            continue
+        out.append(same)
+    return out
+
+
+def separate_ties(ds: Dataset, result):
+    """Countries the model cannot tell apart get one prediction: a predicted SIDS with no value of the target in
+    another year and none of the selected predictors (all filled by the base imputer) is predicted by the fold
+    models' intercept, the same for all such SIDS (and when the stack chooses the mean, every country of a submodel
+    gets it). That is the old files' defect (AIA, COK, MSR and NIU with one prediction and one interval in
+    key-wdi-EG.ELC.ACCS.ZS, 2015). Such groups (:func:`unexplained_ties`) are instead predicted from what each of
+    those countries does report that year: the target estimated from the 5 nearest countries on the candidates
+    (min-max scaled, distance-weighted), with the stacked interval's offsets moved with the prediction, clipped to
+    the plausible range. ``result.notes`` names them."""
+    import warnings
+
+    from sklearn.impute import KNNImputer
+
+    from models.twolvlimp.method import plausible_range, training_candidates
+
+    j = int(ds.indicators.get_loc(result.target))
+    ties = unexplained_ties(ds, j, result.year, result.countries, result.prediction)
+    if not ties:
+        return result
+    at = {c: i for i, c in enumerate(result.countries)}
+    tied = np.asarray(sorted(at[c] for group in ties for c in group))
+    rows = np.asarray([ds.countries.get_loc(result.countries[i]) for i in tied])
+    M = ds.year_matrix(result.year)
+    block = np.column_stack([M[:, training_candidates(ds, result.year, j)], M[:, j]])
+    lo_col, hi_col = np.nanmin(block, axis=0), np.nanmax(block, axis=0)
+    span = np.where(np.isfinite(hi_col - lo_col) & (hi_col > lo_col), hi_col - lo_col, 1.0)
+    scaled = (block - np.where(np.isfinite(lo_col), lo_col, 0.0)) / span
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        filled = KNNImputer(n_neighbors=5, weights="distance", keep_empty_features=True).fit(scaled).transform(
+            scaled[rows])
+    estimate = filled[:, -1] * span[-1] + (lo_col[-1] if np.isfinite(lo_col[-1]) else 0.0)
+    low, high = plausible_range(ds.values[:, :, j])
+    prediction, lower, upper = (np.array(a, dtype=float) for a in (result.prediction, result.lower, result.upper))
+    shift = estimate - prediction[tied]
+    prediction[tied] = np.clip(estimate, low, high)
+    lower[tied] = np.clip(np.minimum(lower[tied] + shift, prediction[tied]), low, high)
+    upper[tied] = np.clip(np.maximum(upper[tied] + shift, prediction[tied]), low, high)
+    result.prediction, result.lower, result.upper = prediction, lower, upper
+    result.notes = list(result.notes) + [
+        f"{', '.join(result.countries[i] for i in tied)}: one shared prediction that nothing in their inputs explains; "
+        "predicted instead by the 5 nearest countries on the candidates each reports"]
+    return result
 
 
 def _importances(result) -> dict[str, float]:
@@ -318,18 +437,10 @@ def file_problems(ds: Dataset, code: str, doc: dict) -> list[str]:
             outside = [v for v in (p, lo, hi) if not low - 1e-9 * max(1.0, abs(low)) <= v <= high + 1e-9 * max(1.0, abs(high))]
             if outside:
                 problems.append(f"{y}: {c}: values outside the plausible range [{low:g}, {high:g}]: {outside}")
-        groups: dict[float, list[str]] = {}
-        for c in predicted:
-            if _is_number(data.get(c)):
-                groups.setdefault(float(data[c]), []).append(c)
-        for value, same in groups.items():
-            if len(same) < 2:
-                continue
-            first = row[same[0]]
-            differ = [c for c in same[1:] if not _inputs_identical(ds, j, year, first, row[c])]
-            if differ:
-                problems.append(f"{y}: identical prediction {value:g} for SIDS whose inputs differ: "
-                                f"{', '.join(same)}")
+        numeric = [c for c in predicted if _is_number(data.get(c))]
+        for same in unexplained_ties(ds, j, year, numeric, [float(data[c]) for c in numeric]):
+            problems.append(f"{y}: identical prediction {data[same[0]]:g} for SIDS whose inputs differ: "
+                            f"{', '.join(same)}")
         features, categories = parts["featureImportances"].get(y, {}), parts["categoryImportances"].get(y, {})
         for name, part in (("featureImportances", features), ("categoryImportances", categories)):
             values = list(part.values())
@@ -376,14 +487,29 @@ def masked_copy(ds: Dataset, j: int, year: int, rows: np.ndarray, tag: str) -> D
     """A copy of the data (a new version) with the target-year's values of ``rows`` hidden."""
     values = ds.values.copy()
     values[ds.years.index(year), rows, j] = np.nan
+    for twin in copies_of(ds, j):   # the same series under another code would give the hidden values away
+        values[ds.years.index(year), rows, twin] = np.nan
     return Dataset(values=values, years=ds.years, countries=ds.countries, indicators=ds.indicators,
                    indicator_meta=ds.indicator_meta, dataset_meta=ds.dataset_meta, country_meta=ds.country_meta,
                    sids=ds.sids, version=tag, source=ds.source)
 
 
+def copies_of(ds: Dataset, j: int) -> list[int]:
+    """Other indicators with the target's values (the platform publishes some series under two codes, e.g.
+    ``key-wdi-...`` and ``wdi-...``): equal on at least 90% of the cells where the target has a value."""
+    target = ds.values[:, :, j]
+    known = ~np.isnan(target)
+    if not known.any():
+        return []
+    with np.errstate(invalid="ignore"):
+        same = (np.isclose(ds.values, target[:, :, None], rtol=1e-6, atol=0) & known[:, :, None]).sum(axis=(0, 1))
+    hits = np.flatnonzero(same >= 0.9 * known.sum())
+    return [int(k) for k in hits if k != j]
+
+
 def holdout_accuracy(ds: Dataset, slot: int, sample: Sequence[tuple[str, int]], random_state: int = 0) -> dict:
     """Masked holdout of one slot: in each sampled indicator-year, 20% of the reported SIDS (at least 2, drawn with
-    ``random_state``) are hidden and predicted by the slot's method on the rest. NRMSE = RMSE of the hidden values
+    ``random_state``) are hidden (also in any copy of the series under another code) and predicted by the slot's method on the rest. NRMSE = RMSE of the hidden values
     / the target's std that year over every country with a value (pooled over the sample as the root mean of the
     squared normalised errors); coverage = share of hidden values inside their 90% interval."""
     s = SLOTS[slot]
