@@ -133,6 +133,7 @@ class QueueListener:
         renewer = threading.Thread(target=self._renew, args=(message, holder, renewing), daemon=True)
         renewer.start()
         started = time.perf_counter()
+        log.info("%s: message %s started (dequeue %d)", self.name, message.id, message.dequeue_count)
         try:
             body = self._decode(message.content)
             msg = QueueMessage(id=message.id, body=body, dequeue_count=message.dequeue_count,

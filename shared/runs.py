@@ -206,8 +206,8 @@ class Runs:
             return
         processed = max(0, run["total"] - pending)
         rate = processed / elapsed
-        left = pending / rate if rate > 0 else float("nan")
-        log.info("run %s: %s done in %.2f s; about %d/%d processed, %.2f messages/s, about %.0f s left",
+        left = f"about {pending / rate:.0f} s left" if rate > 0 else "time left not known yet"
+        log.info("run %s: %s done in %.2f s; about %d/%d processed, %.2f messages/s, %s",
                  run["run"], key, seconds, processed, run["total"], rate, left)
 
     # -- completion --------------------------------------------------------------------------------
