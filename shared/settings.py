@@ -153,7 +153,7 @@ class Settings:
     ai_mode_run_on_new_data: bool = False   # start a run when the store loads a new dataset version
     ai_mode_accuracy_sample: int = 20       # indicator-years per slot in the run's masked holdout
     queue_connection_string: str | None = field(default=None, repr=False)  # AzureWebJobsStorage (the triggers' too)
-    queue_service_uri: str | None = None    # AzureWebJobsStorage__queueServiceUri (managed identity)
+    queue_service_uri: str | None = None    # AzureWebJobsStorage__queueServiceUri or __accountName (managed identity)
     local_function_key: str | None = field(default=None, repr=False)  # local host: the key of AuthLevel.FUNCTION routes
     local_queue_lease_seconds: float = 600.0  # local host: visibility of a message while a function runs (the host's 10 min)
 
@@ -198,7 +198,9 @@ class Settings:
             ai_mode_accuracy_sample=max(0, _int(env, "AI_MODE_ACCURACY_SAMPLE", 20)),
             # The Functions host's storage connection: the queue triggers read it, the runs enqueue on it.
             queue_connection_string=env.get("AzureWebJobsStorage") or None,
-            queue_service_uri=env.get("AzureWebJobsStorage__queueServiceUri") or None,
+            queue_service_uri=env.get("AzureWebJobsStorage__queueServiceUri") or (
+                f"https://{env['AzureWebJobsStorage__accountName']}.queue.core.windows.net"
+                if env.get("AzureWebJobsStorage__accountName") else None),
             local_function_key=env.get("LOCAL_FUNCTION_KEY") or None,
             local_queue_lease_seconds=_float(env, "LOCAL_QUEUE_LEASE_SECONDS", 600.0),
         )
