@@ -34,6 +34,7 @@ from typing import Callable
 from azure.functions.decorators.queue import QueueTrigger
 from azure.functions.queue import QueueMessage  # what the worker hands a function (with its dequeue count)
 
+from shared.publish import create_if_missing
 from shared.runs import QueueOptions
 
 log = logging.getLogger("sids.localhost.queues")
@@ -186,12 +187,7 @@ class QueueListener:
             log.warning("%s: could not release message %s (%s)", self.name, message.id, type(exc).__name__)
 
     def _to_poison(self, message, reason: str, receipt: str | None = None) -> None:
-        from azure.core.exceptions import ResourceExistsError
-
-        try:
-            self.poison.create_queue()
-        except ResourceExistsError:
-            pass
+        create_if_missing(self.poison.create_queue)
         self.poison.send_message(message.content)  # the same text, in the same encoding
         self._delete(message, receipt or message.pop_receipt)
         log.error("%s: message %s moved to %s after %d dequeues (%s)", self.name, message.id,

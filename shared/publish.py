@@ -34,6 +34,16 @@ class PublishTarget(Protocol):
     def copy(self, source: str, dest: str) -> None: ...
 
 
+def create_if_missing(create) -> None:
+    """Call a storage client's ``create_container`` / ``create_queue``; one that exists already is fine."""
+    from azure.core.exceptions import ResourceExistsError
+
+    try:
+        create()
+    except ResourceExistsError:
+        pass
+
+
 def _checked(name: str) -> str:
     parts = name.split("/")
     if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
@@ -113,12 +123,7 @@ class BlobTarget:
 
     def _ensure(self) -> None:
         if not self._ready:
-            from azure.core.exceptions import ResourceExistsError
-
-            try:
-                self.container.create_container()
-            except ResourceExistsError:
-                pass
+            create_if_missing(self.container.create_container)
             self._ready = True
 
     def write(self, name: str, data: bytes) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
-from shared.publish import PublishTarget
+from shared.publish import PublishTarget, create_if_missing
 
 log = logging.getLogger("sids.runs")
 
@@ -75,12 +75,7 @@ class RunQueue:
 
     def _ensure(self) -> None:
         if not self._created:
-            from azure.core.exceptions import ResourceExistsError
-
-            try:
-                self.queue.create_queue()
-            except ResourceExistsError:
-                pass
+            create_if_missing(self.queue.create_queue)
             self._created = True
 
     def send(self, texts: list[str], threads: int = 16) -> None:

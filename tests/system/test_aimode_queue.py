@@ -229,3 +229,53 @@ def test_redelivered_message_is_not_computed_twice(tmp_path, queues):
     assert svc.process(msg) == "already done"
     assert work.computed == ["model2/wdi-A"]
     assert json.loads((tmp_path / "manifest.json").read_text())["version"] == run["run"]
+
+
+@pytest.fixture(params=["folder", "blob"])
+def target(request, tmp_path):
+    from shared.publish import BlobTarget, FolderTarget
+
+    if request.param == "folder":
+        return FolderTarget(tmp_path / "out")
+    azurite = request.getfixturevalue("azurite")  # the real blob emulator
+    return BlobTarget(f"aimode-{int(time.time() * 1000) % 10**9}", connection_string=azurite.connection_string)
+
+
+def test_publish_targets_write_list_create_once_copy_and_delete(target):
+    assert target.read("a/b.json") is None and target.names("a/") == []
+    target.write("a/b.json", b"1")
+    target.write("a/b.json", b"2")  # replaced whole
+    target.write("a/c d.json", b"3")
+    assert target.read("a/b.json") == b"2"
+    assert target.names("a/") == ["a/b.json", "a/c d.json"]
+    assert target.create("marker", b"x") is True
+    assert target.create("marker", b"y") is False and target.read("marker") == b"x"  # only once, by anyone
+    target.copy("a/b.json", "current/a/b.json")
+    assert target.read("current/a/b.json") == b"2"
+    target.delete("a/b.json")
+    target.delete("a/b.json")  # deleting what is gone is fine
+    assert target.names("a/") == ["a/c d.json"]
+    with pytest.raises(ValueError):
+        target.write("../escape.json", b"")
+
+
+def test_a_run_publishes_to_a_blob_container(azurite, queues):
+    """The same run as on a folder, on a real blob container (Azurite): the set, the manifest, current/."""
+    from azure.functions.queue import QueueMessage
+
+    from blueprints.aimode import AiMode, RunRequest, read_host_json
+    from shared.publish import BlobTarget
+    from shared.runs import RunQueue, Runs, queue_options
+
+    blob = BlobTarget("aimode-run", connection_string=azurite.connection_string)
+    work = FakeWork(["wdi-A", "wdi-B"])
+    svc = AiMode(runs=Runs(blob, RunQueue("aimode-blob", queues.connection_string)), work=work,
+                 options=queue_options(read_host_json()), dataset=lambda: FakeDataset(), accuracy_sample=1)
+    run = svc.start(RunRequest(slots=[3]))["run"]
+    for m in svc.runs.queue.queue.receive_messages(messages_per_page=10):
+        svc.process(QueueMessage(id=m.id, body=m.content.encode(), dequeue_count=1))
+    manifest = json.loads(blob.read("manifest.json"))
+    assert manifest["version"] == run and manifest["done"] == 3 and manifest["failed"] == []
+    assert json.loads(blob.read("current/manifest.json"))["version"] == run
+    assert blob.read("current/ml/model3/wdi/wdi-B.json") == blob.read(f"{run}/ml/model3/wdi/wdi-B.json") is not None
+    assert json.loads(blob.read("current/ml/ML Model Metadata.json"))["accuracy"]["accuracy/model3"]["slot"] == 3
