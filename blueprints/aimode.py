@@ -126,7 +126,8 @@ class StatusResponse(ApiModel):
 
 
 class StatusQuery(ApiModel):
-    run: Optional[str] = Field(None, description="A run id (default: the latest)", max_length=200)
+    run: Optional[str] = Field(None, description="A run id (default: the latest)", max_length=200,
+                               pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 
 # -------------------------------------------------------------------------------------------- the work

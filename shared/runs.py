@@ -147,7 +147,10 @@ class Runs:
 
     # -- one message -------------------------------------------------------------------------------
     def run(self, version: str) -> dict:
-        raw = self.target.read(f"runs/{version}/run.json")
+        try:
+            raw = self.target.read(f"runs/{version}/run.json")
+        except ValueError:  # not a name the target holds ('..', '/')
+            raw = None
         if raw is None:
             raise UnknownRun(f"no run {version!r} in {self.target.description}")
         return json.loads(raw)

@@ -73,6 +73,8 @@ def test_status_without_any_run_and_for_an_unknown_run(routes, folder_service):
     assert send(routes, "GET", "/aimode/status") == (200, {"current": None, "run": None})
     status, body = send(routes, "GET", "/aimode/status", query="run=nope")
     assert status == 404 and body["detail"]["msg"] == "No run 'nope'"
+    assert send(routes, "GET", "/aimode/status", query="run=..%2F..%2Fetc")[0] == 422
+    assert send(routes, "GET", "/aimode/status", query="run=a..b")[0] == 404  # a name, but no run
 
 
 def test_settings_derive_the_queue_endpoint_from_the_account_name():

@@ -279,3 +279,32 @@ def test_a_run_publishes_to_a_blob_container(azurite, queues):
     assert json.loads(blob.read("current/manifest.json"))["version"] == run
     assert blob.read("current/ml/model3/wdi/wdi-B.json") == blob.read(f"{run}/ml/model3/wdi/wdi-B.json") is not None
     assert json.loads(blob.read("current/ml/ML Model Metadata.json"))["accuracy"]["accuracy/model3"]["slot"] == 3
+
+
+def test_a_new_dataset_version_starts_one_run_whoever_sees_it(tmp_path, queues):
+    """AI_MODE_RUN_ON_NEW_DATA: the store's new version starts a run, once per version across instances."""
+    from helpers import write_manifest
+
+    from shared.store import DatasetStore, LocalFolderSource
+
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data" / "wdi", data)
+    svc = service_for(tmp_path / "out", queues, FakeWork(["wdi-A"]), "aimode-newdata")
+    store = DatasetStore(LocalFolderSource(data))
+    store.subscribe(svc.on_new_dataset)
+    assert store.refresh()
+    first = wait_until(svc.runs.latest, timeout=30)
+    assert first.startswith(store.get().version + ".")
+    svc.on_new_dataset(store.get())  # another instance seeing the same version: no second run
+    assert not store.refresh()       # nothing changed: no load, no run
+    time.sleep(0.5)
+    assert svc.runs.latest() == first and len(svc.runs.target.names("runs/started/")) == 1
+
+    csv = data / "indicatorData.csv"
+    lines = csv.read_text().splitlines()
+    lines[1] = lines[1] + "1" if lines[1].endswith(",") else lines[1][:-1] + "7"  # one value changed
+    csv.write_text("\n".join(lines) + "\n")
+    write_manifest(data)
+    assert store.refresh()
+    second = wait_until(lambda: svc.runs.latest() if svc.runs.latest() != first else None, timeout=30)
+    assert second.startswith(store.get().version + ".") and store.get().version not in first
