@@ -308,3 +308,30 @@ def test_a_new_dataset_version_starts_one_run_whoever_sees_it(tmp_path, queues):
     assert store.refresh()
     second = wait_until(lambda: svc.runs.latest() if svc.runs.latest() != first else None, timeout=30)
     assert second.startswith(store.get().version + ".") and store.get().version not in first
+
+
+def test_a_message_whose_last_try_never_finished_is_poisoned_and_reported(tmp_path, queues, app):
+    """A worker that died on the last dequeue never recorded anything: the host moves the message to the poison
+    queue when it is fetched again, and the run finds it there once its queue is empty."""
+    from blueprints.aimode import RunRequest, use_service
+
+    work = FakeWork(["wdi-A"])
+    svc = service_for(tmp_path, queues, work, "aimode-lost")
+    run = svc.start(RunRequest(slots=[4], accuracy_sample=0))["run"]
+    for _ in range(3):  # three tries that never finished (their workers died): the message comes back each time
+        [m] = list(svc.runs.queue.queue.receive_messages(visibility_timeout=1))
+        time.sleep(1.2)
+    assert m.dequeue_count == 3
+    previous = use_service(svc)
+    listener = worker_listener(app, queues, "aimode-lost")
+    try:
+        listener.start()
+        poisoned = wait_until(lambda: svc.runs.queue.poisoned(), timeout=20)
+        assert [json.loads(t)["key"] for t in poisoned] == ["model4/wdi-A"]
+        assert work.computed == []  # not tried a fourth time
+        status = wait_until(lambda: svc.status(run)["run"] if svc.status(run)["run"]["failed"] else None, timeout=20)
+        assert status["failed"][0]["key"] == "model4/wdi-A" and "poison" in status["failed"][0]["error"]
+        assert svc.runs.manifest()["version"] == run and svc.runs.manifest()["failed"] == ["model4/wdi-A"]
+    finally:
+        listener.stop()
+        use_service(previous)
