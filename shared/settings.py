@@ -39,6 +39,12 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
 
 
+def _path(value: str) -> Path:
+    """A path setting: absolute, or relative to the project."""
+    path = Path(value)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
 def _float(env: dict, name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or str(raw).strip() == "":
@@ -134,6 +140,9 @@ class Settings:
     max_buffered_body_bytes: int = 32 * 1024 * 1024
     threadpool_threads: int = 1000
     warm_model_code: bool = True         # import the models' code in the background once the dataset is loaded
+    ai_mode_out: Path = PROJECT_ROOT / "out" / "ai-mode"   # make ai-mode: where the files go
+    ai_mode_limit: int = 0               # make ai-mode: only the first n indicators (0: all)
+    ai_mode_slots: tuple[int, ...] = (1, 2, 3, 4)          # make ai-mode: the model slots to publish
 
     @property
     def uses_blob(self) -> bool:
@@ -168,6 +177,9 @@ class Settings:
             # The Functions host's own variable: sync handlers run on a pool of this many threads.
             threadpool_threads=max(1, _int(env, "PYTHON_THREADPOOL_THREAD_COUNT", 1000)),
             warm_model_code=(env.get("WARM_MODEL_CODE") or "1").strip().lower() not in ("0", "false", "no", "off"),
+            ai_mode_out=_path(env.get("AI_MODE_OUT") or "out/ai-mode"),
+            ai_mode_limit=max(0, _int(env, "AI_MODE_LIMIT", 0)),
+            ai_mode_slots=tuple(int(v) for v in _list(env.get("AI_MODE_SLOTS"), ("1", "2", "3", "4"))),
         )
 
 

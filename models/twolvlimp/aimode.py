@@ -18,6 +18,7 @@ Mode queue worker call. The format is the page's (``../shared/contracts/ai-mode.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -507,49 +508,71 @@ def copies_of(ds: Dataset, j: int) -> list[int]:
     return [int(k) for k in hits if k != j]
 
 
+HOLDOUT_PROTOCOL = (f"masked holdout: in each sampled indicator-year {HOLDOUT_SHARE:.0%} of the reported SIDS (at least 2) "
+                    "hidden and predicted from the rest; NRMSE = RMSE of the hidden values / the target's std that "
+                    "year over every country with a value, pooled over the sample; coverage = share of hidden values "
+                    "inside their 90% interval")
+
+
+def _holdout_case(ds: Dataset, s: Slot, code: str, year: int, random_state: int) -> dict | None:
+    """One sampled indicator-year: the hidden SIDS (drawn from the case and ``random_state`` alone, so a sample split
+    over processes gives the same figures), their squared normalised errors and whether each was covered."""
+    j = ds.indicators.get_loc(code)
+    column = ds.year_matrix(year)[:, j]
+    known = np.flatnonzero(ds.sids_mask & ~np.isnan(column))
+    k = max(2, int(round(HOLDOUT_SHARE * known.size)))
+    spread = float(np.nanstd(column))
+    if known.size - k < 2 or not spread > 0:
+        return None
+    rng = np.random.RandomState([random_state, zlib.crc32(f"{code}|{year}".encode())])
+    rows = np.sort(rng.choice(known, size=k, replace=False))
+    masked = masked_copy(ds, j, year, rows, f"{ds.version}|holdout|{code}|{year}|{random_state}")
+    result = year_result(masked, code, year, s)
+    at = {c: i for i, c in enumerate(result.countries)}
+    errors, inside = [], []
+    for i in rows:
+        p = at[str(ds.countries[i])]
+        truth = column[i]
+        errors.append(float(((result.prediction[p] - truth) / spread) ** 2))
+        inside.append(bool(result.lower[p] <= truth <= result.upper[p]))
+    return {"squared_errors": errors, "inside": inside}
+
+
 def holdout_accuracy(ds: Dataset, slot: int, sample: Sequence[tuple[str, int]], random_state: int = 0) -> dict:
-    """Masked holdout of one slot: in each sampled indicator-year, 20% of the reported SIDS (at least 2, drawn with
-    ``random_state``) are hidden (also in any copy of the series under another code) and predicted by the slot's method on the rest. NRMSE = RMSE of the hidden values
-    / the target's std that year over every country with a value (pooled over the sample as the root mean of the
-    squared normalised errors); coverage = share of hidden values inside their 90% interval."""
+    """Masked holdout of one slot on ``sample`` (indicator-years, :func:`accuracy_sample`): in each, 20% of the
+    reported SIDS (at least 2, drawn with ``random_state``) are hidden (also in any copy of the series under another
+    code, :func:`copies_of`) and predicted by the slot's method on the rest (:data:`HOLDOUT_PROTOCOL`). The counts
+    (``sum_squared``, ``inside``, ``values``, ``indicator_years``) let :func:`combine_accuracy` pool parts of a
+    sample computed apart."""
     s = SLOTS[slot]
-    rng = np.random.RandomState(random_state)
-    errors, inside, cases, failed = [], [], 0, []
+    sum_squared, inside, values, cases, failed = 0.0, 0, 0, 0, []
     for code, year in sample:
-        j = ds.indicators.get_loc(code)
-        column = ds.year_matrix(year)[:, j]
-        known = np.flatnonzero(ds.sids_mask & ~np.isnan(column))
-        k = max(2, int(round(HOLDOUT_SHARE * known.size)))
-        if known.size - k < 2:
-            continue
-        rows = np.sort(rng.choice(known, size=k, replace=False))
-        spread = float(np.nanstd(column))
-        if not spread > 0:
-            continue
-        masked = masked_copy(ds, j, year, rows, f"{ds.version}|holdout|{code}|{year}|{random_state}")
         try:
-            result = year_result(masked, code, year, s)
+            case = _holdout_case(ds, s, code, int(year), random_state)
         except ModelInputError as exc:
-            failed.append({"indicator": code, "year": year, "error": exc.msg})
+            failed.append({"indicator": code, "year": int(year), "error": exc.msg})
             continue
-        at = {c: i for i, c in enumerate(result.countries)}
-        for i in rows:
-            c = str(ds.countries[i])
-            p = at[c]
-            truth = column[i]
-            errors.append(((result.prediction[p] - truth) / spread) ** 2)
-            inside.append(result.lower[p] <= truth <= result.upper[p])
+        if case is None:
+            continue
+        sum_squared += sum(case["squared_errors"])
+        inside += sum(case["inside"])
+        values += len(case["inside"])
         cases += 1
-    return {
-        "nrmse": float(math.sqrt(np.mean(errors))) if errors else None,
-        "coverage90": float(np.mean(inside)) if inside else None,
-        "indicator_years": cases,
-        "values": len(errors),
-        "failed": failed,
-        "protocol": (f"masked holdout: in each sampled indicator-year {HOLDOUT_SHARE:.0%} of the reported SIDS (at "
-                     "least 2) hidden and predicted; NRMSE = RMSE / the target's std that year; coverage of the 90% "
-                     "interval"),
-    }
+    return _accuracy(sum_squared, inside, values, cases, failed)
+
+
+def _accuracy(sum_squared: float, inside: int, values: int, cases: int, failed: list) -> dict:
+    return {"nrmse": math.sqrt(sum_squared / values) if values else None,
+            "coverage90": inside / values if values else None,
+            "indicator_years": cases, "values": values, "sum_squared": sum_squared, "inside": inside,
+            "failed": failed, "protocol": HOLDOUT_PROTOCOL}
+
+
+def combine_accuracy(parts: Sequence[dict]) -> dict:
+    """One slot's accuracy from parts of its sample (each a :func:`holdout_accuracy` answer)."""
+    return _accuracy(sum(p["sum_squared"] for p in parts), sum(p["inside"] for p in parts),
+                     sum(p["values"] for p in parts), sum(p["indicator_years"] for p in parts),
+                     [f for p in parts for f in p["failed"]])
 
 
 def model_metadata(accuracy_by_slot: dict[int, dict]) -> dict:
