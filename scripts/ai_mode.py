@@ -154,15 +154,46 @@ def run(settings: Settings, workers: int, accuracy_sample: int, progress: bool =
     return summary
 
 
+def throughput(ds: Dataset, slot: int, indicators: int, cores: int = 2) -> dict:
+    """Indicator-years per CPU second of one slot on ``indicators`` publishable indicators spread evenly over the
+    sorted codes (each whole: every year), in this process, and what that makes for the whole dataset (every
+    publishable indicator, every year, one slot) on ``cores`` processes, assuming they scale linearly. CPU seconds
+    (this process's), not wall time: on a machine other work keeps busy they are the steadier figure."""
+    codes = aimode.publishable_indicators(ds)
+    picked = [codes[i] for i in sorted({round(k * (len(codes) - 1) / max(indicators - 1, 1))
+                                        for k in range(min(indicators, len(codes)))})]
+    total_years = sum(len(aimode.publishable_years(ds, c)) for c in codes)
+    years, cpu, wall = 0, 0.0, 0.0
+    for code in picked:
+        started, cpu0 = time.perf_counter(), time.process_time()
+        try:
+            years += len(aimode.indicator_file(ds, code, slot)["data"])
+        except ModelInputError:
+            pass
+        cpu += time.process_time() - cpu0
+        wall += time.perf_counter() - started
+    rate = years / cpu if cpu else None
+    return {"slot": slot, "indicators": len(picked), "indicator_years": years, "cpu_seconds": round(cpu, 1),
+            "wall_seconds": round(wall, 1), "indicator_years_per_cpu_second": round(rate, 3) if rate else None,
+            "dataset_indicators": len(codes), "dataset_indicator_years": total_years, "cores": cores,
+            "dataset_minutes_on_cores": round(total_years / rate / cores / 60, 1) if rate else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=0, help="worker processes (default: the usable CPUs)")
     parser.add_argument("--accuracy-sample", type=int, default=40,
                         help="indicator-years of the masked holdout per slot (0: none; default 40)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (the log still reports)")
+    parser.add_argument("--throughput", type=int, metavar="N", default=0,
+                        help="write nothing: measure indicator-years per CPU second of the first slot of AI_MODE_SLOTS "
+                             "on N indicators and extrapolate the whole dataset on 2 cores (JSON on stdout)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings.from_env()
+    if args.throughput:
+        print(json.dumps(throughput(load_dataset(settings), settings.ai_mode_slots[0], args.throughput), indent=1))
+        return 0
     workers = args.workers or available_cpus()
     run(settings, workers, max(0, args.accuracy_sample), progress=not args.no_progress)
     return 0
