@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PORT ?= 7071
 WORKERS ?= 1
 
-.PHONY: run test test-unit setup eval eval-quick bench bench-quick synthetic load clean
+.PHONY: run test test-unit setup eval eval-quick bench bench-quick synthetic load clean ai-mode
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,7 @@ eval-quick: $(VENV)/.installed
 
 load: $(VENV)/.installed
 	$(PY) load/run_load.py
+
+# AI Mode's files for the configured dataset, in one process per CPU (AI_MODE_OUT, AI_MODE_LIMIT, AI_MODE_SLOTS)
+ai-mode: $(VENV)/.installed
+	$(PY) scripts/ai_mode.py

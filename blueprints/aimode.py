@@ -1,8 +1,8 @@
 """AI Mode publishing (/aimode): the dashboard's precomputed files, fanned out over an Azure Storage queue.
 
 * ``POST /aimode/runs`` (function key: ``x-functions-key`` header or ``?code=``; never anonymous) starts a run
-  on the dataset version this instance serves: one queue message per (slot, indicator), plus one per slot
-  measuring its accuracy (masked holdout, ``AI_MODE_ACCURACY_SAMPLE`` indicator-years);
+  on the dataset version this instance serves: one queue message per (slot, indicator), plus one per slot and
+  sampled indicator-year measuring the slot's accuracy (masked holdout, ``AI_MODE_ACCURACY_SAMPLE`` of them);
 * the queue-triggered function ``queue_aimode_worker`` computes one message (one indicator file);
 * ``GET /aimode/status``: the current published version and the latest (or a given) run's progress.
 
@@ -86,7 +86,7 @@ class RunStarted(ApiModel):
 
 
 class Failure(ApiModel):
-    key: str = Field(..., description="model<N>/<indicator code>, or accuracy/model<N>")
+    key: str = Field(..., description="model<N>/<indicator code>, or accuracy/model<N>/<case>")
     error: str
     dequeue_count: Optional[int] = None
     failed_at: Optional[str] = None
@@ -150,16 +150,17 @@ class AiModeWork:
         if req.limit is not None:
             codes = codes[:req.limit]
         out = {f"model{s}/{c}": {"kind": "file", "slot": s, "indicator": c} for s in req.slots for c in codes}
-        if sample > 0:
-            out.update({f"accuracy/model{s}": {"kind": "accuracy", "slot": s, "sample": sample} for s in req.slots})
+        # the measured accuracy: one message per slot and sampled indicator-year (each a masked holdout)
+        cases = self.model().accuracy_sample(ds, sample) if sample > 0 else []
+        out.update({f"accuracy/model{s}/{i:04d}": {"kind": "accuracy", "slot": s, "indicator": c, "year": y}
+                    for s in req.slots for i, (c, y) in enumerate(cases)})
         return out
 
     def compute(self, message: dict) -> tuple[dict[str, bytes], Any]:
         model, ds = self.model(), self.dataset()
         slot = int(message["slot"])
         if message["kind"] == "accuracy":
-            sample = model.accuracy_sample(ds, int(message["sample"]))
-            return {}, model.holdout_accuracy(ds, slot, sample)
+            return {}, model.holdout_accuracy(ds, slot, [(message["indicator"], int(message["year"]))])
         code = message["indicator"]
         doc = model.indicator_file(ds, code, slot)
         problems = model.file_problems(ds, code, doc)
@@ -169,7 +170,10 @@ class AiModeWork:
 
     def finish(self, results: Callable[[str], dict[str, Any]]) -> dict[str, bytes]:
         model = self.model()
-        accuracy = {int(key.rsplit("model", 1)[1]): value for key, value in results("accuracy/").items()}
+        parts: dict[int, list[dict]] = {}
+        for key, value in results("accuracy/").items():  # accuracy/model<N>/<case>
+            parts.setdefault(int(key.split("/")[1][len("model"):]), []).append(value)
+        accuracy = {slot: model.combine_accuracy(found) for slot, found in sorted(parts.items())}
         return {model.METADATA_PATH: _json(model.model_metadata(accuracy))}
 
 

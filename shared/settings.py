@@ -39,6 +39,12 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ValueError(f"setting {name} must be an integer, got {raw!r}") from exc
 
 
+def _path(value: str) -> Path:
+    """A path setting: absolute, or relative to the project."""
+    path = Path(value)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
 def _float(env: dict, name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or str(raw).strip() == "":
@@ -55,12 +61,6 @@ def _float(env: dict, name: str, default: float) -> float:
 def _flag(env: dict, name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     return default if not raw else raw not in ("0", "false", "no", "off")
-
-
-def _path(value: str) -> Path:
-    """A folder setting: absolute, or relative to the project."""
-    path = Path(value)
-    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def available_cpus(cgroup_root: str | Path = "/sys/fs/cgroup", proc_cgroup: str | Path = "/proc/self/cgroup",
@@ -145,8 +145,10 @@ class Settings:
     max_buffered_body_bytes: int = 32 * 1024 * 1024
     threadpool_threads: int = 1000
     warm_model_code: bool = True         # import the models' code in the background once the dataset is loaded
-    # AI Mode publishing (blueprints/aimode.py): where the files go, the queue the runs fan out on
-    ai_mode_out: Path = PROJECT_ROOT / "out" / "ai-mode"   # local folder target (when no blob container is set)
+    # AI Mode publishing (make ai-mode, blueprints/aimode.py): where the files go, the queue the runs fan out on
+    ai_mode_out: Path = PROJECT_ROOT / "out" / "ai-mode"   # make ai-mode, and the runs when no blob container is set
+    ai_mode_limit: int = 0               # make ai-mode: only the first n indicators (0: all)
+    ai_mode_slots: tuple[int, ...] = (1, 2, 3, 4)          # make ai-mode: the model slots to publish
     ai_mode_blob_connection_string: str | None = field(default=None, repr=False)
     ai_mode_blob_account_url: str | None = None
     ai_mode_blob_container: str = "ai-mode"
@@ -191,6 +193,8 @@ class Settings:
             threadpool_threads=max(1, _int(env, "PYTHON_THREADPOOL_THREAD_COUNT", 1000)),
             warm_model_code=(env.get("WARM_MODEL_CODE") or "1").strip().lower() not in ("0", "false", "no", "off"),
             ai_mode_out=_path(env.get("AI_MODE_OUT") or "out/ai-mode"),
+            ai_mode_limit=max(0, _int(env, "AI_MODE_LIMIT", 0)),
+            ai_mode_slots=tuple(int(v) for v in _list(env.get("AI_MODE_SLOTS"), ("1", "2", "3", "4"))),
             ai_mode_blob_connection_string=env.get("AI_MODE_BLOB_CONNECTION_STRING") or None,
             ai_mode_blob_account_url=env.get("AI_MODE_BLOB_ACCOUNT_URL") or None,
             ai_mode_blob_container=env.get("AI_MODE_BLOB_CONTAINER") or "ai-mode",

@@ -18,6 +18,7 @@ Mode queue worker call. The format is the page's (``../shared/contracts/ai-mode.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -45,9 +46,9 @@ class Slot:
     label: str                  # the page's hard-coded label for the panel
     model: str                  # the method's ``model`` option (tree learner in the stack)
     estimators: int             # trees per tree model (boosting: maximum stages, early-stopped)
-    number_predictor: int       # AFS: predictors kept (at most the valid ones that year)
+    number_predictor: int       # PCA (or AFS): predictors kept (at most the valid ones that year)
     interpolator: str = "KNNImputer"
-    scheme: str = "AFS"
+    scheme: str = "PCA"
     interval: str = "quantile"
     description: str = ""
     advantage: str = ""
@@ -66,10 +67,12 @@ class Slot:
                 f"interval={self.interval} (90%, conformal); tree depth chosen by 5-fold cross-validation")
 
 
-_COMMON = ("Run year by year with the service's default two-level method (the /twolvlImp/predict default): candidate "
-           "predictors imputed by the base imputer, automatic feature selection, then {trees} stacked with ridge "
-           "regressions, a chained linear imputation and the mean (weights chosen out of fold); SIDS with values in "
-           "other years are predicted from their own series corrected by the model. 90% conformal intervals.")
+_COMMON = ("Run year by year with the service's two-level method (what /twolvlImp/predict runs, scheme PCA): the "
+           "year's candidate predictors imputed by KNN, 10 predictors kept by their loadings on the leading principal "
+           "components, then {trees} stacked with ridge regressions (on those 10, and on the candidates most "
+           "correlated with the target), a chained linear imputation and the mean, weights chosen out of fold; SIDS "
+           "with values in other years are predicted from their own series corrected by the model. 90% conformal "
+           "intervals calibrated on out-of-fold errors.")
 _DRAWBACK = ("Trees cannot extrapolate beyond the training countries (the stack's linear members can, within half the "
              "observed range); few SIDS report many indicators, so predictions for small territories lean on the "
              "imputed predictors.")
@@ -464,23 +467,28 @@ def file_problems(ds: Dataset, code: str, doc: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ measured accuracy
+HOLDOUT_SHARE = 0.2   # of the reported SIDS hidden per sampled indicator-year
+
+
 def accuracy_sample(ds: Dataset, n: int, random_state: int = 0) -> list[tuple[str, int]]:
     """``n`` published indicator-years (drawn with ``random_state``) with enough reported SIDS to hide some: at
-    least 10 SIDS with a value that year."""
+    least 10 SIDS with a value that year, and the indicator still a valid target (reported by at least 20% of the
+    countries) once :func:`holdout_accuracy` hides its share."""
     cases = []
+    countries = ds.countries.size
     for year in _years(ds):
-        mask = _publishable_mask(ds, year)
-        known = (~np.isnan(ds.year_matrix(year)[ds.sids_mask])).sum(axis=0)
-        cases += [(str(c), year) for c in ds.indicators[mask & (known >= 10)]]
+        M = ds.year_matrix(year)
+        known = (~np.isnan(M[ds.sids_mask])).sum(axis=0)
+        hidden = np.maximum(2, np.round(HOLDOUT_SHARE * known))
+        # still a valid target once the hidden values are gone
+        still_valid = (np.isnan(M).sum(axis=0) + hidden) < TARGET_MISSING_MAX * countries
+        cases += [(str(c), year) for c in ds.indicators[_publishable_mask(ds, year) & (known >= 10) & still_valid]]
     cases.sort()
     if n >= len(cases):
         return cases
     rng = np.random.RandomState(random_state)
     picked = rng.choice(len(cases), size=n, replace=False)
     return [cases[i] for i in sorted(picked)]
-
-
-HOLDOUT_SHARE = 0.2   # of the reported SIDS hidden per sampled indicator-year
 
 
 def masked_copy(ds: Dataset, j: int, year: int, rows: np.ndarray, tag: str) -> Dataset:
@@ -507,49 +515,71 @@ def copies_of(ds: Dataset, j: int) -> list[int]:
     return [int(k) for k in hits if k != j]
 
 
+HOLDOUT_PROTOCOL = (f"masked holdout: in each sampled indicator-year {HOLDOUT_SHARE:.0%} of the reported SIDS (at least 2) "
+                    "hidden and predicted from the rest; NRMSE = RMSE of the hidden values / the target's std that "
+                    "year over every country with a value, pooled over the sample; coverage = share of hidden values "
+                    "inside their 90% interval")
+
+
+def _holdout_case(ds: Dataset, s: Slot, code: str, year: int, random_state: int) -> dict | None:
+    """One sampled indicator-year: the hidden SIDS (drawn from the case and ``random_state`` alone, so a sample split
+    over processes gives the same figures), their squared normalised errors and whether each was covered."""
+    j = ds.indicators.get_loc(code)
+    column = ds.year_matrix(year)[:, j]
+    known = np.flatnonzero(ds.sids_mask & ~np.isnan(column))
+    k = max(2, int(round(HOLDOUT_SHARE * known.size)))
+    spread = float(np.nanstd(column))
+    if known.size - k < 2 or not spread > 0:
+        return None
+    rng = np.random.RandomState([random_state, zlib.crc32(f"{code}|{year}".encode())])
+    rows = np.sort(rng.choice(known, size=k, replace=False))
+    masked = masked_copy(ds, j, year, rows, f"{ds.version}|holdout|{code}|{year}|{random_state}")
+    result = year_result(masked, code, year, s)
+    at = {c: i for i, c in enumerate(result.countries)}
+    errors, inside = [], []
+    for i in rows:
+        p = at[str(ds.countries[i])]
+        truth = column[i]
+        errors.append(float(((result.prediction[p] - truth) / spread) ** 2))
+        inside.append(bool(result.lower[p] <= truth <= result.upper[p]))
+    return {"squared_errors": errors, "inside": inside}
+
+
 def holdout_accuracy(ds: Dataset, slot: int, sample: Sequence[tuple[str, int]], random_state: int = 0) -> dict:
-    """Masked holdout of one slot: in each sampled indicator-year, 20% of the reported SIDS (at least 2, drawn with
-    ``random_state``) are hidden (also in any copy of the series under another code) and predicted by the slot's method on the rest. NRMSE = RMSE of the hidden values
-    / the target's std that year over every country with a value (pooled over the sample as the root mean of the
-    squared normalised errors); coverage = share of hidden values inside their 90% interval."""
+    """Masked holdout of one slot on ``sample`` (indicator-years, :func:`accuracy_sample`): in each, 20% of the
+    reported SIDS (at least 2, drawn with ``random_state``) are hidden (also in any copy of the series under another
+    code, :func:`copies_of`) and predicted by the slot's method on the rest (:data:`HOLDOUT_PROTOCOL`). The counts
+    (``sum_squared``, ``inside``, ``values``, ``indicator_years``) let :func:`combine_accuracy` pool parts of a
+    sample computed apart."""
     s = SLOTS[slot]
-    rng = np.random.RandomState(random_state)
-    errors, inside, cases, failed = [], [], 0, []
+    sum_squared, inside, values, cases, failed = 0.0, 0, 0, 0, []
     for code, year in sample:
-        j = ds.indicators.get_loc(code)
-        column = ds.year_matrix(year)[:, j]
-        known = np.flatnonzero(ds.sids_mask & ~np.isnan(column))
-        k = max(2, int(round(HOLDOUT_SHARE * known.size)))
-        if known.size - k < 2:
-            continue
-        rows = np.sort(rng.choice(known, size=k, replace=False))
-        spread = float(np.nanstd(column))
-        if not spread > 0:
-            continue
-        masked = masked_copy(ds, j, year, rows, f"{ds.version}|holdout|{code}|{year}|{random_state}")
         try:
-            result = year_result(masked, code, year, s)
+            case = _holdout_case(ds, s, code, int(year), random_state)
         except ModelInputError as exc:
-            failed.append({"indicator": code, "year": year, "error": exc.msg})
+            failed.append({"indicator": code, "year": int(year), "error": exc.msg})
             continue
-        at = {c: i for i, c in enumerate(result.countries)}
-        for i in rows:
-            c = str(ds.countries[i])
-            p = at[c]
-            truth = column[i]
-            errors.append(((result.prediction[p] - truth) / spread) ** 2)
-            inside.append(result.lower[p] <= truth <= result.upper[p])
+        if case is None:
+            continue
+        sum_squared += sum(case["squared_errors"])
+        inside += sum(case["inside"])
+        values += len(case["inside"])
         cases += 1
-    return {
-        "nrmse": float(math.sqrt(np.mean(errors))) if errors else None,
-        "coverage90": float(np.mean(inside)) if inside else None,
-        "indicator_years": cases,
-        "values": len(errors),
-        "failed": failed,
-        "protocol": (f"masked holdout: in each sampled indicator-year {HOLDOUT_SHARE:.0%} of the reported SIDS (at "
-                     "least 2) hidden and predicted; NRMSE = RMSE / the target's std that year; coverage of the 90% "
-                     "interval"),
-    }
+    return _accuracy(sum_squared, inside, values, cases, failed)
+
+
+def _accuracy(sum_squared: float, inside: int, values: int, cases: int, failed: list) -> dict:
+    return {"nrmse": math.sqrt(sum_squared / values) if values else None,
+            "coverage90": inside / values if values else None,
+            "indicator_years": cases, "values": values, "sum_squared": sum_squared, "inside": inside,
+            "failed": failed, "protocol": HOLDOUT_PROTOCOL}
+
+
+def combine_accuracy(parts: Sequence[dict]) -> dict:
+    """One slot's accuracy from parts of its sample (each a :func:`holdout_accuracy` answer)."""
+    return _accuracy(sum(p["sum_squared"] for p in parts), sum(p["inside"] for p in parts),
+                     sum(p["values"] for p in parts), sum(p["indicator_years"] for p in parts),
+                     [f for p in parts for f in p["failed"]])
 
 
 def model_metadata(accuracy_by_slot: dict[int, dict]) -> dict:
