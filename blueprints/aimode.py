@@ -96,7 +96,8 @@ class RunStatus(ApiModel):
     run: str
     dataset_version: str
     started_at: str
-    state: str = Field(..., description="running, finishing (every message done or failed) or published")
+    state: str = Field(..., description="running, finishing (every message done or failed), published, or "
+                                        "superseded (finished after a later run was published: not made current)")
     total: int
     done: int
     failed: list[Failure]

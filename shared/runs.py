@@ -262,13 +262,23 @@ class Runs:
         version = run["version"]
         for name, data in work.finish(lambda prefix: self.results(version, prefix)).items():
             self.target.write(f"{version}/{name}", data)
+        if self._superseded(run):
+            log.warning("run %s finished after a later run was published: not made current", version)
+            return
         manifest = {"version": version, "dataset_version": run["dataset_version"], "base": f"{version}/",
-                    "current_base": f"{CURRENT}/", "published_at": _now(), "messages": run["total"],
+                    "current_base": f"{CURRENT}/", "published_at": _now(), "started": run["started"],
+                    "messages": run["total"],
                     "done": len(done), "failed": sorted(failed),
                     "files": len([n for n in self.target.names(f"{version}/")])}
         self.target.write(MANIFEST, _json(manifest))  # the switch: from here on this set is the current one
         log.info("run %s published: %d done, %d failed, %d files", version, len(done), len(failed), manifest["files"])
         self._sync_current(version)
+
+    def _superseded(self, run: dict) -> bool:
+        """Whether the current set comes from a run started after this one (an older run never replaces it)."""
+        current = self.manifest()
+        return current is not None and current.get("version") != run["version"] and \
+            float(current.get("started", 0)) > float(run["started"])
 
     def _sync_current(self, version: str) -> None:
         """Copy the set under ``current/`` (files first, then ``current/manifest.json``) and remove what it lacks."""
@@ -312,9 +322,11 @@ class Runs:
         remaining = run["total"] - len(done) - len(failures)
         rate = len(done) / elapsed
         published = (out["current"] or {}).get("version") == version
+        state = "published" if published else ("running" if remaining else (
+            "superseded" if self._superseded(run) else "finishing"))
         out["run"] = {
             "run": version, "dataset_version": run["dataset_version"], "started_at": run["started_at"],
-            "state": "published" if published else ("finishing" if remaining == 0 else "running"),
+            "state": state,
             "total": run["total"], "done": len(done), "failed": failures, "remaining": remaining,
             "pending_in_queue": self.queue.pending() if self.queue is not None else None,
             "elapsed_seconds": round(elapsed, 1), "rate_per_second": round(rate, 4),

@@ -335,3 +335,22 @@ def test_a_message_whose_last_try_never_finished_is_poisoned_and_reported(tmp_pa
     finally:
         listener.stop()
         use_service(previous)
+
+
+def test_an_older_run_finishing_late_never_replaces_a_newer_set(tmp_path, queues):
+    from azure.functions.queue import QueueMessage
+
+    from blueprints.aimode import RunRequest
+
+    svc = service_for(tmp_path, queues, FakeWork(["wdi-A"]), "aimode-order")
+    older = svc.start(RunRequest(slots=[1], accuracy_sample=0))["run"]
+    [old_message] = list(svc.runs.queue.queue.receive_messages(visibility_timeout=60))
+    newer = svc.start(RunRequest(slots=[1], accuracy_sample=0))["run"]
+    [new_message] = list(svc.runs.queue.queue.receive_messages(visibility_timeout=60))
+    assert json.loads(new_message.content)["run"] == newer != older
+    for m in (new_message, old_message):  # the newer run finishes first
+        svc.process(QueueMessage(id=m.id, body=m.content.encode(), dequeue_count=1))
+    assert svc.runs.manifest()["version"] == newer
+    assert json.loads((tmp_path / "current/manifest.json").read_text())["version"] == newer
+    assert svc.status(older)["run"]["state"] == "superseded"
+    assert svc.status(newer)["run"]["state"] == "published"
