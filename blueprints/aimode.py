@@ -24,7 +24,7 @@ import azure.functions as func
 from pydantic import Field, field_validator
 
 from shared.dataset import Dataset
-from shared.errors import DatasetUnavailable, NotFound, UnsupportedValue
+from shared.errors import NotFound, ServiceError, UnsupportedValue
 from shared.http import ApiBlueprint
 from shared.imports import import_model_code
 from shared.publish import target_from_settings
@@ -34,7 +34,7 @@ from shared.store import get_dataset, get_store
 from shared.validation import ApiModel
 
 if TYPE_CHECKING:
-    from models.twolvlimp import aimode as aimode_model  # imported on first use (import_model_code)
+    from models.twolvlimp import aimode as aimode_model  # noqa: F401  (imported on first use: import_model_code)
 
 MODEL_PACKAGE = "twolvlimp"   # the model package this blueprint serves (scripts/architecture.py reads it)
 QUEUE = "aimode"              # the queue the runs fan out on; the host moves failing messages to aimode-poison
@@ -148,6 +148,9 @@ class AiModeWork:
 
     def messages(self, ds: Dataset, req: RunRequest, sample: int) -> dict[str, dict]:
         codes = req.indicators if req.indicators is not None else self.model().publishable_indicators(ds)
+        unknown = [c for c in codes if c not in ds.indicators]
+        if unknown:
+            raise UnsupportedValue(f"{len(unknown)} indicator code(s) not in the dataset: {', '.join(unknown[:5])}")
         if req.limit is not None:
             codes = codes[:req.limit]
         out = {f"model{s}/{c}": {"kind": "file", "slot": s, "indicator": c} for s in req.slots for c in codes}
@@ -195,7 +198,9 @@ class AiMode:
         messages = self.work.messages(ds, req, sample)
         if not messages:
             raise UnsupportedValue("no indicator to publish in this dataset")
-        return self.runs.start(ds.version, messages, {"slots": req.slots, "indicators": len(messages)})
+        files = sum(1 for m in messages.values() if m["kind"] == "file")
+        return self.runs.start(ds.version, messages, {"slots": req.slots, "files": files,
+                                                      "accuracy_cases": len(messages) - files})
 
     def process(self, msg: func.QueueMessage) -> str:
         text = msg.get_body().decode("utf-8")
@@ -214,6 +219,9 @@ class AiMode:
         except Exception:
             log.exception("could not start an AI Mode run for dataset version %s", ds.version)
 
+
+class QueueNotConfigured(ServiceError):
+    status = 503
 
 
 def read_host_json() -> dict:
@@ -250,7 +258,7 @@ def use_service(new: AiMode | None) -> AiMode | None:
 
 # ------------------------------------------------------------------------------------------ the routes
 @blueprint.post("runs", body=RunRequest, response=RunStarted, status=202, auth_level=func.AuthLevel.FUNCTION,
-                errors=(401, 503))
+                errors=(401, 503))  # 422 (validation, codes not in the dataset) is documented with the body
 def start_run(req: RunRequest) -> RunStarted:
     """Start a run: one queue message per slot and indicator, on the dataset version served now.
 
@@ -259,7 +267,7 @@ def start_run(req: RunRequest) -> RunStarted:
     (manifest.json, then the copy under current/) when every message is done or reported failed."""
     svc = service()
     if svc.runs.queue is None:
-        raise DatasetUnavailable("No queue is configured for AI Mode runs: set AzureWebJobsStorage")
+        raise QueueNotConfigured("No queue is configured for AI Mode runs: set AzureWebJobsStorage")
     run = svc.start(req)
     return RunStarted(run=run["run"], dataset_version=run["dataset_version"], total=run["total"],
                       status=f"/aimode/status?run={run['run']}")

@@ -69,6 +69,16 @@ def test_bad_run_requests_get_a_422(routes, folder_service, body):
     assert status == 422 and isinstance(answer["detail"], list), answer
 
 
+def test_codes_not_in_the_dataset_are_refused_before_anything_is_enqueued(wdi):
+    from blueprints.aimode import AiModeWork, RunRequest
+    from shared.errors import UnsupportedValue
+
+    with pytest.raises(UnsupportedValue, match="1 indicator code.*wdi-NOPE"):
+        AiModeWork().messages(wdi, RunRequest(slots=[1], indicators=["wdi-EN.POP.DNST", "wdi-NOPE"]), 0)
+    assert set(AiModeWork().messages(wdi, RunRequest(slots=[1, 2], indicators=["wdi-EN.POP.DNST"]), 0)) == {
+        "model1/wdi-EN.POP.DNST", "model2/wdi-EN.POP.DNST"}
+
+
 def test_status_without_any_run_and_for_an_unknown_run(routes, folder_service):
     assert send(routes, "GET", "/aimode/status") == (200, {"current": None, "run": None})
     status, body = send(routes, "GET", "/aimode/status", query="run=nope")
