@@ -12,8 +12,14 @@ Mode queue worker call. The format is the page's (``../shared/contracts/ai-mode.
   ``/twolvlImp/predict`` runs), with the slot's settings;
 * :func:`file_problems`: every rule a published file must follow ([] = valid);
 * :func:`publishable_indicators`, :func:`file_path`: what to publish, and where;
-* :func:`accuracy_sample`, :func:`holdout_accuracy`, :func:`model_metadata`: the measured accuracy of each
-  slot (masked holdout) and ``ML Model Metadata.json``.
+* :func:`accuracy_sample`, :func:`holdout_accuracy`, :func:`combine_accuracy`, :func:`model_metadata`: the
+  measured accuracy of each slot (masked holdout) and ``ML Model Metadata.json``.
+
+Shared work: the year's candidates are imputed once per data version, year and process for every target
+(:func:`year_imputation`, handed to the method under the key it looks up); the look-ups are memoised per data
+version. The slots use scheme PCA, not AFS: on the SIDS platform data AFS is redone in each stack fold (hundreds of
+candidates, ~40 rows) and costs about three times as much, and on a 30-case holdout its coverage was 0.83 against
+PCA's 0.93 (NRMSE 0.220 vs 0.228).
 """
 from __future__ import annotations
 
