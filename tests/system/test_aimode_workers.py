@@ -48,8 +48,11 @@ def test_queue_run_survives_a_killed_worker_and_reports_the_failing_indicator(tm
     first, first_base, first_log = start_local_host(env)
     second = None
     try:
-        started = httpx.post(f"{first_base}/aimode/runs?code={KEY}", timeout=60,
-                             json={"slots": [1], "indicators": [*INDICATORS, FAILING]})
+        body = {"slots": [1], "indicators": [*INDICATORS, FAILING]}
+        refused = httpx.post(f"{first_base}/aimode/runs", timeout=60, json=body)  # the local host asks for the key
+        assert refused.status_code == 401 and refused.json()["detail"]["type"] == "unauthorized"
+        assert not (out / "runs").exists()  # nothing started
+        started = httpx.post(f"{first_base}/aimode/runs?code={KEY}", timeout=60, json=body)
         assert started.status_code == 202, started.text
         run = started.json()["run"]
         assert started.json()["total"] == len(INDICATORS) + 2  # + the failing one + the slot's accuracy
