@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PORT ?= 7071
 WORKERS ?= 1
 
-.PHONY: run test test-unit setup eval eval-quick bench bench-quick synthetic load clean lock
+.PHONY: run test test-unit setup eval eval-quick bench bench-quick synthetic load clean lock ai-mode
 
 # -c requirements.lock: production's packages (and theirs) at the versions the deployment installs
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock
@@ -61,3 +61,7 @@ lock:
 
 load: $(VENV)/.installed
 	$(PY) load/run_load.py
+
+# AI Mode's files for the configured dataset, in one process per CPU (AI_MODE_OUT, AI_MODE_LIMIT, AI_MODE_SLOTS)
+ai-mode: $(VENV)/.installed
+	$(PY) scripts/ai_mode.py

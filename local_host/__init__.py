@@ -38,4 +38,4 @@ def create_server() -> FunctionAppServer:
     load_local_settings()
     import function_app
 
-    return FunctionAppServer(function_app.app)
+    return FunctionAppServer(function_app.app, host_json=json.loads((ROOT / "host.json").read_text()))

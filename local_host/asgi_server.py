@@ -16,9 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 import azure.functions as func
 
 from local_host.host_limits import BodyBytes, call_cancellable, overloaded_response
+from local_host.queues import listeners_for
 from shared.http import log_safe
 from shared.routing import HostReply, Route, dispatch, routes_of_functions
-from shared.settings import get_settings
+from shared.runs import queue_options
+from shared.settings import get_settings, secret_value
 
 log = logging.getLogger("sids.localhost")
 
@@ -26,14 +28,20 @@ log = logging.getLogger("sids.localhost")
 class FunctionAppServer:
     """An ASGI application dispatching to the functions a FunctionApp registered."""
 
-    def __init__(self, app: func.FunctionApp, threads: int | None = None):
+    def __init__(self, app: func.FunctionApp, threads: int | None = None, host_json: dict | None = None):
         settings = get_settings()
-        self.routes: list[Route] = routes_of_functions(app.get_functions())
+        self.functions = app.get_functions()  # the worker's one call (a second one fails on duplicate names)
+        self.routes: list[Route] = routes_of_functions(self.functions)
+        # Queue-triggered functions are served from their queues when host.json is given (local_host/queues.py).
+        self.listeners = [] if host_json is None else listeners_for(
+            self.functions, queue_options(host_json), settings.local_queue_lease_seconds)
         # Sized like the Functions host's pool (PYTHON_THREADPOOL_THREAD_COUNT, 1000 by default): predictions
         # waiting for a compute slot must not hold every thread while /health and look-ups queue behind them.
         self.executor = ThreadPoolExecutor(max_workers=threads or settings.threadpool_threads, thread_name_prefix="fn")
         self.max_body = settings.max_body_bytes
         self.bodies = BodyBytes(settings.max_buffered_body_bytes, self.max_body)
+        # AuthLevel.FUNCTION routes: served only with this key (LOCAL_FUNCTION_KEY); without one set, never.
+        self.keys = (secret_value(settings.local_function_key),) if settings.local_function_key else ()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -66,7 +74,7 @@ class FunctionAppServer:
         # A client that disconnects meanwhile has its work cancelled (local_host.host_limits).
         (reply, route), _ = await call_cancellable(
             self.executor, lambda: dispatch(self.routes, method, path, query_string, headers, body,
-                                            headers.get("host", "localhost")), receive)
+                                            headers.get("host", "localhost"), self.keys), receive)
         await self._send(send, reply, method)
         elapsed = (time.perf_counter() - started) * 1000
         log.info("%s %s -> %d in %.1f ms (%s)", log_safe(method, 20), log_safe(path), reply.status, elapsed,
@@ -101,8 +109,13 @@ class FunctionAppServer:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                for listener in self.listeners:
+                    listener.start()
+                    log.info("serving queue trigger %s from queue %s", listener.name, listener.queue.queue_name)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                for listener in self.listeners:
+                    listener.stop()
                 self.executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

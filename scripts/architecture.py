@@ -73,12 +73,35 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+def declared_model_package(path: Path) -> str | None:
+    """A blueprint's ``MODEL_PACKAGE = "name"`` (the model package it serves when its own name differs), read with ast."""
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "MODEL_PACKAGE" for t in node.targets):
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                return node.value.value
+    return None
+
+
+def served_models() -> dict[str, str]:
+    """blueprint room -> the model room it may import: ``models/<its name>``, or the package it declares."""
+    out = {}
+    for path in sorted((ROOT / "blueprints").glob("*.py")):
+        if path.stem != "__init__":
+            out[f"blueprints/{path.stem}"] = f"models/{declared_model_package(path) or path.stem}"
+    return out
+
+
 def violations(graph: dict[str, set[str]]) -> list[str]:
-    """The rules: models know nothing of HTTP or storage; shared serves blueprints, never the reverse."""
+    """The rules: models know nothing of HTTP or storage; shared serves blueprints, never the reverse; a blueprint
+    imports its own model package only."""
     out = []
+    served = served_models()
     for room, targets in graph.items():
         for target in sorted(targets):
             layer, other = room.split("/")[0], target.split("/")[0]
+            if room in served and other == "models" and target not in (served[room], "models/errors"):
+                out.append(f"{room} imports {target}: a blueprint imports only its own model package "
+                           f"({served[room]}; another one is declared with MODEL_PACKAGE = \"name\")")
             if layer == "models" and other != "models" and target not in ("shared/dataset", "shared/capacity"):
                 out.append(f"{room} imports {target}: model code may use only the dataset type and the "
                            "compute budget (no HTTP, storage or settings)")

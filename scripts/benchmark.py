@@ -1308,8 +1308,86 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return options
 
 
+def queue_workers(indicators: int = 6, slot: int = 1, workers: tuple[int, ...] = (1, 2), timeout: float = 900.0) -> dict:
+    """AI Mode on the Azurite queue: the same run (``slot``, the ``indicators`` publishable data/wdi indicators with
+    the fewest years to predict, so that the messages are alike and short) served by the local host with 1 and then
+    2 worker processes, side by side; messages per second from the POST to the published manifest (each worker
+    process pays its own start: imports, year imputations).
+
+        python scripts/benchmark.py --queue-workers [INDICATORS]
+    """
+    import httpx
+
+    sys.path.insert(0, str(ROOT))
+    from scripts.processes import free_port, stop_process
+
+    from models.twolvlimp import aimode
+    from shared.dataset import build_dataset
+
+    data = build_dataset({p.name: str(p) for p in EMBEDDED.iterdir() if p.is_file()})
+    codes = sorted(aimode.publishable_indicators(data), key=lambda c: (len(aimode.publishable_years(data, c)), c))
+    codes = codes[:indicators]
+    out: dict[str, Any] = {"indicators": codes, "slot": slot, "load_average_before": load_average(), "runs": {},
+                           "years": sum(len(aimode.publishable_years(data, c)) for c in codes)}
+    for n in workers:
+        folder = Path(tempfile.mkdtemp(prefix="bench-queue-"))
+        port, http_port = free_port(), free_port()
+        azurite = subprocess.Popen([str(ROOT / "node_modules" / ".bin" / "azurite-queue"), "--queueHost", "127.0.0.1",
+                                    "--queuePort", str(port), "--location", str(folder / "azurite"), "--silent",
+                                    "--skipApiVersionCheck", "--loose"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        key = "bench-key"
+        env = dict(os.environ, DATASET_PATH=str(EMBEDDED), AI_MODE_OUT=str(folder / "out"), LOCAL_FUNCTION_KEY=key,
+                   AI_MODE_ACCURACY_SAMPLE="0",
+                   AzureWebJobsStorage=("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+                                        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBe"
+                                        f"ksoGMGw==;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"))
+        log = open(folder / "host.log", "wb")
+        host = subprocess.Popen([sys.executable, "-m", "local_host", "--port", str(http_port), "--workers", str(n)],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{http_port}"
+        try:
+            deadline = time.time() + 120
+            while True:  # every worker process up: its queue listener too
+                try:
+                    if httpx.get(base + "/health", timeout=2).status_code == 200 and \
+                            (folder / "host.log").read_text().count("serving queue trigger") >= n:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.time() > deadline:
+                    raise RuntimeError((folder / "host.log").read_text()[-2000:])
+                time.sleep(0.2)
+            time.sleep(3.0)  # let the warm-up imports finish in every process
+            started = time.perf_counter()
+            answer = httpx.post(f"{base}/aimode/runs", params={"code": key}, timeout=60,
+                                json={"slots": [slot], "indicators": codes, "accuracy_sample": 0}).json()
+            while True:
+                status = httpx.get(f"{base}/aimode/status", params={"run": answer["run"]}, timeout=30).json()
+                if status["run"]["state"] == "published":
+                    break
+                if time.perf_counter() - started > timeout:
+                    raise RuntimeError(f"run not published in {timeout} s: {status['run']}")
+                time.sleep(0.25)
+            seconds = time.perf_counter() - started
+            out["runs"][str(n)] = {"messages": answer["total"], "seconds": round(seconds, 2),
+                                   "messages_per_second": round(answer["total"] / seconds, 4),
+                                   "failed": len(status["run"]["failed"])}
+        finally:
+            stop_process(host)
+            stop_process(azurite)
+            log.close()
+    if "1" in out["runs"] and "2" in out["runs"]:
+        out["ratio_2_vs_1"] = round(out["runs"]["2"]["messages_per_second"] / out["runs"]["1"]["messages_per_second"], 2)
+    out["load_average_after"] = load_average()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--queue-workers"]:  # AI Mode: 1 vs 2 worker processes on the Azurite queue (noisy, alone)
+        print(json.dumps(queue_workers(*[int(a) for a in argv[1:2]]), indent=1))
+        return 0
     if argv[:1] == ["--worker"]:
         answer = WORKERS[argv[1]](json.loads(argv[2]))
         Path(argv[3]).write_text(json.dumps(answer, default=str))

@@ -67,6 +67,8 @@ class RouteSpec:
     errors: tuple[int, ...] = ()
     hidden: bool = False
     alias_of: str | None = None
+    status: int = 200                                  # the success status (202: accepted, poll for the result)
+    auth_level: func.AuthLevel = func.AuthLevel.ANONYMOUS  # FUNCTION: the host asks for a function key
     _adapter: TypeAdapter | None = field(default=None, repr=False)
 
     def adapter(self) -> TypeAdapter | None:
@@ -234,7 +236,7 @@ def _answer(spec: RouteSpec, handler: Callable, req: func.HttpRequest) -> func.H
     value = parse_input(spec, req)
     telemetry.note_request(value)
     result = handler(value) if (spec.body or spec.query) else handler()
-    return result if isinstance(result, func.HttpResponse) else json_response(result, adapter=spec.adapter())
+    return result if isinstance(result, func.HttpResponse) else json_response(result, spec.status, spec.adapter())
 
 
 class PathFunction:
@@ -246,6 +248,7 @@ class PathFunction:
 
     def __init__(self, path: str):
         self.path = path
+        self.auth_level = func.AuthLevel.ANONYMOUS
         self.handlers: dict[str, tuple[RouteSpec, Callable]] = {}
 
     @property
@@ -340,9 +343,12 @@ class ApiBlueprint(func.Blueprint):
         kind = "model" if self.is_model else "platform"
         return re.sub(r"[^A-Za-z0-9_]", "_", f"{kind}_{full_path}")
 
-    def _path_function(self, full_path: str, function_name: str | None = None) -> PathFunction:
+    def _path_function(self, full_path: str, function_name: str | None = None,
+                       auth_level: func.AuthLevel = func.AuthLevel.ANONYMOUS) -> PathFunction:
         found = self._functions.get(full_path)
         if found is not None:
+            if found.auth_level != auth_level:
+                raise ValueError(f"/{full_path}: one function serves a path, so its methods share one auth level")
             return found
         name = function_name or self.function_name_for(full_path)
         if name != FALLBACK_FUNCTION_NAME and host_order_key(name) >= host_order_key(FALLBACK_FUNCTION_NAME):
@@ -351,6 +357,7 @@ class ApiBlueprint(func.Blueprint):
         if name != FALLBACK_FUNCTION_NAME and "{*" in full_path:
             raise ValueError(f"/{full_path}: only {FALLBACK_FUNCTION_NAME} may declare a catch-all route")
         path_function = PathFunction(full_path)
+        path_function.auth_level = auth_level
 
         # ``context`` (the worker passes it by that name): the invocation id and the host's W3C trace context.
         def handler(req: func.HttpRequest, context: func.Context = None) -> func.HttpResponse:
@@ -359,16 +366,18 @@ class ApiBlueprint(func.Blueprint):
         handler.__name__ = name
         handler.__api__ = path_function
         self.function_name(name)(self.route(route=full_path, methods=list(func.HttpMethod),
-                                            auth_level=func.AuthLevel.ANONYMOUS)(handler))
+                                            auth_level=auth_level)(handler))
         self._functions[full_path] = path_function
         return path_function
 
     def endpoint(self, path: str, method: str, *, summary: str | None = None, query: type[BaseModel] | None = None,
                  body: type[BaseModel] | None = None, response: Any = None, main: bool = False, raw: bool = False,
                  content_type: str = "application/json", errors: tuple[int, ...] = (), hidden: bool = False,
-                 function_name: str | None = None, aliases: tuple[str, ...] = ()):
+                 function_name: str | None = None, aliases: tuple[str, ...] = (), status: int = 200,
+                 auth_level: func.AuthLevel = func.AuthLevel.ANONYMOUS):
         """Register ``fn`` for ``method`` on ``path`` (under the prefix); ``aliases`` are other full paths
-        that serve it too (documented as deprecated)."""
+        that serve it too (documented as deprecated). ``auth_level=FUNCTION``: the host serves the path only
+        to callers with a function key (``x-functions-key`` header or ``code`` query parameter)."""
         full = self._full_path(path)
 
         def register(fn: Callable):
@@ -376,8 +385,8 @@ class ApiBlueprint(func.Blueprint):
             spec = RouteSpec(path=full, method=method, summary=summary or doc.split("\n")[0] or fn.__name__,
                              description=doc, tags=[self.label if self.is_model else "Platform"], query=query,
                              body=body, response=response, main=main, raw=raw, content_type=content_type,
-                             blueprint=self, errors=errors, hidden=hidden)
-            self._path_function(full, function_name).add(spec, fn)
+                             blueprint=self, errors=errors, hidden=hidden, status=status, auth_level=auth_level)
+            self._path_function(full, function_name, auth_level).add(spec, fn)
             self.specs.append(spec)
             for alias in aliases:
                 alias_spec = replace(spec, path=alias.strip("/"), main=False, alias_of=full,

@@ -41,6 +41,7 @@ class ErrorResponse(BaseModel):
 
 ERROR_DESCRIPTIONS = {
     400: "Bad request",
+    401: "No function key (x-functions-key header or code query parameter)",
     404: "Not found",
     405: "Method not allowed",
     413: "Request body too large",
@@ -122,7 +123,9 @@ def _operation(route: Route, spec: RouteSpec, components: _Components) -> dict:
             {"description": "OK", "content": {spec.content_type: {"schema": {"type": "string"}}}}
     else:
         ok = _response("OK", components.schema_of(spec.response, "serialization"), spec.content_type)
-    responses: dict[str, Any] = {"200": ok}
+    if spec.status == 202:
+        ok["description"] = "Accepted: the work goes on after the answer"
+    responses: dict[str, Any] = {str(spec.status): ok}
     statuses = set(spec.errors)
     if spec.query is not None or spec.body is not None:
         statuses.add(422)
@@ -138,7 +141,16 @@ def _operation(route: Route, spec: RouteSpec, components: _Components) -> dict:
     op["responses"] = responses
     if spec.main:
         op["x-main-endpoint"] = True
+    if getattr(spec.auth_level, "value", spec.auth_level) != "anonymous":
+        op["security"] = [{FUNCTION_KEY: []}, {FUNCTION_KEY_QUERY: []}]
     return op
+
+
+FUNCTION_KEY, FUNCTION_KEY_QUERY = "functionKey", "functionKeyQuery"
+SECURITY_SCHEMES = {  # how the Functions host takes a function key (routes with AuthLevel.FUNCTION)
+    FUNCTION_KEY: {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+    FUNCTION_KEY_QUERY: {"type": "apiKey", "in": "query", "name": "code"},
+}
 
 
 def openapi_document(title: str, version: str, description: str = "") -> dict:
@@ -160,7 +172,7 @@ def openapi_document(title: str, version: str, description: str = "") -> dict:
         "tags": [{"name": "Platform", "description": "Service status, datasets and model descriptions"}]
         + [{"name": name, "description": desc} for name, desc in tags.items()],
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": dict(sorted(components.schemas.items()))},
+        "components": {"schemas": dict(sorted(components.schemas.items())), "securitySchemes": SECURITY_SCHEMES},
     }
 
 

@@ -13,6 +13,7 @@ client, the OpenAPI document and /params all read it, and route exactly as the h
 """
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -44,6 +45,10 @@ class Route:
     methods: tuple[str, ...]
     handler: Callable[[func.HttpRequest], Any]
     pattern: re.Pattern
+    auth_level: str = "anonymous"   # "function" / "admin": the host asks for a key
+
+    def needs_key(self) -> bool:
+        return self.auth_level != "anonymous"
 
     @property
     def api(self):
@@ -78,8 +83,9 @@ def _route_of(function) -> Route | None:
         return None
     template = (trigger.route or function.get_function_name()).strip("/")
     methods = tuple(getattr(m, "value", str(m)).upper() for m in (trigger.methods or ["GET", "POST"]))
+    level = getattr(trigger.auth_level, "value", trigger.auth_level) or "function"  # the host's default is FUNCTION
     return Route(name=function.get_function_name(), template=template, methods=methods,
-                 handler=function.get_user_function(), pattern=compile_template(template))
+                 handler=function.get_user_function(), pattern=compile_template(template), auth_level=str(level).lower())
 
 
 def routes_of_functions(functions) -> list[Route]:
@@ -130,14 +136,28 @@ class HostReply:
 
 
 NOT_ROUTED = HostReply(404, {}, b"")
+KEY_HEADER = "x-functions-key"
+UNAUTHORIZED = HostReply(401, {"content-type": "application/json"},
+                         b'{"detail":{"msg":"This route needs a function key: the x-functions-key header or the code '
+                         b'query parameter.","type":"unauthorized"}}')
+
+
+def has_key(headers: dict[str, str], query_string: str, keys: tuple[str, ...]) -> bool:
+    """Whether a request carries one of ``keys`` as the host reads it: ``x-functions-key`` header or ``code`` parameter."""
+    given = [v for k, v in headers.items() if k.lower() == KEY_HEADER]
+    given += [v for k, v in parse_qsl(query_string) if k == "code"]
+    return any(hmac.compare_digest(g.encode(), k.encode()) for g in given for k in keys if k)
 
 
 def dispatch(routes: list[Route], method: str, path: str, query_string: str = "", headers: dict | None = None,
-             body: bytes = b"", host: str = "localhost") -> tuple[HostReply, Route | None]:
-    """Answer one request as the host would: route it, call the function, encode its response."""
+             body: bytes = b"", host: str = "localhost", keys: tuple[str, ...] = ()) -> tuple[HostReply, Route | None]:
+    """Answer one request as the host would: route it, ask a keyed function's caller for one of ``keys``
+    (401 without; the host's own body is empty, ours says why), call the function, encode its response."""
     route, route_params = resolve(routes, method, path)
     if route is None:
         return NOT_ROUTED, None
+    if route.needs_key() and not has_key(headers or {}, query_string, keys):
+        return UNAUTHORIZED, route
     url = f"http://{host}{path}" + (f"?{query_string}" if query_string else "")
     request = host_request(method, url, headers or {}, query_string, body, route_params)
     response = route.handler(request)

@@ -95,8 +95,25 @@ class Settings(BaseSettings):
     worker_telemetry: bool = _env("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", False)
     # OpenTelemetry's own sampler variable (the distro reads it); unset: every request is traced
     traces_sampler: Optional[str] = _env("OTEL_TRACES_SAMPLER")
+    # AI Mode publishing (make ai-mode, blueprints/aimode.py): where the files go, the queue the runs fan out on
+    ai_mode_out: Path = _env("AI_MODE_OUT", PROJECT_ROOT / "out" / "ai-mode")  # make ai-mode; runs without a container
+    ai_mode_limit: int = _env("AI_MODE_LIMIT", 0)            # make ai-mode: only the first n indicators (0: all)
+    ai_mode_slots: Annotated[tuple[int, ...], NoDecode] = _env("AI_MODE_SLOTS", (1, 2, 3, 4))  # the slots to publish
+    ai_mode_blob_connection_string: Optional[SecretStr] = _env("AI_MODE_BLOB_CONNECTION_STRING")
+    ai_mode_blob_account_url: Optional[str] = _env("AI_MODE_BLOB_ACCOUNT_URL")
+    ai_mode_blob_container: str = _env("AI_MODE_BLOB_CONTAINER", "ai-mode")
+    ai_mode_run_on_new_data: bool = _env("AI_MODE_RUN_ON_NEW_DATA", False)  # a run when the store loads a new version
+    ai_mode_accuracy_sample: int = _env("AI_MODE_ACCURACY_SAMPLE", 20)  # indicator-years per slot in the holdout
+    # The Functions host's storage connection: the queue triggers read it, the runs enqueue on it
+    # (or, with a managed identity, AzureWebJobsStorage__queueServiceUri / __accountName).
+    queue_connection_string: Optional[SecretStr] = _env("AzureWebJobsStorage")
+    queue_service_uri: Optional[str] = _env("AzureWebJobsStorage__queueServiceUri")
+    queue_account_name: Optional[str] = _env("AzureWebJobsStorage__accountName")
+    local_function_key: Optional[SecretStr] = _env("LOCAL_FUNCTION_KEY")  # local host: the key of AuthLevel.FUNCTION routes
+    # local host: visibility of a message while a function runs (the host's 10 min)
+    local_queue_lease_seconds: PositiveSeconds = _env("LOCAL_QUEUE_LEASE_SECONDS", 600.0)
 
-    @field_validator("dataset_path", mode="after")
+    @field_validator("dataset_path", "ai_mode_out", mode="after")
     @classmethod
     def _under_project(cls, path: Path) -> Path:
         return path if path.is_absolute() else PROJECT_ROOT / path
@@ -111,10 +128,24 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: Optional[str]) -> Optional[str]:
         return (value or "").strip() or None
 
-    @field_validator("blob_retries", mode="after")
+    @field_validator("blob_retries", "ai_mode_limit", "ai_mode_accuracy_sample", mode="after")
     @classmethod
-    def _retries(cls, value: int) -> int:
+    def _not_negative(cls, value: int) -> int:
         return max(0, value)
+
+    @field_validator("ai_mode_slots", mode="before")
+    @classmethod
+    def _slots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(int(item) for item in value.split(",") if item.strip()) or (1, 2, 3, 4)
+        return value
+
+    @property
+    def queue_endpoint(self) -> Optional[str]:
+        """The queue service's URL for a managed identity: __queueServiceUri, or from __accountName."""
+        if self.queue_service_uri:
+            return self.queue_service_uri
+        return f"https://{self.queue_account_name}.queue.core.windows.net" if self.queue_account_name else None
 
     @field_validator("shrink_limit", mode="after")
     @classmethod
@@ -155,6 +186,11 @@ class Settings(BaseSettings):
             raise ValueError(problems) from None
         finally:
             _ENV.reset(token)
+
+
+def secret_value(secret: SecretStr | None) -> str | None:
+    """The plain value of an optional secret setting, where it is used (never to log)."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 _SECRET_PARTS = re.compile(r"(AccountKey|SharedAccessSignature|sig|password|secret)=([^;&]+)", re.I)

@@ -196,6 +196,7 @@ class DatasetStore:
         self._failed_at: float | None = None  # when the last try failed
         self._rejected: dict[str, str] | None = None  # tags of the last version refused as malformed
         self._manifest: Manifest | None = None
+        self._listeners: list = []            # called with each newly loaded version (subscribe)
 
     # -- serving -------------------------------------------------------------
     def get(self) -> Dataset:
@@ -301,7 +302,13 @@ class DatasetStore:
             log.info("dataset %s loaded in %.2f s: %d countries, %d indicators, years %d-%d",
                      dataset.version, dataset.load_seconds, len(dataset.countries), len(dataset.indicators),
                      dataset.years[0], dataset.years[-1])
-            return True
+        for listener in list(self._listeners):
+            threading.Thread(target=listener, args=(dataset,), name="dataset-listener", daemon=True).start()
+        return True
+
+    def subscribe(self, listener) -> None:
+        """Call ``listener(dataset)`` (on its own thread) each time a new version is loaded."""
+        self._listeners.append(listener)
 
     def _load(self, tags: dict[str, str]) -> tuple[Dataset, Manifest | None]:
         """Fetch, check against the manifest (when there is one) and parse the version at tags."""

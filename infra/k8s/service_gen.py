@@ -68,6 +68,9 @@ class ServiceSpec:
     dataset_subpath: str = ""
     host: str | None = None
     namespace: str = NAMESPACE
+    queue: str | None = None            # a queue worker: the queue its queue-triggered functions read (KEDA azure-queue)
+    storage_account: str | None = None  # the queue's storage account (workload identity, no keys)
+    queue_length: int = 2               # messages per replica KEDA aims for (a message is one CPU-bound computation)
 
     def check(self) -> None:
         problems = []
@@ -94,6 +97,15 @@ class ServiceSpec:
             problems.append(f"volume claim {self.dataset_volume!r} must be a DNS label")
         if self.model is not None and not self.prefix:
             problems.append("a model service needs a route prefix")
+        if self.queue is not None:
+            if self.model is None:
+                problems.append("a queue worker serves one model: name it")
+            if not re.match(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", self.queue):
+                problems.append(f"queue name {self.queue!r} is not an Azure Storage queue name")
+            if not re.match(r"^[a-z0-9]{3,24}$", self.storage_account or ""):
+                problems.append("a queue worker needs --storage-account (3-24 lowercase letters and digits)")
+            if self.queue_length < 1:
+                problems.append("the queue length per replica must be at least 1")
         if self.prefix and not re.match(r"^[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$", self.prefix):
             problems.append(f"route prefix {self.prefix!r} must be URL path segments")
         if problems:
@@ -330,8 +342,50 @@ def network_policy(spec: ServiceSpec) -> dict:
     }
 
 
+def queue_worker(spec: ServiceSpec) -> list[dict]:
+    """A model's queue-triggered functions as their own Deployment, scaled by KEDA on the queue's length.
+
+    The Functions host in the image listens to the queue (identity-based connection: the account name, the
+    pod's workload identity); KEDA's azure-queue scaler adds replicas per ``queue_length`` messages (visible or
+    being processed) and removes them all when the queue is empty. The workers take no traffic: their
+    NetworkPolicy admits nothing. A scaled-in pod's message comes back after its lease (at least once)."""
+    worker = deployment(spec)
+    for labels in (worker["metadata"]["labels"], worker["spec"]["template"]["metadata"]["labels"]):
+        labels["app.kubernetes.io/component"] = "worker"
+    worker["metadata"]["annotations"]["keda.sh/scaled-by"] = "ScaledObject " + spec.service_name
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    container["env"] += [
+        {"name": "AzureWebJobsStorage__accountName", "value": spec.storage_account},
+        # the published sets go to the same account's container (AI_MODE_BLOB_CONTAINER, default ai-mode)
+        {"name": "AI_MODE_BLOB_ACCOUNT_URL",
+         "valueFrom": {"configMapKeyRef": {"name": CLUSTER_CONFIG, "key": "DATASET_BLOB_ACCOUNT_URL"}}},
+    ]
+    worker["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] = "true"
+    labels = dict(worker["metadata"]["labels"])
+    meta = {"name": spec.service_name, "namespace": spec.namespace, "labels": labels}
+    closed = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
+              "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": spec.service_name}},
+                       "policyTypes": ["Ingress"], "ingress": []}}
+    auth = {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication", "metadata": meta,
+            "spec": {"podIdentity": {"provider": "azure-workload"}}}
+    scaled = {
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": meta,
+        "spec": {
+            "scaleTargetRef": {"name": spec.service_name, "kind": "Deployment", "apiVersion": "apps/v1"},
+            "minReplicaCount": spec.min_replicas, "maxReplicaCount": spec.max_replicas,
+            "pollingInterval": 15, "cooldownPeriod": spec.scaledown_seconds,
+            "triggers": [{"type": "azure-queue", "authenticationRef": {"name": spec.service_name},
+                          "metadata": {"queueName": spec.queue, "queueLength": str(spec.queue_length),
+                                       "accountName": spec.storage_account}}],
+        },
+    }
+    return [worker, closed, auth, scaled]
+
+
 def manifests(spec: ServiceSpec) -> list[dict]:
     spec.check()
+    if spec.queue is not None:
+        return queue_worker(spec)
     return [deployment(spec), service(spec), network_policy(spec), http_scaled_object(spec), ingress(spec)]
 
 
@@ -401,8 +455,13 @@ def command_line(spec: ServiceSpec) -> str:
     """The command that regenerates this file (only the options that differ from the defaults)."""
     default = ServiceSpec(model=spec.model)
     parts = ["python infra/k8s/service_gen.py", "--all-models" if spec.model is None else spec.model]
-    if spec.model is not None and spec.service_name != service_name_for(spec.model):
+    worker = "-worker" if spec.queue else ""
+    if spec.model is not None and spec.service_name != service_name_for(spec.model) + worker:
         parts.append(f"--service-name {spec.service_name}")
+    if spec.queue:
+        parts.append(f"--queue-worker {spec.queue} --storage-account {spec.storage_account}")
+        if spec.queue_length != default.queue_length:
+            parts.append(f"--queue-length {spec.queue_length}")
     tunable = ("cpu_request", "memory_request", "cpu_limit", "memory_limit", "min_replicas", "max_replicas",
                "target_pending_requests", "scaledown_seconds", "dataset_prefix", "dataset_volume",
                "dataset_subpath", "host", "namespace")
@@ -470,6 +529,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-subpath", default="", help="folder of the dataset inside the volume")
     p.add_argument("--host", help="public host name to route (default: any host)")
     p.add_argument("--namespace", default=NAMESPACE)
+    p.add_argument("--queue-worker", metavar="QUEUE", dest="queue",
+                   help="write the model's queue workers instead (KEDA azure-queue ScaledObject on QUEUE)")
+    p.add_argument("--storage-account", help="the queue's storage account (with --queue-worker)")
+    p.add_argument("--queue-length", type=int, default=d.queue_length, help="messages per worker replica")
     p.add_argument("--out-dir", type=Path, default=HERE,
                    help="folder holding kustomization.yaml; the file goes to its services/ folder")
     p.add_argument("--stdout", action="store_true", help="print the manifests instead of writing them")
@@ -527,7 +590,7 @@ def spec_from_args(args: argparse.Namespace) -> ServiceSpec:
                 raise ValueError(f"model {model!r} is served under /{prefix}, not /{args.prefix.strip('/')}")
         else:
             model, prefix = args.model, (args.prefix or args.model).strip("/")
-        name = args.service_name or service_name_for(model)
+        name = args.service_name or service_name_for(model) + ("-worker" if getattr(args, "queue", None) else "")
     container = args.dataset_container if args.dataset_volume is None else None
     if args.dataset_volume is None and container is None:
         container = "datasets"
@@ -540,6 +603,8 @@ def spec_from_args(args: argparse.Namespace) -> ServiceSpec:
         dataset_container=container, dataset_prefix=args.dataset_prefix,
         dataset_volume=args.dataset_volume, dataset_subpath=args.dataset_subpath,
         host=args.host, namespace=args.namespace,
+        queue=getattr(args, "queue", None), storage_account=getattr(args, "storage_account", None),
+        queue_length=getattr(args, "queue_length", ServiceSpec.queue_length),
     )
 
 

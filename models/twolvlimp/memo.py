@@ -96,3 +96,10 @@ def work_memo_get(ds: Dataset, key):
 def work_memo_has(ds: Dataset, key) -> bool:
     table: LruCache = ds.memo(("twolvlimp", "work"), lambda: LruCache(WORK_MEMO_SIZE))
     return table.contains(key)
+
+
+def work_memo_put(ds: Dataset, key, value) -> None:
+    """Store work computed elsewhere under the key the method looks it up by (a batch shares one year's
+    imputation across its targets: ``models.twolvlimp.aimode``)."""
+    table: LruCache = ds.memo(("twolvlimp", "work"), lambda: LruCache(WORK_MEMO_SIZE))
+    table.put(key, value)

@@ -33,9 +33,14 @@ def test_worker_indexing_sees_native_http_functions_with_unique_names():
     functions = index()
     names = [f["name"] for f in functions]
     assert len(names) == len(set(names))
+    queue = [f for f in functions if f["json"]["bindings"][0]["type"] == "queueTrigger"]
+    assert [(f["name"], f["json"]["bindings"][0]["queueName"], f["json"]["bindings"][0]["connection"], f["params"])
+            for f in queue] == [("queue_aimode_worker", "aimode", "AzureWebJobsStorage", ["msg"])]
+    functions = [f for f in functions if f not in queue]
     for f in functions:
         trigger = next(b for b in f["json"]["bindings"] if b["type"] == "httpTrigger")
-        assert trigger["authLevel"] == "ANONYMOUS"
+        # anonymous, but for the routes that start work (a function key: never anonymous)
+        assert trigger["authLevel"] == ("FUNCTION" if trigger["route"] == "aimode/runs" else "ANONYMOUS")
         assert trigger["route"] and not trigger["route"].startswith("api/")
         assert f["json"]["scriptFile"] == "function_app.py"
         assert f["params"] == ["req", "context"]  # context: the worker passes it by name (invocation id, trace)
