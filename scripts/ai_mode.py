@@ -28,13 +28,15 @@ import sys
 import time
 from pathlib import Path
 
+import joblib
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.errors import ModelInputError  # noqa: E402
 from models.twolvlimp import aimode  # noqa: E402
 from shared.dataset import Dataset  # noqa: E402
-from shared.settings import Settings, available_cpus  # noqa: E402
+from shared.settings import Settings  # noqa: E402
 from shared.store import DatasetStore, source_from_settings  # noqa: E402
 
 log = logging.getLogger("sids.ai_mode")
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.throughput:
         print(json.dumps(throughput(load_dataset(settings), settings.ai_mode_slots[0], args.throughput), indent=1))
         return 0
-    workers = args.workers or available_cpus()
+    workers = args.workers or joblib.cpu_count()
     run(settings, workers, max(0, args.accuracy_sample), progress=not args.no_progress)
     return 0
 
