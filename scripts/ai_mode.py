@@ -109,9 +109,10 @@ def run(settings: Settings, workers: int, accuracy_sample: int, progress: bool =
     mapper = (lambda f, items: pool.imap_unordered(f, items)) if pool else map
     try:
         bar = tqdm(total=len(tasks) + len(sample) * len(slots), unit="file", disable=not progress, smoothing=0.05)
-        last_log = time.perf_counter()
+        last_log, finished = time.perf_counter(), 0
         for done in mapper(compute_file, tasks):
             bar.update()
+            finished += 1
             cpu += done["cpu_seconds"]
             if "error" in done:
                 failures.append({"slot": done["slot"], "indicator": done["code"], "error": done["error"]})
@@ -123,9 +124,8 @@ def run(settings: Settings, workers: int, accuracy_sample: int, progress: bool =
             if time.perf_counter() - last_log > 30:
                 last_log = time.perf_counter()
                 elapsed = last_log - started
-                left = len(tasks) - bar.n
-                log.info("AI Mode: %d/%d files, %.2f files/s, about %.0f s left", bar.n, len(tasks),
-                         bar.n / elapsed, left * elapsed / max(bar.n, 1))
+                log.info("AI Mode: %d/%d files, %.2f files/s, about %.0f s left", finished, len(tasks),
+                         finished / elapsed, (len(tasks) - finished) * elapsed / finished)
         files_seconds = time.perf_counter() - started
         for part in mapper(compute_accuracy, [(s, c, y) for s in slots for c, y in sample]):
             bar.update()

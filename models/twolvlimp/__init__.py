@@ -4,7 +4,8 @@ Modules, read top-down: ``lookups`` (what the data allows; checking a request), 
 instance keeps between requests, and the path of one request), ``method`` / ``legacy`` (the default and
 the old method), ``tree_search``, ``stacking``, ``selection``, ``imputers``, ``trees``, ``intervals``,
 ``temporal`` (their parts), ``work`` / ``costs`` (the work a request needs, and its price in seconds),
-``memo`` and ``result`` (memo tables; the response body).
+``memo`` and ``result`` (memo tables; the response body), ``aimode`` (the dashboard's AI Mode files: every
+year of one indicator per model slot, checked against the page's rules).
 
 Level 1 fills the gaps of the candidate predictors with a base imputer; level 2 stacks the
 user's cross-validated tree model with ridge regressions and the mean (weights chosen out of

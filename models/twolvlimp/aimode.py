@@ -40,7 +40,6 @@ FIRST_YEAR, LAST_YEAR = 2000, 2022     # the years the page shows (it runs 2000-
 FILE_KEYS = ("data", "upperIntervals", "lowerIntervals", "featureImportances", "categoryImportances")
 METADATA_FIELDS = ("Modelling Approach", "Model Name", "Parameters", "Model Description", "Model Advantage",
                    "Model Drawback")
-LEVEL = 0.9
 SUM_TOLERANCE = 1e-6
 
 
@@ -126,11 +125,11 @@ def _publishable_mask(ds: Dataset, year: int) -> np.ndarray:
     def compute():
         info = year_info(ds, year)
         sids_missing = np.isnan(ds.year_matrix(year)[ds.sids_mask]).any(axis=0)
-        return info.target_mask & sids_missing & (max_number_predictor_mask(ds, year))
+        return info.target_mask & sids_missing & (_has_predictor(ds, year))
     return ds.memo(("aimode", "publishable", year), compute)
 
 
-def max_number_predictor_mask(ds: Dataset, year: int) -> np.ndarray:
+def _has_predictor(ds: Dataset, year: int) -> np.ndarray:
     """Indicators with at least one valid predictor other than themselves that year."""
     info = year_info(ds, year)
     n = int(info.predictor_mask.sum())
@@ -345,7 +344,8 @@ def indicator_file(ds: Dataset, code: str, slot: int, years: Sequence[int] | Non
     code = _code(ds, code)
     wanted = publishable_years(ds, code)
     if years is not None:
-        wanted = [y for y in wanted if y in {int(y) for y in years}]
+        asked = {int(y) for y in years}
+        wanted = [y for y in wanted if y in asked]
     if not wanted:
         raise ModelInputError(
             f"indicator {code!r} cannot be published: no year {FIRST_YEAR}-{LAST_YEAR}"

@@ -220,3 +220,24 @@ def test_accuracy_and_metadata(wdi):
     assert "90% interval coverage" in meta["Model 1"]["Measured Accuracy"]
     published = json.loads((SAMPLES / "ML Model Metadata.json").read_text())
     assert set(aimode.METADATA_FIELDS) <= set(published["Model 1"])
+
+
+def test_holdout_hides_copies_of_the_target(wdi):
+    """A series published under two codes would give the hidden values away: the holdout hides both."""
+    import pandas as pd
+
+    from shared.dataset import Dataset
+
+    code, year = "wdi-EG.ELC.ACCS.UR.ZS", 2015
+    j = wdi.indicators.get_loc(code)
+    values = np.concatenate([wdi.values, wdi.values[:, :, [j]]], axis=2)
+    meta = pd.concat([wdi.indicator_meta, wdi.indicator_meta.loc[[code]].rename(index={code: "copy-of-target"})])
+    ds = Dataset(values=values, years=wdi.years, countries=wdi.countries,
+                 indicators=wdi.indicators.append(pd.Index(["copy-of-target"])), indicator_meta=meta,
+                 dataset_meta=wdi.dataset_meta, country_meta=wdi.country_meta, sids=wdi.sids, version="with a copy")
+    twin = ds.indicators.get_loc("copy-of-target")
+    assert aimode.copies_of(ds, j) == [twin] and aimode.copies_of(wdi, j) == []
+    rows = np.flatnonzero(ds.sids_mask & ~np.isnan(ds.year_matrix(year)[:, j]))[:3]
+    masked = aimode.masked_copy(ds, j, year, rows, "masked")
+    assert np.isnan(masked.year_matrix(year)[rows][:, [j, twin]]).all()
+    assert np.array_equal(masked.values[:, :, :j], ds.values[:, :, :j], equal_nan=True)
