@@ -24,8 +24,9 @@ PCA's 0.93 (NRMSE 0.220 vs 0.228).
 from __future__ import annotations
 
 import math
+import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -215,12 +216,20 @@ def share_year_imputation(ds: Dataset, year: int, interpolator: str, j: int) -> 
     return True
 
 
+def batch_view(ds: Dataset) -> Dataset:
+    """The dataset as the batch uses it: the same values, with work memos of its own. The year's shared
+    imputation is handed to the method under the key /predict looks up; in ``ds``'s own memo it would answer a
+    later /predict on the same data version with other numbers than that request computes by itself."""
+    return ds.memo(("aimode", "batch view"), lambda: replace(ds, _memo={}, _memo_lock=threading.Lock()))
+
+
 def year_result(ds: Dataset, code: str, year: int, slot: Slot):
     """The default method's result for one target-year with the slot's settings (``ImputationResult``), on the
     year's shared imputation, with :func:`separate_ties` applied."""
     from models.twolvlimp.imputers import one_blas_thread
     from models.twolvlimp.method import run_default
 
+    ds = batch_view(ds)
     r = resolve(ds, slot.request(code, year, max_number_predictor(ds, year, code)))
     with one_blas_thread():
         share_year_imputation(ds, year, r.interpolator, int(ds.indicators.get_loc(r.target)))

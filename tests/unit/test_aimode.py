@@ -241,3 +241,26 @@ def test_holdout_hides_copies_of_the_target(wdi):
     masked = aimode.masked_copy(ds, j, year, rows, "masked")
     assert np.isnan(masked.year_matrix(year)[rows][:, [j, twin]]).all()
     assert np.array_equal(masked.values[:, :, :j], ds.values[:, :, :j], equal_nan=True)
+
+
+def test_the_batch_leaves_predict_its_own_numbers(wdi):
+    """The batch's shared imputation never answers a /predict on the same data version: the same request gives
+    the same numbers whether or not AI Mode ran on that dataset first."""
+    from models.twolvlimp.lookups import ImputationRequest, resolve
+    from models.twolvlimp.method import run_default
+    from shared.dataset import build_dataset
+
+    def fresh():
+        folder = ROOT / "data" / "wdi"
+        return build_dataset({p.name: str(p) for p in folder.iterdir() if p.is_file()}, version="fresh")
+
+    code, year = "wdi-EG.ELC.ACCS.UR.ZS", 2015
+    request = ImputationRequest(target=code, target_year=str(year), interpolator="KNNImputer", scheme="AFS",
+                                number_predictor=5, estimators=20, model="rfr", interval="quantile", dataset="wdi")
+    alone = fresh()
+    expected = run_default(alone, resolve(alone, request))
+    after_batch = fresh()
+    aimode.indicator_file(after_batch, code, 1, [year])
+    got = run_default(after_batch, resolve(after_batch, request))
+    assert np.array_equal(got.prediction, expected.prediction)
+    assert np.array_equal(got.lower, expected.lower) and np.array_equal(got.upper, expected.upper)
