@@ -642,9 +642,12 @@ def _masked_rows(masking: Masking, X: np.ndarray, folds, masks: np.ndarray, refi
         rows = masking.train_rows[te]
         R = np.vstack([np.where(m, np.nan, masking.raw[rows]) for m in masks])
         donors = masking.raw[np.setdiff1d(everyone, rows)]
-        blanked = np.vstack([np.broadcast_to(m, (rows.size, m.size)) & ~np.isnan(masking.raw[rows]) for m in masks])
-        Z = np.where(blanked, refill(masking.interpolator, donors, R, refill_columns),
-                     np.vstack([masking.filled[rows]] * len(masks)))
+        # only the pattern's cells are filled again (the rows' own gaps keep the base imputer's values: filling
+        # them again would cost a pass over every candidate column with a gap, for values that stay close)
+        filled = np.vstack([masking.filled[rows]] * len(masks))
+        blanked = np.vstack([np.broadcast_to(m, (rows.size, m.size)) for m in masks])
+        Z = np.where(blanked, refill(masking.interpolator, donors, np.where(blanked, np.nan, filled), refill_columns),
+                     filled)
         Xe = np.column_stack([Z[:, masking.selected], np.vstack([X[te, p:]] * len(masks))])
         miss = np.column_stack([np.isnan(R[:, masking.selected]), np.zeros((Xe.shape[0], X.shape[1] - p), bool)])
         out.append({"R": R, "Z": Z, "X": Xe, "missing": miss})
