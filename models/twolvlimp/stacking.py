@@ -51,6 +51,13 @@ residuals each fold's stacking weights are chosen without that fold's rows (:fun
   narrowest calibrated intervals out of fold is used.
 * ``bootstrap``: the residual bootstrap of :func:`models.twolvlimp.intervals.bootstrap_interval`
   (the same offsets for every country).
+
+Per pattern of missing inputs (``masking``, :class:`Masking`; Zaffran et al., *Conformal prediction with
+missing values*, ICML 2023, CP-MDA nested): a row to predict that lacks some of the inputs that matter most
+(:func:`pattern_columns`, at most MAX_PATTERNS patterns: :func:`patterns_of`) gets its interval, either kind,
+and (PATTERN_WEIGHTS) its stacking weights from each fold's held-out rows masked to its pattern, refilled
+from the other rows (:func:`refill`) and read by every member's fold model: residuals of rows that lack at
+least what it lacks, instead of rows that had its missing relatives.
 """
 from __future__ import annotations
 
