@@ -71,13 +71,22 @@ from models.twolvlimp.imputers import ScaledKNNImputer  # noqa: E402
 from models.twolvlimp.runtime import TwoLevelRuntime  # noqa: E402
 from shared.dataset import Dataset, build_dataset  # noqa: E402
 
-SCENARIOS = ("gap", "never")
+SCENARIOS = ("gap", "never", "c3", "c10")
+SCENARIO_LABELS = {"gap": "(a) gap: the SIDS's other years kept", "never": "(b) never reported: whole series hidden",
+                   "c3": "(c) relatives hidden: the series and its 3 most correlated indicators",
+                   "c10": "(c) relatives hidden: the series and its 10 most correlated indicators"}
+RELATIVE_MIN_OVERLAP = 10   # training rows an indicator needs beside the target to be ranked as a relative
 YEARS = (2005, 2010, 2015)
 BASELINES = ("legacy", "median", "knn", "hgb", "iterative")
 METHODS = ("default",) + BASELINES
 ITERATIVE_COLUMNS = 30
 DEFAULT_PLATFORM = ROOT.parent / "shared" / "data" / "sids-platform"
-QUICK = {"folds": 3, "cases": {"wdi": 4, "platform": 3, "synthetic": 4}, "legacy_cases": 0}
+QUICK = {"folds": 3, "cases": {"wdi": 4, "platform": 3, "synthetic": 4}, "legacy_cases": 0,
+         "scenarios": ("gap", "never"),
+         # scenario (c) on a case per dataset where the intervals of db7c88a (calibrated on rows that had the
+         # target's relatives) covered 0.65 (wdi) and 0.00 (platform), 3 folds
+         "relatives": {"scenario": "c3", "cases": {"wdi": [("wdi-VC.IHR.PSRC.P5", 2015)],
+                                                    "platform": [("epi-AGR", 2005)]}}}
 FULL = {"folds": 5, "cases": {"wdi": None, "platform": 20, "synthetic": None}, "legacy_cases": 2}
 
 
@@ -108,12 +117,35 @@ def spread_pick(items: list, n: int | None) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
 
 
+def relatives(M: np.ndarray, j: int, train: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` indicators most correlated (|Pearson|, pairwise over the ``train`` rows where both have a
+    value, at least RELATIVE_MIN_OVERLAP of them) with column ``j`` of the year matrix ``M``."""
+    X, y = M[train], M[train, j]
+    ok = ~np.isnan(X) & ~np.isnan(y)[:, None]
+    count = ok.sum(axis=0)
+    X0, Y0 = np.where(ok, X, 0.0), np.where(ok, y[:, None], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xm, ym = X0.sum(axis=0) / count, Y0.sum(axis=0) / count
+        dx, dy = np.where(ok, X0 - xm, 0.0), np.where(ok, Y0 - ym, 0.0)
+        corr = np.abs((dx * dy).sum(axis=0) / np.sqrt((dx * dx).sum(axis=0) * (dy * dy).sum(axis=0)))
+    corr = np.where(count >= RELATIVE_MIN_OVERLAP, np.nan_to_num(corr), -1.0)
+    corr[j] = -1.0
+    order = np.argsort(-corr, kind="stable")
+    return order[:k][corr[order[:k]] >= 0]
+
+
 def masked(ds: Dataset, j: int, yi: int, rows: np.ndarray, scenario: str, tag: str) -> Dataset:
+    """The dataset with the scenario's cells of ``rows`` hidden: (a) ``gap`` the target in the year;
+    (b) ``never`` the target's whole series; (c) ``cK`` the whole series of the target and of its K most
+    correlated indicators (correlation over the year's training rows: the other countries with a value)."""
     values = ds.values.copy()
     if scenario == "gap":
         values[yi, rows, j] = np.nan
     else:
         values[:, rows, j] = np.nan
+    if scenario.startswith("c"):
+        train = ~np.isnan(values[yi][:, j])
+        values[:, rows[:, None], relatives(ds.values[yi], j, train, int(scenario[1:]))] = np.nan
     return Dataset(values=values, years=ds.years, countries=ds.countries, indicators=ds.indicators,
                    indicator_meta=ds.indicator_meta, dataset_meta=ds.dataset_meta, country_meta=ds.country_meta,
                    sids=ds.sids, version=tag, source=ds.source)
@@ -205,18 +237,21 @@ def metrics(truth, pred, lo, hi, sd) -> dict:
 
 
 def evaluate_case(ds: Dataset, code: str, year: int, folds: int = 5, estimators: int = 100,
-                  legacy: bool = False, interval: str = "quantile", interpolator: str = "KNNImputer") -> dict:
-    """Every method on every fold of one case, both scenarios: ``{scenario: {method: metrics}}``."""
+                  legacy: bool = False, interval: str = "quantile", interpolator: str = "KNNImputer",
+                  scenarios: tuple[str, ...] = SCENARIOS) -> dict:
+    """Every method on every fold of one case, each scenario: ``{scenario: {method: metrics}}``; the
+    default's coverage also per pattern (``by_pattern``: how many of the selected predictors the row lacked)."""
     j = ds.indicators.get_loc(code)
     yi = ds.years.index(year)
     column = ds.year_matrix(year)[:, j]
     sd = float(np.nanstd(column))
     known = np.flatnonzero(ds.sids_mask & ~np.isnan(column))
     parts = np.array_split(np.random.RandomState(0).permutation(known), folds)
-    collected = {s: {} for s in SCENARIOS}
+    collected = {s: {} for s in scenarios}
     truth = []
     seconds = {"default": 0.0, "baselines": 0.0, "legacy": 0.0}
-    chosen = {s: [] for s in SCENARIOS}
+    chosen = {s: [] for s in scenarios}
+    lacked = {s: [] for s in scenarios}   # per row: how many of the selected predictors it lacked that year
 
     def add(s, m, p, lo=None, hi=None):
         slot = collected[s].setdefault(m, {"p": [], "lo": [], "hi": []})
@@ -227,36 +262,66 @@ def evaluate_case(ds: Dataset, code: str, year: int, folds: int = 5, estimators:
 
     for f, rows in enumerate(parts):
         truth.extend(column[rows])
-        for s in SCENARIOS:
+        base = {}
+        for s in scenarios:
             data = masked(ds, j, yi, rows, s, f"eval-{ds.version}-{code}-{year}-{s}-{f}")
             started = time.perf_counter()
             p, lo, hi, body = _service(data, _request(code, year, "default", interval, estimators, interpolator), ds, rows)
             seconds["default"] += time.perf_counter() - started
             add(s, "default", p, lo, hi)
             chosen[s].append(body.get("model", {}).get("params", {}).get("stack", {}).get("chosen"))
-            if s == "gap":
+            selected = [ds.indicators.get_loc(c["code"]) for c in body.get("predictors", [])]
+            lacked[s].extend(np.isnan(data.year_matrix(year)[np.ix_(rows, selected)]).sum(axis=1).tolist())
+            # the cross-section baselines and the old method only read the target year: (a) and (b) share them;
+            # (c) hides more of that year, so they run again on its masks
+            key = "cross" if s in ("gap", "never") else s
+            if key not in base:
                 started = time.perf_counter()
-                base = baselines(data.year_matrix(year), j, rows)
+                base[key] = baselines(data.year_matrix(year), j, rows)
                 seconds["baselines"] += time.perf_counter() - started
                 if legacy:
                     started = time.perf_counter()
                     lp, llo, lhi, _ = _service(data, _request(code, year, "legacy", interval, estimators, interpolator), ds, rows)
                     seconds["legacy"] += time.perf_counter() - started
-                    base["legacy"] = (lp, llo, lhi)
-        for m, (p, lo, hi) in base.items():  # the old method and the baselines only read the target year
-            for s in SCENARIOS:
-                add(s, m, p, lo, hi)
+                    base[key]["legacy"] = (lp, llo, lhi)
+            for m, (bp, blo, bhi) in base[key].items():
+                add(s, m, bp, blo, bhi)
     out = {"case": code, "year": year, "n": int(known.size), "seconds": seconds}
-    for s in SCENARIOS:
+    truth = np.asarray(truth)
+    for s in scenarios:
         out[s] = {m: metrics(truth, v["p"], v["lo"] or None, v["hi"] or None, sd) for m, v in collected[s].items()}
         out[s]["default"]["chosen"] = [c for c in chosen[s] if c]
+        d = collected[s]["default"]
+        hit = (truth >= np.asarray(d["lo"])) & (truth <= np.asarray(d["hi"]))
+        out[s]["default"]["by_pattern"] = pattern_hits(np.asarray(lacked[s]), hit)
+    return out
+
+
+PATTERN_BINS = ("0", "1", "2", "3+")
+
+
+def pattern_bin(lacked: int) -> str:
+    return PATTERN_BINS[min(int(lacked), len(PATTERN_BINS) - 1)]
+
+
+def pattern_hits(lacked: np.ndarray, hit: np.ndarray) -> dict:
+    """{bin of selected predictors lacked: [rows, rows covered]}."""
+    out = {}
+    for b in PATTERN_BINS:
+        sel = np.asarray([pattern_bin(x) == b for x in lacked], dtype=bool)
+        if sel.any():
+            out[b] = [int(sel.sum()), int(hit[sel].sum())]
     return out
 
 
 # ----------------------------------------------------------------------------------- summaries
+def scenarios_of(results: list[dict]) -> list[str]:
+    return [s for s in SCENARIOS if results and all(s in r for r in results)]
+
+
 def summarise(results: list[dict]) -> dict:
     out = {}
-    for s in SCENARIOS:
+    for s in scenarios_of(results):
         rows = {}
         for m in METHODS:
             rs = [r[s][m] for r in results if m in r[s]]
@@ -274,6 +339,14 @@ def summarise(results: list[dict]) -> dict:
                 both = [r for r in results if m in r[s]]
                 row["default_beats"] = float(np.mean([r[s]["default"]["nrmse"] < r[s][m]["nrmse"] for r in both]))
                 row["default_nrmse_same_cases"] = float(np.mean([r[s]["default"]["nrmse"] for r in both]))
+            else:   # coverage per pattern, pooled over the cases' rows: {bin: [rows, coverage]}
+                pooled = {}
+                for x in rs:
+                    for b, (k, h) in x.get("by_pattern", {}).items():
+                        pooled.setdefault(b, [0, 0])
+                        pooled[b][0] += k
+                        pooled[b][1] += h
+                row["by_pattern"] = {b: [k, h / k] for b, (k, h) in sorted(pooled.items())}
             rows[m] = row
         out[s] = rows
     return out
@@ -282,7 +355,7 @@ def summarise(results: list[dict]) -> dict:
 def goals(summary: dict, margin: float = 0.0) -> dict:
     """The issue's goals per scenario; ``margin`` relaxes them (CI guard on few cases)."""
     res = {}
-    for s in SCENARIOS:
+    for s in summary:
         d = summary[s]["default"]
         cross = [m for m in ("median", "knn", "hgb", "iterative") if m in summary[s]]
         best = min(summary[s][m]["nrmse_mean"] for m in cross)
@@ -290,7 +363,7 @@ def goals(summary: dict, margin: float = 0.0) -> dict:
              "no_case_below_0.75": d["coverage_min"] >= 0.75 - margin,
              "width_at_most_median_baseline": d["width"] <= summary[s]["median"]["width"] * (1 + margin),
              "not_collapsed": d["spread"] >= 0.5 - margin}
-        if s == "never":
+        if s != "gap":
             g["below_every_baseline"] = d["nrmse_mean"] < best * (1 + margin)
             g["10pct_below_best"] = d["nrmse_mean"] <= 0.9 * best * (1 + margin)
             if "legacy" in summary[s]:
@@ -313,6 +386,11 @@ def fmt_case_table(results: list[dict], scenario: str) -> str:
         lines.append(f"| {r['case']}{oracle} | {r['year']} | {r['n']} | {d['nrmse']:.3f} / {d['coverage']:.2f} / "
                      f"{d['width']:.2f} / {'-' if d['spread'] is None else format(d['spread'], '.2f')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def fmt_patterns(row: dict) -> str:
+    """The default's coverage per pattern: 'lacked 0: 0.91 (120 rows); ...'."""
+    return "; ".join(f"{b} lacked: {c:.2f} ({k} rows)" for b, (k, c) in row.get("by_pattern", {}).items())
 
 
 def fmt_summary(summary: dict, scenario: str) -> str:
@@ -358,8 +436,9 @@ def datasets(platform: Path | None, names: list[str]) -> list[tuple[str, Dataset
 
 def run(names: list[str], platform: Path | None, folds: int, max_cases: dict, legacy_cases: int,
         estimators: int = 100, interval: str = "quantile", log=print, only: list | None = None,
-        interpolator: str = "KNNImputer") -> dict:
-    report = {"commit": git_commit(), "folds": folds, "estimators": estimators, "interval": interval, "datasets": {}}
+        interpolator: str = "KNNImputer", scenarios: tuple[str, ...] = SCENARIOS) -> dict:
+    report = {"commit": git_commit(), "folds": folds, "estimators": estimators, "interval": interval,
+              "scenarios": list(scenarios), "datasets": {}}
     loaded = datasets(platform, names)
     for position, (name, ds, oracle) in enumerate(loaded, start=1):
         started = time.perf_counter()
@@ -371,14 +450,15 @@ def run(names: list[str], platform: Path | None, folds: int, max_cases: dict, le
         results = []
         for code, year in progress(cases, desc=f"{name} ({position}/{len(loaded)} datasets)", unit="case"):
             res = evaluate_case(ds, code, year, folds=folds, estimators=estimators,
-                                legacy=(code, year) in with_legacy, interval=interval, interpolator=interpolator)
+                                legacy=(code, year) in with_legacy, interval=interval, interpolator=interpolator,
+                                scenarios=scenarios)
             if oracle is not None and year == 2010:
                 res["oracle"] = oracle.get(code)
             results.append(res)
             log(f"[{name}] {code} {year}: " + "; ".join(
                 f"{s} " + " ".join(f"{m} {res[s][m]['nrmse']:.3f}" for m in METHODS if m in res[s])
-                for s in SCENARIOS) + f" | cov {res['gap']['default']['coverage']:.2f}/"
-                f"{res['never']['default']['coverage']:.2f} ({sum(res['seconds'].values()):.1f} s)")
+                for s in scenarios) + " | cov " + "/".join(f"{res[s]['default']['coverage']:.2f}" for s in scenarios)
+                + f" ({sum(res['seconds'].values()):.1f} s)")
         summary = summarise(results)
         report["datasets"][name] = {"cases": results, "summary": summary, "goals": goals(summary),
                                     "seconds": time.perf_counter() - started}
@@ -391,11 +471,12 @@ def markdown(report: dict) -> str:
            f"rfr, KNNImputer, {report['interval']} intervals (90%). Generated by `scripts/eval_twolvlimp.py`.", ""]
     for name, d in report["datasets"].items():
         out += [f"## {name} ({len(d['cases'])} cases, {d['seconds']:.0f} s)", ""]
-        for s in SCENARIOS:
-            label = "(a) gap: the SIDS's other years kept" if s == "gap" else "(b) never reported: whole series hidden"
-            out += [f"### {name}, scenario {label}", "", fmt_summary(d["summary"], s), "",
+        for s in d["summary"]:
+            out += [f"### {name}, scenario {SCENARIO_LABELS[s]}", "", fmt_summary(d["summary"], s), "",
+                    "Coverage of the default per pattern (selected predictors the row lacked): "
+                    + fmt_patterns(d["summary"][s]["default"]), "",
                     "Goals: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in d["goals"][s].items()), ""]
-        for s in SCENARIOS:
+        for s in d["summary"]:
             out += [f"<details><summary>{name}, scenario {s}: every case (NRMSE)</summary>", "",
                     fmt_case_table(d["cases"], s), "", "</details>", ""]
     return "\n".join(out)
@@ -418,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", choices=("quantile", "bootstrap"), default="quantile")
     parser.add_argument("--interpolator", choices=("KNNImputer", "IterativeImputer", "SimpleImputer"),
                         default="KNNImputer", help="base imputer of the evaluated requests")
+    parser.add_argument("--scenarios", help=f"comma-separated, among {','.join(SCENARIOS)} (default: every one; "
+                                             "--quick: gap,never)")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--markdown", type=Path, help="write the tables here (--full: bench-results/eval.md)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the goals hold")
@@ -437,7 +520,16 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args.datasets.split(","), args.platform, args.folds or preset["folds"], max_cases,
                  preset["legacy_cases"] if args.legacy_cases is None else args.legacy_cases,
                  interval=args.interval, log=say, interpolator=args.interpolator,
-                 only=[(c.rpartition(":")[0], int(c.rpartition(":")[2])) for c in args.case])
+                 only=[(c.rpartition(":")[0], int(c.rpartition(":")[2])) for c in args.case],
+                 scenarios=tuple(args.scenarios.split(",")) if args.scenarios else preset.get("scenarios", SCENARIOS))
+    if args.quick and not args.case:   # the quick guard's (c) cases
+        rel = QUICK["relatives"]
+        for name, only in rel["cases"].items():
+            if name in args.datasets.split(","):
+                extra = run([name], args.platform, args.folds or preset["folds"], {}, 0, interval=args.interval,
+                            log=say, interpolator=args.interpolator, only=only, scenarios=(rel["scenario"],))
+                for key, d in extra["datasets"].items():
+                    report["datasets"][f"{key} ({rel['scenario']} cases)"] = d
     text = markdown(report)
     print()
     print(text)

@@ -31,8 +31,9 @@ from models.twolvlimp.imputers import impute, imputation_terms, needs_imputation
 from models.twolvlimp.memo import work_memo, work_memo_get, work_memo_has
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
 from models.twolvlimp.selection import afs_select, afs_terms, pca_select
-from models.twolvlimp.stacking import (chained_terms, fit_stacked, log_target_competes, ridge_terms,
-                                       screened_terms, stack_folds, stack_terms, tree_search_rounds)
+from models.twolvlimp.stacking import (MAX_PATTERNS, Masking, chained_terms, fit_stacked, log_target_competes,
+                                       pattern_terms, ridge_terms, screened_terms, stack_folds, stack_terms,
+                                       tree_search_rounds)
 from models.twolvlimp.temporal import OWN_FEATURES, OwnSeries, own_series
 from models.twolvlimp.work import Job, WorkPlan, svd_cells
 from shared.capacity import current_check
@@ -181,7 +182,13 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     sel = select_columns(ds, r, cols, Z, train, y, w)
     codes = [str(ds.indicators[cols[i]]) for i in sel]
     X = Z[:, sel]
-    gaps = np.isnan(ds.year_matrix(r.year)[:, cols[sel]])   # cells the base imputer filled
+    raw = ds.year_matrix(r.year)[:, cols]   # the candidates as the data has them (NaN: no value)
+    gaps = np.isnan(raw[:, sel])            # cells the base imputer filled
+
+    def masking(train_rows, pred_rows):
+        """What calibrates the rows to predict per pattern of missing inputs (:class:`Masking`)."""
+        return Masking(raw=raw, filled=Z, train_rows=train_rows, pred_rows=pred_rows, selected=sel,
+                       interpolator=r.interpolator)
     prepare_seconds = time.perf_counter() - started
     own, train_own, own_rows, cross_rows = lay.own, lay.train_own, lay.own_rows, lay.cross_rows
 
@@ -197,7 +204,7 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
         yA = column[train_own] - base[train_own]
         fit = fit_stacked(XA[train_own], yA, sids[train_own], XA[own_rows], r.model, r.estimators,
                           r.interval, SEED, LEVEL, missing=_with_own_gaps(gaps)[train_own],
-                          missing_pred=_with_own_gaps(gaps)[own_rows])
+                          missing_pred=_with_own_gaps(gaps)[own_rows], masking=masking(train_own, own_rows))
         prediction[own_rows] = base[own_rows] + fit.prediction
         lower[own_rows] = base[own_rows] + fit.lower
         upper[own_rows] = base[own_rows] + fit.upper
@@ -215,7 +222,7 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
         rows = np.flatnonzero(train)
         # the candidates as the data has them (NaN where no value) for the chained linear member: every
         # country's row, the training rows and the rows to predict first
-        raw = None if r.scheme == "MANUAL" else ds.year_matrix(r.year)[:, cols]
+        unimputed = None if r.scheme == "MANUAL" else raw
         other = np.setdiff1d(np.arange(ds.countries.size), np.concatenate([rows, cross_rows]))
         in_folds = (fold_selections(ds, r, Z[rows], y, w) if reselects_in_folds(r, cols.size, rows.size)
                     else None)
@@ -225,8 +232,10 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
                           # MANUAL predictors are the user's choice and stay the only ones
                           X_all=None if r.scheme == "MANUAL" else Z[rows],
                           Xp_all=None if r.scheme == "MANUAL" else Z[cross_rows],
-                          R_all=None if raw is None else raw[rows], Rp_all=None if raw is None else raw[cross_rows],
-                          R_other=None if raw is None else raw[other], fold_columns=in_folds)
+                          R_all=None if unimputed is None else unimputed[rows],
+                          Rp_all=None if unimputed is None else unimputed[cross_rows],
+                          R_other=None if unimputed is None else unimputed[other], fold_columns=in_folds,
+                          masking=masking(rows, cross_rows))
         if in_folds is not None:
             fit.params["stack"]["selection_in_folds"] = {
                 "why": "the candidates outnumber the training rows: AFS is redone on each fold's training rows "
@@ -324,24 +333,31 @@ def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
     if lay.own_rows.size:
         y = lay.column[lay.train_own] - lay.own.estimate[lay.train_own]
         jobs += _submodel_jobs(r, lay.train_own, lay.own_rows, y, None if gaps is None else _with_own_gaps(gaps),
-                               p + len(OWN_FEATURES), candidate_gap_share, candidates=0, countries=ds.countries.size)
+                               p + len(OWN_FEATURES), candidate_gap_share, candidates=0, countries=ds.countries.size,
+                               n_candidates=cols.size)
     if lay.cross_rows.size:
         rows = np.flatnonzero(lay.train)
         jobs += _submodel_jobs(r, rows, lay.cross_rows, lay.column[rows], gaps, p, candidate_gap_share,
                                candidates=0 if r.scheme == "MANUAL" else cols.size, countries=ds.countries.size,
-                               in_folds=in_folds)
+                               in_folds=in_folds, n_candidates=cols.size)
     return WorkPlan(tuple(jobs), group=f"model/{'+'.join(kinds)}", prepare_group=f"prepare/{r.interpolator}/{r.scheme}")
 
 
 def _submodel_jobs(r: ResolvedRequest, train_rows: np.ndarray, pred_rows: np.ndarray, y: np.ndarray,
                    gaps: np.ndarray | None, p: int, candidate_gap_share: float, candidates: int,
-                   countries: int, in_folds: bool = False) -> list[Job]:
+                   countries: int, in_folds: bool = False, n_candidates: int = 0) -> list[Job]:
     """One :func:`fit_stacked` call: ``gaps`` flags every country's imputed predictors (None: the
     predictors are not chosen yet), ``candidates`` the columns of the screened ridge and the chained
     linear member (0: neither runs), ``countries`` every row the chained member fills, ``in_folds``
-    whether ridge and trees are also fitted on predictors selected in each fold."""
+    whether ridge and trees are also fitted on predictors selected in each fold, ``n_candidates`` the candidate
+    columns (the held-out rows masked to each pattern of the rows to predict are filled again on them)."""
     folds = stack_folds(train_rows.size, SEED)
-    jobs: list[Job] = []
+    # the calibration per pattern: the patterns are those of the rows to predict among the inputs that matter
+    # most (not known before the selection and screening): expected, one per row lacking a selected predictor
+    share = 1 - (1 - candidate_gap_share) ** p
+    lacking = (share * pred_rows.size if gaps is None else float(gaps[pred_rows][:, :p].any(axis=1).sum()))
+    jobs: list[Job] = [Job("pattern_calibration", pattern_terms(train_rows.size, int(min(MAX_PATTERNS, round(lacking))),
+                                                                n_candidates, countries))]
     for round_kinds, trees in tree_search_rounds(r.model, r.estimators, in_folds):
         for kind in round_kinds or ("rfr",):   # a kind chosen by the first round: counted as a random forest
             for tr, te in folds:

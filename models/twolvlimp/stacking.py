@@ -51,9 +51,17 @@ residuals each fold's stacking weights are chosen without that fold's rows (:fun
   narrowest calibrated intervals out of fold is used.
 * ``bootstrap``: the residual bootstrap of :func:`models.twolvlimp.intervals.bootstrap_interval`
   (the same offsets for every country).
+
+Per pattern of missing inputs (``masking``, :class:`Masking`; Zaffran et al., *Conformal prediction with
+missing values*, ICML 2023, CP-MDA nested): a row to predict that lacks some of the inputs that matter most
+(:func:`pattern_columns`, at most MAX_PATTERNS patterns: :func:`patterns_of`) gets its interval, either kind,
+and (PATTERN_WEIGHTS) its stacking weights from each fold's held-out rows masked to its pattern, refilled
+from the other rows (:func:`refill`) and read by every member's fold model: residuals of rows that lack at
+least what it lacks, instead of rows that had its missing relatives.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +69,7 @@ from sklearn.model_selection import KFold
 
 from models.twolvlimp.tree_search import (ESTIMATOR_NAMES, FOREST_DEPTHS, KINDS, N_FOLDS, FitResult, _depth_key,
                                           _wmse, balanced_weights, search_trees)
-from models.twolvlimp.imputers import NearestFeatureIterativeImputer, one_blas_thread
+from models.twolvlimp.imputers import NearestFeatureIterativeImputer, ScaledKNNImputer, one_blas_thread
 from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
 from models.twolvlimp.work import job, svd_cells
 from shared.capacity import current_check
@@ -80,6 +88,9 @@ CHAINED_MIN_OVERLAP = 5            # a candidate needs this many training rows w
 # so the kind is chosen on fits of this many trees and only the chosen kind is grown with all of them (the
 # heaviest request the form can build, 1000 trees: about 40% less tree work)
 KIND_SCREEN_TREES = 100
+MAX_PATTERNS = 8                   # distinct patterns of missing inputs calibrated apart (more: coarsened)
+PATTERN_SCREENED = 10              # besides the selected predictors, the candidates most correlated with the target
+PATTERN_WEIGHTS = True             # per pattern, the stack's weights chosen on the masked out-of-fold predictions
 MONDRIAN_MIN = 19                  # SIDS rows needed to calibrate on them alone (finite 90% quantile)   # s(x) = spread(x) + b * median(spread); None = constant scale
 
 
@@ -95,6 +106,17 @@ class _Trees:
     scores: dict
     candidates: dict
     kind_chosen_with: int | None = None   # model "all": the kind was chosen on fits of this many trees
+    folds: list | None = None             # the fold models the out-of-fold predictions came from
+
+
+def read_trees(trees: _Trees, fold: int, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fold ``fold``'s tree model (the one its out-of-fold predictions came from) on other rows:
+    (prediction, single-tree spread or None for boosting)."""
+    out = trees.folds[fold]
+    if trees.kind == "gbr":
+        return out.models[trees.depth].predict(X), None
+    per_tree = out.importances.tree_predictions(X, depth=trees.depth)
+    return per_tree.mean(axis=0), per_tree.std(axis=0)
 
 
 def tree_rounds(model: str, n_estimators: int) -> list[tuple[tuple[str, ...] | None, int]]:
@@ -159,7 +181,7 @@ def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int, in_fold
     return _Trees(kind=kind, depth=depth, oof=s["oof"], prediction=prediction, spread_oof=spread_oof,
                   spread_pred=spread_pred, importances=importances,
                   scores={_depth_key(d): float(np.sqrt(v)) for d, v in s["scores"].items()},
-                  candidates=candidates, kind_chosen_with=chosen_with)
+                  candidates=candidates, kind_chosen_with=chosen_with, folds=outs)
 
 
 def _skewed(col: np.ndarray) -> bool:
@@ -282,44 +304,54 @@ def ridge_terms(fit_shapes) -> dict[str, float]:
     return {"fits": float(len(fit_shapes)), "svd": float(sum(svd_cells(n, p) for n, p in fit_shapes))}
 
 
-def _linear(X, y, w, Xp, folds, missing=None, missing_pred=None, in_folds=None):
-    """Ridge fold models: (out-of-fold predictions, predictions, importances, penalties, leverages).
+def _linear(X, y, w, Xp, folds, missing=None, missing_pred=None, in_folds=None, extra=None, extra_in_folds=None):
+    """Ridge fold models: (out-of-fold predictions, predictions, importances, penalties, leverages, extra).
     ``in_folds`` (each fold's own predictors, selected on its training rows, and their gap flags: lists
-    ``(X, missing)``): the out-of-fold predictions and leverages come from fold models on those instead."""
+    ``(X, missing)``): the out-of-fold predictions and leverages come from fold models on those instead.
+    ``extra`` / ``extra_in_folds``: per fold, other rows ``(X, missing)`` (the fold's held-out rows masked to
+    a pattern) read by the model that gives the out-of-fold predictions: ``extra`` = per fold (predictions,
+    leverages), or None."""
     with job("ridge") as terms:
-        out, shapes = _linear_folds(X, y, w, Xp, folds, missing, missing_pred)
+        out, shapes, ext = _linear_folds(X, y, w, Xp, folds, missing, missing_pred, extra)
         terms.update(ridge_terms(shapes))
     if in_folds is None:
-        return out
+        return (*out, ext)
     oof, oof_lev = np.empty(len(y)), np.empty(len(y))
+    ext = None if extra_in_folds is None else []
     with job("ridge") as terms:
         shapes = []
-        for (tr, te), Xf, mf in zip(folds, *in_folds):
-            (fold_oof, _, _, _, (fold_lev, _)), fold_shapes = _linear_folds(Xf, y, w, Xf[:0], [(tr, te)], mf, mf[:0])
+        for f, ((tr, te), Xf, mf) in enumerate(zip(folds, *in_folds)):
+            (fold_oof, _, _, _, (fold_lev, _)), fold_shapes, fold_ext = _linear_folds(
+                Xf, y, w, Xf[:0], [(tr, te)], mf, mf[:0], None if extra_in_folds is None else [extra_in_folds[f]])
             oof[te], oof_lev[te] = fold_oof[te], fold_lev[te]
             shapes += fold_shapes
+            if ext is not None:
+                ext += fold_ext
         terms.update(ridge_terms(shapes))
-    return oof, out[1], out[2], out[3], (oof_lev, out[4][1])
+    return oof, out[1], out[2], out[3], (oof_lev, out[4][1]), ext
 
 
-def _linear_folds(X, y, w, Xp, folds, missing, missing_pred):
+def _linear_folds(X, y, w, Xp, folds, missing, missing_pred, extra=None):
     n = X.shape[0]
     oof, oof_lev = np.empty(n), np.empty(n)
-    preds, levs, imps, alphas, shapes = [], [], [], [], []
-    for tr, te in folds:
+    preds, levs, imps, alphas, shapes, ext = [], [], [], [], [], []
+    for f, (tr, te) in enumerate(folds):
         stage = LinearStage().fit(X[tr], y[tr], w[tr])
         models: dict = {}
         oof[te], oof_lev[te] = _reduced_predict(X[tr], y[tr], w[tr], stage, X[te],
                                                 None if missing is None else missing[te], models)
         p, lev = _reduced_predict(X[tr], y[tr], w[tr], stage, Xp, missing_pred, models)
         shapes += [(tr.size, X.shape[1])] + [(tr.size, int(keep.sum())) for keep, m in models.values() if m is not None]
+        if extra is not None:   # (the reduced fits these need are work of the pattern calibration: not counted here)
+            ext.append(_reduced_predict(X[tr], y[tr], w[tr], stage, extra[f][0], extra[f][1], models))
         preds.append(p)
         levs.append(lev)
         imps.append(stage.importances)
         alphas.append(stage.alpha_)
     imp = np.mean(imps, axis=0)
     imp = imp / imp.sum() if imp.sum() > 0 else imp
-    return (oof, np.mean(preds, axis=0), imp, alphas, (oof_lev, np.mean(levs, axis=0))), shapes
+    return (oof, np.mean(preds, axis=0), imp, alphas, (oof_lev, np.mean(levs, axis=0))), shapes, \
+        (ext if extra is not None else None)
 
 
 def _screen_order(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -347,12 +379,12 @@ def screened_terms(train_sizes, p: int) -> dict[str, float]:
             "svd": float(sum(2 * svd_cells(n, c) for n in train_sizes for c in counts))}
 
 
-def _screened_linear(X, y, w, Xp, folds):
+def _screened_linear(X, y, w, Xp, folds, extra=None):
     with job("screened_ridge", **screened_terms([tr.size for tr, _ in folds], X.shape[1])):
-        return _screened_linear_folds(X, y, w, Xp, folds)
+        return _screened_linear_folds(X, y, w, Xp, folds, extra)
 
 
-def _screened_linear_folds(X, y, w, Xp, folds):
+def _screened_linear_folds(X, y, w, Xp, folds, extra=None):
     """Ridge on the candidates most correlated with the target: per fold, the candidates are ranked by
     |correlation| on the fold's training rows and the count (SCREEN_COUNTS, or every candidate), with or
     without the log of skewed columns, is the one with the least leave-one-out error on those rows; the
@@ -360,8 +392,8 @@ def _screened_linear_folds(X, y, w, Xp, folds):
     n, p = X.shape
     counts = screen_counts(p)
     oof, oof_lev = np.empty(n), np.empty(n)
-    preds, levs, alphas, chosen = [], [], [], []
-    for tr, te in folds:
+    preds, levs, alphas, chosen, ext = [], [], [], [], []
+    for f, (tr, te) in enumerate(folds):
         order = _screen_order(X[tr], y[tr], w[tr])
         best = None
         for c in counts:
@@ -376,7 +408,10 @@ def _screened_linear_folds(X, y, w, Xp, folds):
         levs.append(stage.leverage(Xp[:, cols]))
         alphas.append(stage.alpha_)
         chosen.append(int(cols.size))
-    return oof, np.mean(preds, axis=0), alphas, chosen, (oof_lev, np.mean(levs, axis=0))
+        if extra is not None:
+            ext.append((stage.predict(extra[f][:, cols]), stage.leverage(extra[f][:, cols])))
+    return oof, np.mean(preds, axis=0), alphas, chosen, (oof_lev, np.mean(levs, axis=0)), \
+        (ext if extra is not None else None)
 
 
 def _nan_screen_order(R: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -397,7 +432,7 @@ def _nan_screen_order(R: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray
     return np.argsort(-corr, kind="stable")
 
 
-def _chained_linear(R, y, w, Rp, R_other, folds):
+def _chained_linear(R, y, w, Rp, R_other, folds, extra=None):
     """The target imputed by chained linear equations with its most correlated candidates, as iterative
     imputation does, but scored out of fold and bounded.
 
@@ -428,7 +463,8 @@ def _chained_linear(R, y, w, Rp, R_other, folds):
     with job("chained_linear", **chained_terms(sizes, R.shape[1], full.shape[0], skewed)) as terms, one_blas_thread():
         # (one BLAS-thread limit for every chain: each imputer would otherwise set and restore it)
         orders = [_nan_screen_order(R[tr], y[tr], w[tr])[:CHAINED_COLUMNS] for tr, _ in folds]
-        *out, fits = _chains(full, n, n_pred, y, w, folds, orders, CHAINED_SHAPES if skewed else CHAINED_SHAPES[:1])
+        *out, fits = _chains(full, n, n_pred, y, w, folds, orders, CHAINED_SHAPES if skewed else CHAINED_SHAPES[:1],
+                             extra)
         terms.update(chained_terms(sizes, R.shape[1], full.shape[0], skewed, fits=fits))
     return tuple(out)
 
@@ -443,12 +479,14 @@ def chained_terms(train_sizes, p: int, n_rows: int, skewed: bool, fits: float | 
     return {"rank": float(sum(n * p for n in train_sizes)), "fits": float(fits), "gram": float(fits * n_rows * k * k)}
 
 
-def _chains(full, n, n_pred, y, w, folds, orders, shapes):
+def _chains(full, n, n_pred, y, w, folds, orders, shapes, extra=None):
+    """The chains of :func:`_chained_linear`; ``extra`` (per fold, other rows of candidates with gaps: the
+    fold's held-out rows masked to a pattern) are filled by the fold's fitted chain (its column models)."""
     best, fits = None, 0
     for shape in shapes:
         oof = np.empty(n)
-        preds, rounds = [], []
-        for (tr, te), order in zip(folds, orders):
+        preds, rounds, ext = [], [], []
+        for f, ((tr, te), order) in enumerate(zip(folds, orders)):
             target = np.full(full.shape[0], np.nan)
             target[tr] = y[tr]
             imputer = NearestFeatureIterativeImputer(n_nearest_features=CHAINED_COLUMNS, max_iter=CHAINED_ITER,
@@ -456,15 +494,19 @@ def _chains(full, n, n_pred, y, w, folds, orders, shapes):
             filled = imputer.fit_transform(np.column_stack([full[:, order], target]))
             oof[te] = filled[te, -1]
             preds.append(filled[n:n + n_pred, -1])
+            if extra is not None:
+                E = extra[f][:, order]
+                ext.append(imputer.transform(np.column_stack([E, np.full(E.shape[0], np.nan)]))[:, -1]
+                           if E.shape[0] else np.empty(0))
             rounds.append(int(imputer.n_iter_))
             fits += imputer.n_features_modelled_ * imputer.n_iter_
         pred = np.mean(preds, axis=0)
         ok = np.isfinite(oof)
         err = _wmse(y[ok], oof[ok], w[ok]) if ok.any() else np.inf
         if best is None or err < best[0]:
-            best = (err, oof, pred, shape, rounds)
-    _, oof, pred, shape, rounds = best
-    return oof, pred, [int(o.size) for o in orders], rounds, shape, fits
+            best = (err, oof, pred, shape, rounds, ext if extra is not None else None)
+    _, oof, pred, shape, rounds, ext = best
+    return oof, pred, [int(o.size) for o in orders], rounds, shape, ext, fits
 
 
 def _normalised_interval(y, oof, w, prediction, spread_oof, spread_pred, test_weight, level, leverage=None):
@@ -493,15 +535,129 @@ def _normalised_interval(y, oof, w, prediction, spread_oof, spread_pred, test_we
         "scale": name, "adjustment": q}
 
 
-def _nested_stack_oof(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray, folds) -> np.ndarray:
-    """The stacked prediction out of fold twice over: each fold's rows are predicted by their members'
-    out-of-fold predictions with the weights that score best on the *other* folds' rows."""
+def _best_weights(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, ...]:
+    """The stacking weights of least weighted squared error; among equals, the least weight on the constant,
+    then on the chained member, then on ridge on all candidates, then on ridge."""
     G = np.asarray(grid)
+    errors = ((G @ members_oof - y) ** 2) @ w
+    return grid[min(range(len(grid)), key=lambda i: (errors[i], grid[i][2], grid[i][4], grid[i][3], grid[i][0]))]
+
+
+def _nested_stack_oof(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray, folds,
+                      apply_to: np.ndarray | None = None) -> np.ndarray:
+    """The stacked prediction out of fold twice over: each fold's rows are predicted by their members'
+    out-of-fold predictions with the weights that score best on the *other* folds' rows (``apply_to``: the
+    weights chosen so, applied to these members' predictions instead)."""
     out = np.empty(y.size)
+    apply_to = members_oof if apply_to is None else apply_to
     for tr, te in folds:
-        errors = ((G @ members_oof[:, tr] - y[tr]) ** 2) @ w[tr]
-        best = min(range(len(grid)), key=lambda i: (errors[i], grid[i][2], grid[i][4], grid[i][3], grid[i][0]))
-        out[te] = G[best] @ members_oof[:, te]
+        out[te] = np.asarray(_best_weights(grid, members_oof[:, tr], y[tr], w[tr])) @ apply_to[:, te]
+    return out
+
+
+# ------------------------------------------------------------------ intervals valid per pattern of missing inputs
+@dataclass(frozen=True)
+class Masking:
+    """What the calibration per pattern of missing inputs needs beside the fit's matrices: every country's
+    candidate predictors as the data has them (``raw``, NaN where no value) and as the base imputer filled
+    them (``filled``), which rows of those the fit trains on and predicts (in the order of ``X`` / ``Xp``),
+    the candidates ``X``'s first columns are (any further columns of ``X`` are never missing: the own-series
+    features), and the base imputer's name."""
+
+    raw: np.ndarray
+    filled: np.ndarray
+    train_rows: np.ndarray
+    pred_rows: np.ndarray
+    selected: np.ndarray
+    interpolator: str
+
+
+def pattern_columns(masking: Masking, y: np.ndarray, w: np.ndarray, fold_columns=None,
+                    screened: bool = False) -> np.ndarray:
+    """The candidates whose absence defines a row's pattern, most relevant first: the selected predictors
+    (and each fold's), and for AFS/PCA the PATTERN_SCREENED candidates most correlated with the target
+    (what the screened ridge and the chained member lean on most); ranked by |correlation| with the target
+    on the training rows."""
+    R = masking.raw[masking.train_rows]
+    cols = set(np.asarray(masking.selected, int).tolist())
+    for c in fold_columns or []:
+        cols |= set(np.asarray(c, int).tolist())
+    if screened:
+        cols |= set(_nan_screen_order(R, y, w)[:PATTERN_SCREENED].tolist())
+    cols = np.asarray(sorted(cols), dtype=int)
+    return cols[_nan_screen_order(R[:, cols], y, w)] if cols.size else cols
+
+
+def patterns_of(gaps: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct patterns (which of ``columns`` are missing) among rows with gaps ``gaps`` (rows x
+    candidates): (columns kept, patterns as candidate masks, each row's pattern or -1 for none). At most
+    MAX_PATTERNS: while there are more, the least relevant column is dropped from every pattern (coarser
+    patterns, each still a subset of what its rows lack)."""
+    cols = np.asarray(columns, int)
+    while True:
+        P = gaps[:, cols]
+        has = P.any(axis=1)
+        distinct, inverse = (np.unique(P[has], axis=0, return_inverse=True) if has.any()
+                             else (np.zeros((0, cols.size), bool), np.zeros(0, int)))
+        if len(distinct) <= MAX_PATTERNS or cols.size <= 1:
+            break
+        cols = cols[:-1]
+    row_pattern = np.full(gaps.shape[0], -1)
+    row_pattern[has] = np.asarray(inverse).reshape(-1)
+    masks = np.zeros((len(distinct), gaps.shape[1]), bool)
+    for k, pattern in enumerate(distinct):
+        masks[k, cols[pattern]] = True
+    return cols, masks, row_pattern
+
+
+def refill(interpolator: str, donors: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``rows`` (candidates with gaps) filled as the base imputer would, fitted on the ``donors`` rows only
+    (a fold-local imputation: never on the rows being filled): KNN on every candidate (distances as the base
+    imputation's), the donors' mean, or chained equations on the ``columns`` that matter (the iterative
+    imputer on every candidate would cost a base imputation per fold). Cells no donor has: the donors' mean, or 0."""
+    out = rows.copy()
+    if not np.isnan(rows).any():
+        return out
+    if interpolator == "KNNImputer":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = ScaledKNNImputer(n_neighbors=5).fit(donors).transform(rows)
+    elif interpolator == "IterativeImputer" and len(columns):
+        imputer = NearestFeatureIterativeImputer(random_state=0).fit(donors[:, columns])
+        out[:, columns] = imputer.transform(rows[:, columns])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nan_to_num(np.nanmean(donors, axis=0))
+    return np.where(np.isnan(out), mean, out)
+
+
+def pattern_terms(n: int, n_patterns: int, n_candidates: int, n_rows: int) -> dict[str, float]:
+    """The size of the calibration per pattern (one job per stacked fit): each held-out row refilled once
+    per pattern from the other rows (rows x donors x candidates), and read by every member's fold model."""
+    return {"patterns": float(n_patterns), "rows": float(n * n_patterns),
+            "pair_columns": float(n * n_patterns * n_rows * n_candidates)}
+
+
+def _masked_rows(masking: Masking, X: np.ndarray, folds, masks: np.ndarray, refill_columns: np.ndarray) -> list[dict]:
+    """Per fold, its held-out rows once per pattern, the pattern's cells blanked and filled again from the
+    other rows (:func:`refill`): ``R`` candidates with gaps, ``Z`` filled, ``X`` the fit's columns, ``missing``
+    the fit's gap flags."""
+    p = len(masking.selected)
+    out = []
+    everyone = np.arange(masking.raw.shape[0])
+    for tr, te in folds:
+        rows = masking.train_rows[te]
+        R = np.vstack([np.where(m, np.nan, masking.raw[rows]) for m in masks])
+        donors = masking.raw[np.setdiff1d(everyone, rows)]
+        # only the pattern's cells are filled again (the rows' own gaps keep the base imputer's values: filling
+        # them again would cost a pass over every candidate column with a gap, for values that stay close)
+        filled = np.vstack([masking.filled[rows]] * len(masks))
+        blanked = np.vstack([np.broadcast_to(m, (rows.size, m.size)) for m in masks])
+        Z = np.where(blanked, refill(masking.interpolator, donors, np.where(blanked, np.nan, filled), refill_columns),
+                     filled)
+        Xe = np.column_stack([Z[:, masking.selected], np.vstack([X[te, p:]] * len(masks))])
+        miss = np.column_stack([np.isnan(R[:, masking.selected]), np.zeros((Xe.shape[0], X.shape[1] - p), bool)])
+        out.append({"R": R, "Z": Z, "X": Xe, "missing": miss})
     return out
 
 
@@ -540,17 +696,18 @@ def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarra
                 interval: str, seed: int, level: float = 0.9, missing: np.ndarray | None = None,
                 missing_pred: np.ndarray | None = None, linear: bool = True, X_all: np.ndarray | None = None,
                 Xp_all: np.ndarray | None = None, R_all: np.ndarray | None = None, Rp_all: np.ndarray | None = None,
-                R_other: np.ndarray | None = None, fold_columns: list[np.ndarray] | None = None) -> FitResult:
+                R_other: np.ndarray | None = None, fold_columns: list[np.ndarray] | None = None,
+                masking: Masking | None = None) -> FitResult:
     use_all = linear and X_all is not None and X_all.shape[1] > X.shape[1]
     use_chained = linear and R_all is not None and Rp_all is not None and R_all.shape[1] > 0
     with job("stack", **stack_terms(X.shape[0], Xp.shape[0], model, n_estimators, linear, use_all, use_chained,
                                     fold_columns is not None)):
         return _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, missing, missing_pred,
-                            linear, X_all, Xp_all, R_all, Rp_all, R_other, fold_columns)
+                            linear, X_all, Xp_all, R_all, Rp_all, R_other, fold_columns, masking)
 
 
 def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, missing, missing_pred, linear,
-                 X_all, Xp_all, R_all, Rp_all, R_other, fold_columns=None) -> FitResult:
+                 X_all, Xp_all, R_all, Rp_all, R_other, fold_columns=None, masking=None) -> FitResult:
     """Trees and ridge on the same folds, stacked by out-of-fold error; conformal intervals.
 
     ``missing`` / ``missing_pred`` flag the cells of ``X`` / ``Xp`` that the base imputer filled: the
@@ -560,6 +717,8 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
     ``R_all`` / ``Rp_all`` (the same candidates *unimputed*, NaN where the data has no value) and
     ``R_other`` (the other countries' rows, neither trained on nor predicted) add a fifth part: the
     target imputed by chained linear equations with its most correlated candidates (:func:`_chained_linear`).
+    ``masking`` (:class:`Masking`): rows to predict that lack some of the inputs that matter get intervals
+    (and, with PATTERN_WEIGHTS, stacking weights) calibrated on the held-out rows masked to their pattern.
     """
     X = np.asarray(X, dtype=np.float64)
     Xp = np.asarray(Xp, dtype=np.float64)
@@ -570,6 +729,16 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
     # ``fold_columns``: predictors selected on each fold's training rows (positions among the candidates
     # ``X_all``); the out-of-fold predictions of ridge and trees then include the selection's own luck
     trees_in_folds = ridge_in_folds = None
+    # the patterns of missing inputs among the rows to predict, and each fold's held-out rows masked to each
+    patterns = ext = None
+    if masking is not None:
+        with job("pattern_calibration") as terms:
+            columns = pattern_columns(masking, y, w, fold_columns, screened=X_all is not None)
+            kept, masks, row_pattern = patterns_of(np.isnan(masking.raw[masking.pred_rows]), columns)
+            if len(masks):
+                patterns = (kept, masks, row_pattern)
+                ext = _masked_rows(masking, X, folds, masks, columns)
+            terms.update(pattern_terms(n, len(masks), masking.raw.shape[1], masking.raw.shape[0]))
     if fold_columns is not None:
         XA, XpA, gapsA = (np.asarray(X_all, np.float64), np.asarray(Xp_all, np.float64),
                           np.isnan(np.asarray(R_all, np.float64)))
@@ -577,22 +746,32 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
         trees_in_folds = (fold_X, [XpA[:, c] for c in fold_columns])
         ridge_in_folds = (fold_X, [gapsA[:, c] for c in fold_columns])
     trees = _trees(X, y, w, Xp, model, n_estimators, folds, seed, trees_in_folds)
+    ext_trees = ext_fold = None
+    if ext is not None:
+        # (with predictors selected in the folds, the out-of-fold models read each fold's own columns)
+        ext_fold = ([(e["Z"][:, c], np.isnan(e["R"][:, c])) for e, c in zip(ext, fold_columns)]
+                    if fold_columns is not None else None)
+        ext_trees = [read_trees(trees, f, e["X"] if ext_fold is None else ext_fold[f][0]) for f, e in enumerate(ext)]
+    ext_x = None if ext is None else [(e["X"], e["missing"]) for e in ext]
     target_transform = "none"
     if linear:
-        lin_oof, lin_pred, lin_imp, alphas, lin_lev = _linear(X, y, w, Xp, folds, missing, missing_pred,
-                                                              ridge_in_folds)
+        lin_oof, lin_pred, lin_imp, alphas, lin_lev, lin_ext = _linear(X, y, w, Xp, folds, missing, missing_pred,
+                                                                       ridge_in_folds, ext_x, ext_fold)
         if log_target_competes(y):
             # a non-negative, strongly right-skewed target: ridge on log(y + offset) competes, out of fold
             off = float(y[y > 0].min()) if (y > 0).any() else 1.0
-            l_oof, l_pred, l_imp, l_alphas, l_lev = _linear(X, np.log(y + off), w, Xp, folds, missing, missing_pred,
-                                                            ridge_in_folds)
+            l_oof, l_pred, l_imp, l_alphas, l_lev, l_ext = _linear(X, np.log(y + off), w, Xp, folds, missing,
+                                                                   missing_pred, ridge_in_folds, ext_x, ext_fold)
             # (capped so that a wild extrapolation stays finite; the final prediction is clipped to the range)
             l_oof, l_pred = np.exp(np.minimum(l_oof, 700)) - off, np.exp(np.minimum(l_pred, 700)) - off
+            if l_ext is not None:
+                l_ext = [(np.exp(np.minimum(p_, 700)) - off, lev) for p_, lev in l_ext]
             if _wmse(y, l_oof, w) < _wmse(y, lin_oof, w):
-                lin_oof, lin_pred, lin_imp, alphas, lin_lev = l_oof, l_pred, l_imp, l_alphas, l_lev
+                lin_oof, lin_pred, lin_imp, alphas, lin_lev, lin_ext = l_oof, l_pred, l_imp, l_alphas, l_lev, l_ext
                 target_transform = f"log(y + {off:.4g})"
     else:
         lin_oof, lin_pred, lin_imp, alphas, lin_lev = trees.oof, trees.prediction, trees.importances, [], None
+        lin_ext = None if ext_trees is None else [(p_, None) for p_, _ in ext_trees]
     # the constant: each fold's (SIDS-balanced) training mean, so it is scored out of fold like the others
     const_oof = np.empty(n)
     for tr, te in folds:
@@ -600,20 +779,22 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
     const_pred = np.full(Xp.shape[0], float(np.average(y, weights=w)))
     use_all = linear and X_all is not None and X_all.shape[1] > X.shape[1]
     if use_all:
-        all_oof, all_pred, all_alphas, all_counts, all_lev = _screened_linear(
-            np.asarray(X_all, np.float64), y, w, np.asarray(Xp_all, np.float64), folds)
+        all_oof, all_pred, all_alphas, all_counts, all_lev, all_ext = _screened_linear(
+            np.asarray(X_all, np.float64), y, w, np.asarray(Xp_all, np.float64), folds,
+            None if ext is None else [e["Z"] for e in ext])
     else:
-        all_oof, all_pred, all_alphas, all_counts, all_lev = const_oof, const_pred, [], [], None
+        all_oof, all_pred, all_alphas, all_counts, all_lev, all_ext = const_oof, const_pred, [], [], None, None
     use_chained = linear and R_all is not None and Rp_all is not None and R_all.shape[1] > 0
     if use_chained:
-        ch_oof, ch_pred, ch_counts, ch_rounds, ch_shape = _chained_linear(
+        ch_oof, ch_pred, ch_counts, ch_rounds, ch_shape, ch_ext = _chained_linear(
             np.asarray(R_all, np.float64), y, w, np.asarray(Rp_all, np.float64),
-            None if R_other is None else np.asarray(R_other, np.float64), folds)
+            None if R_other is None else np.asarray(R_other, np.float64), folds,
+            None if ext is None else [e["R"] for e in ext])
         # (a fold whose chain left the target unfilled falls back to the constant)
         ch_oof = np.where(np.isfinite(ch_oof), ch_oof, const_oof)
         ch_pred = np.where(np.isfinite(ch_pred), ch_pred, const_pred)
     else:
-        ch_oof, ch_pred, ch_counts, ch_rounds, ch_shape = const_oof, const_pred, [], [], None
+        ch_oof, ch_pred, ch_counts, ch_rounds, ch_shape, ch_ext = const_oof, const_pred, [], [], None, None
     grid = stacking_grid(linear, use_all, use_chained)
     members_oof = np.vstack([lin_oof, trees.oof, const_oof, all_oof, ch_oof])
     members_pred = np.vstack([lin_pred, trees.prediction, const_pred, all_pred, ch_pred])
@@ -643,17 +824,58 @@ def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, 
         calib, cw = np.ones(n, bool), w
         tw = float(w[sids][0]) if sids.any() else 1.0
         calibrated_on = "every row, SIDS weighted as all other countries together"
-    if interval == "bootstrap":
-        lower, upper, info = bootstrap_interval((y - honest_oof)[calib], cw, prediction, seed=seed, level=level)
-    else:
+    def calibrated(g, honest, prediction, spread, lev_lin, lev_all):
+        """The interval of ``prediction`` (weights ``g``) calibrated on the residuals of ``honest``; ``spread``,
+        ``lev_*``: (calibration rows, rows to predict) of the single-tree spread and the ridges' leverages."""
+        if interval == "bootstrap":
+            return bootstrap_interval((y - honest)[calib], cw, prediction, seed=seed, level=level)
         spread_oof = spread_pred = None
-        if trees.spread_oof is not None and g[1] > 0:
-            spread_oof, spread_pred = g[1] * trees.spread_oof[calib], g[1] * trees.spread_pred
-        lev = lin_lev if (lin_lev is not None and a >= g[3] and a > 0) else all_lev if g[3] > 0 else None
-        lower, upper, info = _normalised_interval(y[calib], honest_oof[calib], cw, prediction, spread_oof, spread_pred, tw,
-                                                  level, None if lev is None else (lev[0][calib], lev[1]))
+        if spread[0] is not None and g[1] > 0:
+            spread_oof, spread_pred = g[1] * spread[0][calib], g[1] * spread[1]
+        lev = lev_lin if (lev_lin is not None and g[0] >= g[3] and g[0] > 0) else lev_all if g[3] > 0 else None
+        return _normalised_interval(y[calib], honest[calib], cw, prediction, spread_oof, spread_pred, tw,
+                                    level, None if lev is None else (lev[0][calib], lev[1]))
+
+    lower, upper, info = calibrated(g, honest_oof, prediction, (trees.spread_oof, trees.spread_pred), lin_lev, all_lev)
     info["calibrated_on"] = calibrated_on
     info["residuals"] = "out of fold, the stack's weights for each fold chosen without that fold's rows"
+    if patterns is not None:
+        # rows that lack inputs the held-out rows had: calibrated (and weighted) on those rows masked the same way
+        kept, masks, row_pattern = patterns
+        const_ext = [(np.full(te.size * len(masks), const_oof[te][0]), None) for _, te in folds]
+        ch_ext_ = None if ch_ext is None else [(np.where(np.isfinite(c), c, k[0]), None) for c, k in zip(ch_ext, const_ext)]
+        member_ext = [lin_ext, [(p_, sp) for p_, sp in ext_trees], const_ext, all_ext or const_ext, ch_ext_ or const_ext]
+        info["patterns"] = []
+        for k in range(len(masks)):
+            rows = np.flatnonzero(row_pattern == k)
+            Mk, spread_k, lev_lin_k, lev_all_k = np.empty((5, n)), np.zeros(n), np.ones(n), np.ones(n)
+            for f, (_, te) in enumerate(folds):
+                block = slice(k * te.size, (k + 1) * te.size)
+                Mk[:, te] = [m[f][0][block] for m in member_ext]
+                if ext_trees[f][1] is not None:
+                    spread_k[te] = ext_trees[f][1][block]
+                if lin_ext is not None and lin_ext[f][1] is not None:
+                    lev_lin_k[te] = lin_ext[f][1][block]
+                if all_ext is not None:
+                    lev_all_k[te] = all_ext[f][1][block]
+            if PATTERN_WEIGHTS:
+                gk = _best_weights(grid, Mk, y, w)
+                honest_k = _nested_stack_oof(grid, Mk, y, w, folds)
+            else:
+                gk, honest_k = g, _nested_stack_oof(grid, members_oof, y, w, folds, apply_to=Mk)
+            pred_k = np.asarray(gk) @ members_pred[:, rows]
+            lo, hi, pinfo = calibrated(
+                gk, honest_k, pred_k,
+                (None if trees.spread_oof is None else spread_k, None if trees.spread_pred is None else trees.spread_pred[rows]),
+                None if lin_lev is None else (lev_lin_k, lin_lev[1][rows]),
+                None if all_lev is None else (lev_all_k, all_lev[1][rows]))
+            prediction[rows], lower[rows], upper[rows] = pred_k, lo, hi
+            info["patterns"].append({"rows": int(rows.size), "inputs_lacked": int(masks[k].sum()),
+                                     "weights": list(gk), "scale": pinfo.get("scale"),
+                                     "adjustment": pinfo.get("adjustment", pinfo.get("residual_high")),
+                                     "cv_rmse_masked": float(np.sqrt(_wmse(y, honest_k, w)))})
+        info["per_pattern"] = (f"rows lacking some of the {kept.size} inputs that matter most are calibrated on the "
+                               "held-out rows masked to their pattern (nested: each lacks at least what the row lacks)")
     lower, upper = np.minimum(lower, prediction), np.maximum(upper, prediction)
 
     names = [name for name, v in zip(("ridge", "trees", "mean", "ridge_all_candidates", "chained_linear"), g) if v > 0]

@@ -149,6 +149,7 @@ class _Fold:
     pred: dict           # depth -> same for the prediction rows
     importances: dict    # depth -> importances (boosting), or the forest to read them from
     stages: dict = field(default_factory=dict)   # boosting: depth -> stages kept (after early stopping)
+    models: dict = field(default_factory=dict)   # boosting: depth -> the fitted model (to read other rows later)
 
 
 def forest_fold_terms(n_estimators: int, n_train: int, n_features: int, n_read: int) -> dict[str, float]:
@@ -223,7 +224,7 @@ def _boosting_fold(X, y, w, train, test, Xp, n_estimators: int, seed: int,
 
 def _boost_every_depth(X, y, w, train, test, Xp, n_estimators: int, seed: int,
                        check: Callable[[str], None] | None) -> tuple[_Fold, list[int]]:
-    oof, pred, imp, stages, grown = {}, {}, {}, {}, []
+    oof, pred, imp, stages, grown, models = {}, {}, {}, {}, [], {}
     previous = None
     for d in BOOSTING_DEPTHS:
         if check is not None and previous is not None:
@@ -231,15 +232,15 @@ def _boost_every_depth(X, y, w, train, test, Xp, n_estimators: int, seed: int,
         if previous is not None and previous[1] < (previous[0] if previous[0] is not None else np.inf):
             # the shallower fit never reached its depth limit: a deeper one grows the same trees
             d0 = previous[0]
-            oof[d], pred[d], imp[d], stages[d] = oof[d0], pred[d0], imp[d0], stages[d0]
+            oof[d], pred[d], imp[d], stages[d], models[d] = oof[d0], pred[d0], imp[d0], stages[d0], models[d0]
             continue
         model = BoostedTrees(n_estimators=n_estimators, max_depth=d, random_state=seed,
                              **BOOSTING_EARLY_STOPPING).fit(X[train], y[train], w[train])
         oof[d], pred[d], imp[d] = model.predict(X[test]), model.predict(Xp), model.feature_importances_
-        stages[d] = model.n_estimators_
+        stages[d], models[d] = model.n_estimators_, model
         grown.append(model.stages_grown_)
         previous = (d, model.tree_max_depth_)
-    return _Fold(oof, pred, imp, stages), grown
+    return _Fold(oof, pred, imp, stages, models), grown
 
 
 def _wmse(y, pred, w) -> float:

@@ -177,3 +177,37 @@ def test_predictors_chosen_on_every_row_are_chosen_again_in_each_fold_for_the_ou
     assert np.allclose(honest.prediction, fit_stacked(
         Z[:, chosen], y, sids, Zp[:, chosen], "rfr", 30, "quantile", seed=7, X_all=Z, Xp_all=Zp, R_all=Z, Rp_all=Zp,
         fold_columns=in_folds).prediction)                       # seeded: the same again
+
+
+def _rows_lacking_their_best_predictor(seed=3, n=200, m=120):
+    """y = 3 x0 - x1 + noise; the rows to predict lack x0 (the data has no value, the base imputer filled
+    the column mean), the training rows have it: what a SIDS that did not report the target's relative sees."""
+    from models.twolvlimp.stacking import Masking
+
+    rng = np.random.default_rng(seed)
+    raw = rng.normal(size=(n + m, 5))
+    y_all = 3 * raw[:, 0] - raw[:, 1] + 0.3 * rng.normal(size=n + m)
+    raw[n:, 0] = np.nan
+    filled = np.where(np.isnan(raw), np.nanmean(raw, axis=0), raw)
+    masking = Masking(raw=raw, filled=filled, train_rows=np.arange(n), pred_rows=np.arange(n, n + m),
+                      selected=np.arange(5), interpolator="SimpleImputer")
+    return filled, y_all, n, np.isnan(raw), masking
+
+
+@pytest.mark.parametrize("interval", ["quantile", "bootstrap"])
+def test_intervals_hold_for_rows_lacking_the_inputs_the_calibration_rows_had(interval):
+    """Nested calibration per pattern (CP-MDA): calibrated on held-out rows that have x0, the 90% intervals of
+    rows lacking it cover far less than 90%; calibrated on held-out rows masked to lack it, they cover."""
+    X, y_all, n, gaps, masking = _rows_lacking_their_best_predictor()
+    args = (X[:n], y_all[:n], np.zeros(n, bool), X[n:], "rfr", 30, interval)
+    kw = dict(seed=7, missing=gaps[:n], missing_pred=gaps[n:])
+    truth = y_all[n:]
+    plain = fit_stacked(*args, **kw)
+    masked = fit_stacked(*args, **kw, masking=masking)
+    cover = lambda f: float(np.mean((truth >= f.lower) & (truth <= f.upper)))  # noqa: E731
+    assert cover(plain) < 0.6
+    assert 0.85 <= cover(masked) <= 0.97
+    assert masked.interval_info["patterns"][0]["rows"] == truth.size
+    # and no wider than needed: close to the width the true error of a model without x0 calls for
+    sd_without_x0 = np.sqrt(9 + 0.09)
+    assert np.mean(masked.upper - masked.lower) < 2 * 1.645 * sd_without_x0 * 1.25
