@@ -93,7 +93,10 @@ class FunctionAppServer:
     async def _send(self, send, reply: HostReply, method: str) -> None:
         out_headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in reply.headers.items()
                        if k != "content-length"]
-        out_headers.append((b"content-length", str(0 if method == "HEAD" else len(reply.body)).encode()))
+        if method != "HEAD":
+            out_headers.append((b"content-length", str(len(reply.body)).encode()))
+        # HEAD: the function answered GET's status and headers without the body (shared/http.py); a Content-Length
+        # of 0 would misstate the GET body's length (RFC 9110 8.6), so none is sent, as Kestrel sends none
         await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
 
