@@ -132,6 +132,7 @@ class Settings:
     max_queued_predictions: int = 64
     request_time_budget_seconds: float = 200.0
     max_buffered_body_bytes: int = 32 * 1024 * 1024
+    body_read_timeout_seconds: float = 15.0  # local host: a request body must arrive within this long (408)
     threadpool_threads: int = 1000
     warm_model_code: bool = True         # import the models' code in the background once the dataset is loaded
 
@@ -165,6 +166,7 @@ class Settings:
             max_queued_predictions=_int(env, "MAX_QUEUED_PREDICTIONS", 64),
             request_time_budget_seconds=_float(env, "REQUEST_TIME_BUDGET_SECONDS", 200.0),
             max_buffered_body_bytes=_int(env, "MAX_BUFFERED_BODY_BYTES", 32 * 1024 * 1024),
+            body_read_timeout_seconds=_float(env, "BODY_READ_TIMEOUT_SECONDS", 15.0),
             # The Functions host's own variable: sync handlers run on a pool of this many threads.
             threadpool_threads=max(1, _int(env, "PYTHON_THREADPOOL_THREAD_COUNT", 1000)),
             warm_model_code=(env.get("WARM_MODEL_CODE") or "1").strip().lower() not in ("0", "false", "no", "off"),

@@ -218,6 +218,38 @@ def test_oversized_invalid_json_is_413_not_422(live_server):
     assert resp.json()["detail"]["type"] == "payload_too_large"
 
 
+def test_a_slow_body_neither_blocks_other_posts_nor_stays(tmp_path):
+    # Issue 19: a client declaring 1 MiB and sending a byte every 3 s held its whole reservation for as long
+    # as it kept sending: at a 1 MiB budget, 4 of 4 other POSTs got 503 meanwhile. Now only the bytes that
+    # arrived are held, and the body must arrive within BODY_READ_TIMEOUT_SECONDS (408, then the socket closes).
+    proc, base, _ = start_local_host({"MAX_BUFFERED_BODY_BYTES": str(LIMIT), "BODY_READ_TIMEOUT_SECONDS": "3"})
+    try:
+        url = urlsplit(base)
+        with socket.create_connection((url.hostname, url.port), timeout=20) as slow:
+            slow.sendall(("POST /sampleapi/test_endpoint1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          f"Content-Type: application/json\r\nContent-Length: {LIMIT}\r\n\r\n").encode())
+            started = time.monotonic()
+            slow.sendall(b"{")
+            others = [httpx.post(base + "/sampleapi/test_endpoint1", json={"requiredField": str(i)}, timeout=20)
+                      for i in range(4)]
+            assert [r.status_code for r in others] == [200] * 4, [r.text[:100] for r in others]
+            answer = b""
+            while not answer:
+                try:
+                    slow.sendall(b" ")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                slow.settimeout(0.5)
+                try:
+                    answer = slow.recv(65536)
+                except socket.timeout:
+                    assert time.monotonic() - started < 15, "the slow body was never timed out"
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b"request_timeout" in answer and time.monotonic() - started >= 2.5
+    finally:
+        stop_process(proc)
+
+
 def test_body_at_the_limit_is_still_parsed(live_server):
     body = json.dumps({"requiredField": "x"}).encode()
     body = body + b" " * (LIMIT - len(body))
