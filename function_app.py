@@ -13,12 +13,14 @@ import azure.functions as func
 
 from blueprints import model_blueprints
 from shared.logs import configure_logging
+from shared.memory import limit_arenas
 from shared.platform import platform
 from shared.routing import publish
 from shared.settings import get_settings
 from shared.warmup import warm_up
 
 configure_logging()
+limit_arenas(get_settings().malloc_arena_max)  # before the request and fit threads allocate (shared/memory.py)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in model_blueprints(get_settings().service_model):

@@ -28,6 +28,7 @@ import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from models.errors import ModelError, ModelInputError
+from shared import memory
 from shared.capacity import CapacityError, OverTimeBudget, Overloaded, RequestCancelled, TimeBudgetExceeded
 from shared.errors import LengthRequired, MethodNotAllowed, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from shared.routing import host_order_key
@@ -307,6 +308,8 @@ class PathFunction:
         except Exception:
             resp = self._internal_error(request_id, method)
         elapsed = time.perf_counter() - started
+        if elapsed >= memory.HEAVY_SECONDS:
+            memory.release_soon()  # give the freed memory of heavy work back to the system (issue 19)
         resp = _finish(req, resp, request_id, self.allowed, preflight, head=method == "HEAD")
         log.info("%s /%s -> %d in %.1f ms request_id=%s", log_safe(method, 20), self.path, resp.status_code,
                  elapsed * 1000, request_id)

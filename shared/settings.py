@@ -128,12 +128,15 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     gzip_min_bytes: int = 4096
     result_cache_size: int = 256
+    result_cache_bytes: int = 64 * 1024 * 1024   # the result cache's bytes (response bodies), besides its entries
+    work_memo_bytes: int = 128 * 1024 * 1024     # per data version: imputed matrices and selections kept
     max_concurrent_predictions: int = 0  # 0: one per usable CPU (see available_cpus)
     max_queued_predictions: int = 64
     request_time_budget_seconds: float = 200.0
     max_buffered_body_bytes: int = 32 * 1024 * 1024
     body_read_timeout_seconds: float = 15.0  # local host: a request body must arrive within this long (408)
     threadpool_threads: int = 1000
+    malloc_arena_max: int = 2            # glibc malloc arenas (shared/memory.py); 0: glibc's default (8 per core)
     warm_model_code: bool = True         # import the models' code in the background once the dataset is loaded
 
     @property
@@ -162,6 +165,8 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 1024 * 1024),
             gzip_min_bytes=_int(env, "GZIP_MIN_BYTES", 4096),
             result_cache_size=_int(env, "RESULT_CACHE_SIZE", 256),
+            result_cache_bytes=_int(env, "RESULT_CACHE_BYTES", 64 * 1024 * 1024),
+            work_memo_bytes=_int(env, "WORK_MEMO_BYTES", 128 * 1024 * 1024),
             max_concurrent_predictions=_int(env, "MAX_CONCURRENT_PREDICTIONS", 0),
             max_queued_predictions=_int(env, "MAX_QUEUED_PREDICTIONS", 64),
             request_time_budget_seconds=_float(env, "REQUEST_TIME_BUDGET_SECONDS", 200.0),
@@ -169,6 +174,7 @@ class Settings:
             body_read_timeout_seconds=_float(env, "BODY_READ_TIMEOUT_SECONDS", 15.0),
             # The Functions host's own variable: sync handlers run on a pool of this many threads.
             threadpool_threads=max(1, _int(env, "PYTHON_THREADPOOL_THREAD_COUNT", 1000)),
+            malloc_arena_max=max(0, _int(env, "MALLOC_ARENA_MAX", 2)),  # glibc's own variable, also applied at start
             warm_model_code=(env.get("WARM_MODEL_CODE") or "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
