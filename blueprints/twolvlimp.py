@@ -54,7 +54,7 @@ def build_runtime(settings: Settings) -> TwoLevelRuntime:
     cpus = available_cpus()
     favour_light_requests()  # fits may now run beside light requests
     return TwoLevelRuntime(cache_size=settings.result_cache_size, cache_bytes=settings.result_cache_bytes,
-                           work_memo_bytes=settings.work_memo_bytes, concurrency=settings.max_concurrent_predictions or cpus,
+                           concurrency=settings.max_concurrent_predictions or cpus,
                            queue_length=settings.max_queued_predictions, fit_workers=cpus)
 
 

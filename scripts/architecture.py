@@ -79,9 +79,10 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
     for room, targets in graph.items():
         for target in sorted(targets):
             layer, other = room.split("/")[0], target.split("/")[0]
-            if layer == "models" and other != "models" and target not in ("shared/dataset", "shared/capacity"):
-                out.append(f"{room} imports {target}: model code may use only the dataset type and the "
-                           "compute budget (no HTTP, storage or settings)")
+            if layer == "models" and other != "models" and target not in ("shared/dataset", "shared/capacity",
+                                                                                "shared/cache"):
+                out.append(f"{room} imports {target}: model code may use only the dataset type, the "
+                           "compute budget and the byte-bounded caches (no HTTP, storage or settings)")
             if layer == "shared" and other in ("blueprints", "function_app", "local_host"):
                 out.append(f"{room} imports {target}: shared code must not depend on a blueprint or the app")
             if layer == "shared" and other == "models" and target != "models/errors":

@@ -19,7 +19,7 @@ from models.twolvlimp.lookups import ImputationRequest, ResolvedRequest, resolve
 from models.twolvlimp.tree_search import fit_pool, fits_on
 from models.twolvlimp.imputers import one_blas_thread
 from models.twolvlimp.legacy import plan_legacy, run_legacy
-from models.twolvlimp.memo import LruCache, set_work_memo_bytes, work_memo_has
+from models.twolvlimp.memo import LruCache, work_memo_has
 from models.twolvlimp.method import imputation_key, manual_columns, plan_default, run_default
 from models.twolvlimp.result import to_response
 from models.twolvlimp.work import Job, WorkPlan, job
@@ -74,7 +74,7 @@ class TwoLevelRuntime:
     """Everything twolvlImp keeps between requests on one instance, in one object.
 
     * ``cache``: the result cache (response bodies keyed by data version and request), bounded by entries
-      and bytes; ``work_memo_bytes`` bounds the work memos of every data version (models/twolvlimp/memo.py);
+      and bytes (the work memos are bounded per data version: models/twolvlimp/memo.py);
     * ``slots``: how many imputations compute at once, and how many may wait (:class:`ComputeGate`).
       More fits than usable CPUs only slow each other down (and starve the light requests of the
       interpreter); extra requests wait there, in a bounded queue, without holding any CPU. Beyond
@@ -87,10 +87,8 @@ class TwoLevelRuntime:
     """
 
     def __init__(self, *, cache_size: int, concurrency: int, queue_length: int, fit_workers: int,
-                 cache_bytes: int | None = None, work_memo_bytes: int | None = None):
+                 cache_bytes: int | None = None):
         self.cache = ResultCache(cache_size, cache_bytes)
-        if work_memo_bytes is not None:
-            set_work_memo_bytes(work_memo_bytes)
         self.slots = ComputeGate(concurrency, queue_length)
         self.fit_pool = fit_pool(fit_workers)
         self.durations = DurationModel(UnitCosts.load(), fit_workers)

@@ -302,7 +302,7 @@ def test_cache_is_bounded():
 
 def test_caches_evict_by_bytes_not_only_by_entries():
     # Issue 19: caches were bounded by entries only, so large values grew an instance's memory without limit.
-    from models.twolvlimp.memo import LruCache, nbytes_of
+    from shared.cache import LruCache, nbytes_of
 
     cache = LruCache(1000, max_bytes=3_000_000)
     for k in range(5):
@@ -320,7 +320,7 @@ def test_caches_evict_by_bytes_not_only_by_entries():
 
 
 def test_nbytes_of_counts_buffers_once_and_what_objects_hold():
-    from models.twolvlimp.memo import nbytes_of
+    from shared.cache import nbytes_of
 
     a = np.zeros(10_000)
     assert 80_000 <= nbytes_of(a) < 81_000
@@ -329,22 +329,31 @@ def test_nbytes_of_counts_buffers_once_and_what_objects_hold():
     assert nbytes_of([b"x" * 50_000, "y" * 50_000]) > 100_000
 
 
-def test_the_runtime_and_the_work_memo_take_their_byte_bounds(wdi):
+def test_the_result_cache_and_the_memo_tables_take_their_byte_bounds(wdi):
+    from models import correlation
     from models.twolvlimp import memo
+    from shared import cache
 
-    before = memo.WORK_MEMO_LIMIT["bytes"]
+    before = cache.MEMO_LIMIT["bytes"]
     try:
-        runtime = twolvlimp_runtime.TwoLevelRuntime(cache_size=8, cache_bytes=12_345, work_memo_bytes=54_321,
-                                                    concurrency=1, queue_length=1, fit_workers=1)
+        runtime = twolvlimp_runtime.TwoLevelRuntime(cache_size=8, cache_bytes=12_345, concurrency=1, queue_length=1,
+                                                    fit_workers=1)
         runtime.close()
         assert runtime.cache.max_bytes == 12_345
+        cache.set_memo_bytes(54_321)
         memo.work_memo(wdi, ("test", "bytes"), lambda: np.zeros(100))
-        table = wdi.memo(("twolvlimp", "work"), lambda: None)
+        table = wdi.memo(memo.WORK_MEMO, lambda: None)
         assert table.max_bytes == 54_321 and table.contains(("test", "bytes"))
         memo.work_memo(wdi, ("test", "too big"), lambda: np.zeros(10_000))   # 80 kB > 54 kB: not kept
         assert not table.contains(("test", "too big")) and table.bytes <= 54_321
+        # correlation's profiles (as large as the data over all years) live in such a table too
+        category = str(wdi.indicator_meta["Category"].iloc[0])
+        for year in wdi.years[-5:]:
+            correlation.profiles_or_none(wdi, "wdi", category, year, correlation.CompareWith.all)
+        profiles = wdi.memo(("correlation", "profiles"), lambda: None)
+        assert 0 < len(profiles) and profiles.bytes <= 54_321
     finally:
-        memo.set_work_memo_bytes(before)
+        cache.set_memo_bytes(before)
 
 
 def test_estimate_learns_from_measured_durations(wdi, runtime):
