@@ -1239,17 +1239,23 @@ def memory_under_load(dataset: Path = EMBEDDED, total: int = 86, concurrency: in
         with urllib.request.urlopen(base + path, timeout=timeout) as answer:
             return json.loads(answer.read())
 
-    def post(body: dict) -> int:
+    def post(body: dict) -> str:
+        """The answer's status, with the error's type for an error (e.g. ``503 overloaded``)."""
         request = urllib.request.Request(base + PREFIX + "/predict", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"}, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 answer.read()
-                return answer.status
+                return str(answer.status)
         except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return 0
+            try:
+                detail = json.loads(exc.read()).get("detail")
+            except ValueError:
+                detail = None
+            kind = detail.get("type") if isinstance(detail, dict) else "validation" if detail else "?"
+            return f"{exc.code} {kind}"
+        except OSError as exc:
+            return type(exc).__name__
 
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, "-m", "local_host", "--port", str(port), "--log-level", "warning"],
@@ -1297,7 +1303,7 @@ def memory_under_load(dataset: Path = EMBEDDED, total: int = 86, concurrency: in
             stop_process(proc, grace=30)
     counts: dict[str, int] = {}
     for status in statuses:
-        counts[str(status)] = counts.get(str(status), 0) + 1
+        counts[status] = counts.get(status, 0) + 1
     return {"requests": len(bodies), "concurrency": concurrency, "statuses": counts, "seconds": round(seconds, 1),
             "rss_before_mib": round(before / MB, 1), "rss_peak_mib": round(peak[0] / MB, 1),
             "rss_at_end_mib": round(at_end / MB, 1), "rss_after_mib": round(after / MB, 1),
