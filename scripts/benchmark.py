@@ -1217,7 +1217,8 @@ def memory_under_load(dataset: Path = EMBEDDED, total: int = 86, concurrency: in
     """Resident memory of one local-host instance (``python -m local_host`` from ``project``) before, at its
     peak during, at the end of, and ``settle_seconds`` after ``total`` heaviest form requests
     (:data:`HEAVIEST_REQUEST`) sent ``concurrency`` at a time, each with a different target or year (taken
-    from the instance's own look-ups), so that the result cache and the work memos fill. RSS is sampled
+    from the instance's own look-ups, spread over them; ``number_predictor`` capped at what the year allows, and
+    targets that /estimate refuses skipped, as the form would), so that the result cache and the work memos fill. RSS is sampled
     every 50 ms from /proc; "before" is the idle instance once its start-up work has settled (:func:`settled_rss`).
     Goal (issue 19): peak <= 1.0 GB, and after the pause under 1.5x the RSS before."""
     import threading
@@ -1238,6 +1239,16 @@ def memory_under_load(dataset: Path = EMBEDDED, total: int = 86, concurrency: in
     def get(path: str):
         with urllib.request.urlopen(base + path, timeout=timeout) as answer:
             return json.loads(answer.read())
+
+    def lookup_post(path: str, body: dict):
+        """A look-up's answer, or None when it refuses the request."""
+        request = urllib.request.Request(base + PREFIX + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError:
+            return None
 
     def post(body: dict) -> str:
         """The answer's status, with the error's type for an error (e.g. ``503 overloaded``)."""
@@ -1272,13 +1283,22 @@ def memory_under_load(dataset: Path = EMBEDDED, total: int = 86, concurrency: in
                     log.seek(0)
                     return {"error": f"the instance did not start: {log.read().decode(errors='replace')[-400:]}"}
                 time.sleep(0.05)
-            bodies = []
+            candidates = []
             for year in get(PREFIX + "/target_years")[::-1]:
                 for dataset_code in get(f"{PREFIX}/datasets?target_year={year}"):
                     for target in get(f"{PREFIX}/targets?target_year={year}&dataset={dataset_code}"):
-                        bodies.append(dict(HEAVIEST_REQUEST, target=target, target_year=year, dataset=dataset_code))
-            step = max(1, len(bodies) // total)
-            bodies = bodies[::step][:total]
+                        candidates.append(dict(HEAVIEST_REQUEST, target=target, target_year=year,
+                                               dataset=dataset_code))
+            step = max(1, len(candidates) // total)
+            bodies = []
+            for body in candidates[::step] + [c for i, c in enumerate(candidates) if i % step]:
+                if len(bodies) == total:
+                    break
+                # as the form builds it: at most the predictors that year allows, and a target /estimate accepts
+                allowed = lookup_post("/predictors", {k: body[k] for k in ("target", "target_year", "dataset",
+                                                                            "scheme")})
+                if allowed and lookup_post("/estimate", body) is not None:
+                    bodies.append(dict(body, number_predictor=min(body["number_predictor"], max(map(int, allowed)))))
             before = settled_rss(rss)
             peak = [before]
             stop = threading.Event()
