@@ -55,7 +55,7 @@ def build_runtime(settings: Settings) -> TwoLevelRuntime:
 
     cpus = joblib.cpu_count()
     favour_light_requests()  # fits may now run beside light requests
-    return TwoLevelRuntime(cache_size=settings.result_cache_size,
+    return TwoLevelRuntime(cache_size=settings.result_cache_size, cache_bytes=settings.result_cache_bytes,
                            concurrency=settings.max_concurrent_predictions or cpus,
                            queue_length=settings.max_queued_predictions, fit_workers=cpus)
 

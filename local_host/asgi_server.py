@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import azure.functions as func
 
-from local_host.host_limits import BodyBytes, call_cancellable, overloaded_response
+from local_host.host_limits import BodyBytes, BodyRefused, call_cancellable, read_body
 from local_host.queues import listeners_for
 from shared.http import log_safe
 from shared.routing import HostReply, Route, dispatch, routes_of_functions
@@ -39,7 +39,8 @@ class FunctionAppServer:
         # waiting for a compute slot must not hold every thread while /health and look-ups queue behind them.
         self.executor = ThreadPoolExecutor(max_workers=threads or settings.threadpool_threads, thread_name_prefix="fn")
         self.max_body = settings.max_body_bytes
-        self.bodies = BodyBytes(settings.max_buffered_body_bytes, self.max_body)
+        self.bodies = BodyBytes(settings.max_buffered_body_bytes)
+        self.body_seconds = settings.body_read_timeout_seconds
         # AuthLevel.FUNCTION routes: served only with this key (LOCAL_FUNCTION_KEY); without one set, never.
         self.keys = (secret_value(settings.local_function_key),) if settings.local_function_key else ()
 
@@ -49,18 +50,17 @@ class FunctionAppServer:
             return
         if scope["type"] != "http":
             return
-        size = self.bodies.size_of(scope)
-        if not self.bodies.reserve(size):  # refused before its body is read (MAX_BUFFERED_BODY_BYTES)
-            await self._send(send, overloaded_response(), scope["method"].upper())
-            log.info("%s %s -> 503 (request bodies held over the limit)", log_safe(scope["method"], 20),
-                     log_safe(scope["path"]))
-            return
+        held = self.bodies.holder()  # the bytes of this request's body that have arrived (MAX_BUFFERED_BODY_BYTES)
         try:
-            await self._serve(scope, receive, send)
+            await self._serve(scope, receive, send, held)
+        except BodyRefused as refused:  # over the bound (503) or too slow (408): not read to its end
+            await self._send(send, refused.reply, scope["method"].upper())
+            log.info("%s %s -> %d (request body: %s)", log_safe(scope["method"], 20), log_safe(scope["path"]),
+                     refused.reply.status, "too slow" if refused.reply.status == 408 else "bodies held over the limit")
         finally:
-            self.bodies.release(size)
+            held.release()
 
-    async def _serve(self, scope, receive, send):
+    async def _serve(self, scope, receive, send, held):
         started = time.perf_counter()
         method = scope["method"].upper()
         path = scope["path"]
@@ -69,7 +69,7 @@ class FunctionAppServer:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        body = await self._read_body(receive, headers)
+        body = await self._read_body(receive, headers, held)
         query_string = scope.get("query_string", b"").decode("latin-1")
         # A client that disconnects meanwhile has its work cancelled (local_host.host_limits).
         (reply, route), _ = await call_cancellable(
@@ -80,28 +80,21 @@ class FunctionAppServer:
         log.info("%s %s -> %d in %.1f ms (%s)", log_safe(method, 20), log_safe(path), reply.status, elapsed,
                  route.name if route else "not routed")
 
-    async def _read_body(self, receive, headers: dict[str, str]) -> bytes:
+    async def _read_body(self, receive, headers: dict[str, str], held) -> bytes:
         declared = headers.get("content-length", "").strip()
         if not declared.isdigit() or int(declared) == 0:
             return b""  # the host forwards a body only with a Content-Length above 0 (not a chunked one)
         if int(declared) > self.max_body:
             return b""  # refused before reading: the function answers 413 from the declared length
-        chunks, size = [], 0
-        while size < int(declared):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+        return await read_body(receive, int(declared), held, self.body_seconds)
 
     async def _send(self, send, reply: HostReply, method: str) -> None:
         out_headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in reply.headers.items()
                        if k != "content-length"]
-        out_headers.append((b"content-length", str(0 if method == "HEAD" else len(reply.body)).encode()))
+        if method != "HEAD":
+            out_headers.append((b"content-length", str(len(reply.body)).encode()))
+        # HEAD: the function answered GET's status and headers without the body (shared/http.py); a Content-Length
+        # of 0 would misstate the GET body's length (RFC 9110 8.6), so none is sent, as Kestrel sends none
         await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
 

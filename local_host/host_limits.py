@@ -1,7 +1,10 @@
 """What the local host adds to bound its load (kept apart from its routing, in local_host/asgi_server.py).
 
-* :class:`BodyBytes`: the request bodies held in memory at once are bounded (MAX_BUFFERED_BODY_BYTES);
-  a request whose body would pass the bound is answered 503 + Retry-After before it is read.
+* :class:`BodyBytes` and :func:`read_body`: the request bodies held in memory at once are bounded
+  (MAX_BUFFERED_BODY_BYTES), counting only the bytes that have arrived, so a client that declares a
+  large body and sends it slowly holds only what it sent; a request whose arriving bytes would pass
+  the bound is answered 503 + Retry-After, and a body still incomplete after BODY_READ_TIMEOUT_SECONDS
+  is answered 408 (a slow-body client holds nothing for longer than that).
 * :func:`call_cancellable`: runs a function on the host's thread pool (sized like the Functions host's,
   PYTHON_THREADPOOL_THREAD_COUNT) and, while it runs, watches the ASGI connection: when the client
   disconnects, the request's cancellation flag is set, so its work stops at its next checkpoint.
@@ -25,26 +28,15 @@ T = TypeVar("T")
 class BodyBytes:
     """Counts the bytes of request bodies the host holds; refuses reservations beyond ``limit``.
 
-    A request reserves its declared Content-Length before its body is read, and releases it when
-    its answer is sent. A request without a body (or with a chunked one, which the host does not
-    forward) reserves nothing and is never refused: health probes, look-ups.
+    A request reserves each part of its body as it arrives (:meth:`Held.add`) and releases all it
+    holds when its answer is sent. A request without a body (or with a chunked one, which the host
+    does not forward) reserves nothing and is never refused: health probes, look-ups.
     """
 
-    def __init__(self, limit: int, max_body: int):
+    def __init__(self, limit: int):
         self.limit = max(0, int(limit))
-        self.max_body = max_body
         self.held = 0
         self._lock = threading.Lock()
-
-    def size_of(self, scope: dict) -> int:
-        """Bytes to reserve for an ASGI HTTP request, from its headers."""
-        for name, value in scope.get("headers", []):
-            if name.lower() == b"content-length":
-                declared = value.decode("latin-1").strip()
-                if declared.isdigit() and int(declared) <= self.max_body:  # a larger one is refused unread (413)
-                    return int(declared)
-                return 0
-        return 0
 
     def reserve(self, size: int) -> bool:
         if size <= 0:
@@ -60,13 +52,71 @@ class BodyBytes:
             with self._lock:
                 self.held -= size
 
+    def holder(self) -> "Held":
+        return Held(self)
+
+
+class Held:
+    """The bytes one request holds in a :class:`BodyBytes`; release them all with :meth:`release`."""
+
+    def __init__(self, pool: BodyBytes):
+        self.pool = pool
+        self.bytes = 0
+
+    def add(self, size: int) -> bool:
+        if not self.pool.reserve(size):
+            return False
+        self.bytes += size
+        return True
+
+    def release(self) -> None:
+        self.pool.release(self.bytes)
+        self.bytes = 0
+
+
+class BodyRefused(Exception):
+    """The body was not read to its end; ``reply`` is the answer (the connection is closed after it)."""
+
+    def __init__(self, reply: HostReply):
+        self.reply = reply
+
+
+async def read_body(receive, declared: int, held: Held, seconds: float) -> bytes:
+    """Read a body of ``declared`` bytes, each part reserved in ``held`` as it arrives, within ``seconds``.
+
+    Raises BodyRefused with a 503 + Retry-After when the arrived bytes would pass the instance's bound,
+    and with a 408 when the body has not arrived in time. A client that disconnects ends the read."""
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(seconds):
+            while size < declared:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+                chunk = message.get("body", b"")
+                if not held.add(len(chunk)):
+                    raise BodyRefused(overloaded_response())
+                size += len(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise BodyRefused(error_reply(408, "request_timeout", f"The request body did not arrive within {seconds:g} s "
+                                      f"({size} of {declared} bytes); send it at once, then retry.")) from None
+    return b"".join(chunks)
+
+
+def error_reply(status: int, error_type: str, msg: str, headers: dict[str, str] | None = None) -> HostReply:
+    """An answer of the local host itself, in the service's error shape; the connection is closed after it."""
+    body = {"detail": {"msg": msg, "type": error_type}}
+    return HostReply(status, {"content-type": "application/json", "connection": "close",
+                              "x-request-id": uuid.uuid4().hex, **(headers or {})}, json.dumps(body).encode())
+
 
 def overloaded_response(retry_after: int = 1) -> HostReply:
-    """503 + Retry-After, in the service's error shape, for a request refused before its body is read."""
-    body = {"detail": {"msg": "This instance holds too many request bodies at once; retry shortly.",
-                       "type": "overloaded"}}
-    return HostReply(503, {"content-type": "application/json", "retry-after": str(max(1, retry_after)),
-                           "x-request-id": uuid.uuid4().hex}, json.dumps(body).encode())
+    """503 + Retry-After, in the service's error shape, for a request whose body would pass the bound."""
+    return error_reply(503, "overloaded", "This instance holds too many request bodies at once; retry shortly.",
+                       {"retry-after": str(max(1, retry_after))})
 
 
 async def _disconnected(receive) -> None:

@@ -102,9 +102,10 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
             if room in served and other == "models" and target not in (served[room], "models/errors"):
                 out.append(f"{room} imports {target}: a blueprint imports only its own model package "
                            f"({served[room]}; another one is declared with MODEL_PACKAGE = \"name\")")
-            if layer == "models" and other != "models" and target not in ("shared/dataset", "shared/capacity"):
-                out.append(f"{room} imports {target}: model code may use only the dataset type and the "
-                           "compute budget (no HTTP, storage or settings)")
+            if layer == "models" and other != "models" and target not in ("shared/dataset", "shared/capacity",
+                                                                                "shared/cache"):
+                out.append(f"{room} imports {target}: model code may use only the dataset type, the "
+                           "compute budget and the byte-bounded caches (no HTTP, storage or settings)")
             if layer == "shared" and other in ("blueprints", "function_app", "local_host"):
                 out.append(f"{room} imports {target}: shared code must not depend on a blueprint or the app")
             if layer == "shared" and other == "models" and target != "models/errors":

@@ -42,6 +42,10 @@ What it measures (each in a fresh subprocess, so one figure cannot warm another)
   one instance that forgets every memo, cache and learned duration before each (slowest, median, and the worst
   factor between the cold ``/estimate`` and the measured seconds).
 
+* **memory under load** (issue 19; ``--memory-requests``, 86 in the full run, none in ``--quick``): one local-host
+  instance on ``data/wdi`` gets the heaviest form request for as many different targets/years, 8 at a time;
+  its RSS before, at its peak, at the end and a minute later (:func:`memory_under_load`).
+
 The SIDS platform's real data is not in this repository: ``--platform-data DIR`` names it; by
 default a sibling checkout's ``../shared/data/sids-platform`` is used when present, and otherwise
 its rows say that they were skipped and why.
@@ -129,7 +133,9 @@ HEAVIEST_REQUEST = dict(BASE_REQUEST, interpolator="IterativeImputer", scheme="A
                         number_predictor=20, interval="quantile")
 FORM_OPTIONS = {"interpolator": ("KNNImputer", "IterativeImputer", "SimpleImputer"), "scheme": ("MANUAL", "AFS", "PCA"),
                 "model": ("rfr", "gbr", "etr", "all"), "interval": ("quantile", "bootstrap")}
-MATRIX_SIZE = {"number_predictor": 10, "estimators": 100}  # MANUAL: the 10 most complete predictors
+MATRIX_SIZE = {"number_predictor": 10, "estimators": 100}
+# Issue 19: under 8 concurrent heaviest requests (86 in all) the peak RSS of an instance, and a minute after
+MEMORY_GOAL = {"peak_bytes": 1_000_000_000, "after_over_before": 1.5}  # MANUAL: the 10 most complete predictors
 # The form's default as the contract shows it; a predictor the data lacks is replaced by its most complete one.
 FORM_DEFAULT = {"target": "wdi-EG.ELC.ACCS.ZS", "interval": "quantile", "target_year": "2015",
                 "interpolator": "KNNImputer", "scheme": "MANUAL", "estimators": 10, "model": "rfr", "dataset": "wdi",
@@ -950,6 +956,10 @@ def run(options: argparse.Namespace) -> dict:
     # (d) the dashboard's form: its heaviest request and its option matrix, first of their kind
     if not options.no_model:
         measure_form(report, options, timeout)
+    # (e) memory of an instance under concurrent heaviest requests, and after them (issue 19)
+    if not options.no_model and options.memory_requests:
+        report["memory_load"] = memory_under_load(EMBEDDED, options.memory_requests, options.memory_concurrency,
+                                                  options.memory_settle, timeout=options.worker_timeout)
     report["load_average_after"] = load_average()
     report["seconds_total"] = round(time.perf_counter() - started, 1)
     report["rows"] = rows(report)
@@ -1052,9 +1062,26 @@ def rows(report: dict) -> list[dict]:
             add("synthetic_load_csv_peak_rss", "peak memory of a cold instance loading the synthetic CSV",
                 round(csv_peak / MB, 1), "MiB", round(TARGET["peak_rss_bytes"] / MB, 1), below=True)
     add_form(add, report)
+    add_memory(add, report)
     out.extend(start_rows(report))
     out.extend(telemetry_rows(report))
     return out
+
+
+def add_memory(add, report: dict) -> None:
+    """Rows of :func:`memory_under_load`: peak RSS during the load, RSS after it against the RSS before."""
+    r = report.get("memory_load")
+    if r is None:
+        return
+    what = (f"{r.get('requests')} heaviest form requests (IterativeImputer, AFS, 20 predictors, 1000 trees, all), "
+            f"{r.get('concurrency')} at a time, different targets/years, data/wdi, local host")
+    add("memory_load_peak_rss", f"peak memory of the instance during {what}", r.get("rss_peak_mib"), "MiB",
+        round(MEMORY_GOAL["peak_bytes"] / MB, 1), below=True, note=r.get("error"),
+        rss_before_mib=r.get("rss_before_mib"), statuses=r.get("statuses"), seconds=r.get("seconds"))
+    add("memory_load_after", f"memory {r.get('settle_seconds')} s after that load, as a multiple of before",
+        r.get("after_over_before"), "x", MEMORY_GOAL["after_over_before"], below=True, note=r.get("error"),
+        rss_before_mib=r.get("rss_before_mib"), rss_at_end_mib=r.get("rss_at_end_mib"),
+        rss_after_mib=r.get("rss_after_mib"))
 
 
 def measure_starts(options: argparse.Namespace, synthetic: Path | None) -> dict:
@@ -1278,6 +1305,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-start", action="store_true", help="no start-of-an-instance figures")
     parser.add_argument("--no-telemetry", action="store_true", help="no telemetry on/off figures")
     parser.add_argument("--start-repeats", type=int, help="new instances started per dataset (default 5; quick: 1)")
+    parser.add_argument("--memory-requests", type=int,
+                        help="heaviest requests of the memory-under-load figure (default 86; quick: 0, not run)")
+    parser.add_argument("--memory-concurrency", type=int, default=8, help="sent at once (default 8)")
+    parser.add_argument("--memory-settle", type=float, default=60.0,
+                        help="seconds after the load before the last RSS reading (default 60)")
     parser.add_argument("--from-json", type=Path, help="only print the table of an earlier run's JSON")
     parser.add_argument("--worker-timeout", type=float, default=420.0, help="seconds before a worker is stopped")
     parser.add_argument("--plots", type=Path, help="write the PNGs into this folder (the full run: docs/img)")
@@ -1287,6 +1319,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     options.warmup = options.warmup if options.warmup is not None else 1
     options.load_repeats = options.load_repeats if options.load_repeats is not None else (1 if quick else 3)
     options.start_repeats = options.start_repeats if options.start_repeats is not None else (1 if quick else 5)
+    options.memory_requests = options.memory_requests if options.memory_requests is not None else (0 if quick else 86)
     options.synthetic_indicators = options.synthetic_indicators or (150 if quick else 3000)
     options.synthetic_countries = options.synthetic_countries or (50 if quick else 250)
     first, _, last = options.synthetic_years.partition("-")
@@ -1381,6 +1414,138 @@ def queue_workers(indicators: int = 6, slot: int = 1, workers: tuple[int, ...] =
         out["ratio_2_vs_1"] = round(out["runs"]["2"]["messages_per_second"] / out["runs"]["1"]["messages_per_second"], 2)
     out["load_average_after"] = load_average()
     return out
+# ----------------------------------------------------------------------------------------------
+# memory of an instance under concurrent heavy requests (issue 19), through the local host
+# ----------------------------------------------------------------------------------------------
+def settled_rss(read, window: float = 3.0, tolerance: int = 2 * MB, timeout: float = 60.0) -> int:
+    """RSS (``read()``) once it has changed by less than ``tolerance`` over ``window`` seconds: an idle instance
+    after its start-up work (the dataset load, the background import of the models' code)."""
+    deadline = time.time() + timeout
+    last = read()
+    while True:
+        time.sleep(window)
+        now = read()
+        if abs(now - last) < tolerance or time.time() > deadline:
+            return now
+        last = now
+
+
+def memory_under_load(dataset: Path = EMBEDDED, total: int = 86, concurrency: int = 8, settle_seconds: float = 60.0,
+                      project: Path = ROOT, timeout: float = 600.0, env: dict | None = None) -> dict:
+    """Resident memory of one local-host instance (``python -m local_host`` from ``project``) before, at its
+    peak during, at the end of, and ``settle_seconds`` after ``total`` heaviest form requests
+    (:data:`HEAVIEST_REQUEST`) sent ``concurrency`` at a time, each with a different target or year (taken
+    from the instance's own look-ups, spread over them; ``number_predictor`` capped at what the year allows, and
+    targets that /estimate refuses skipped, as the form would), so that the result cache and the work memos fill. RSS is sampled
+    every 50 ms from /proc; "before" is the idle instance once its start-up work has settled (:func:`settled_rss`).
+    Goal (issue 19): peak <= 1.0 GB, and after the pause under 1.5x the RSS before."""
+    import threading
+    import urllib.error
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from processes import free_port, stop_process  # beside this file
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc_env = dict(os.environ, DATASET_PATH=str(dataset), PYTHONHASHSEED="0", **(env or {}))
+
+    def rss() -> int:
+        with open(f"/proc/{proc.pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def get(path: str):
+        with urllib.request.urlopen(base + path, timeout=timeout) as answer:
+            return json.loads(answer.read())
+
+    def lookup_post(path: str, body: dict):
+        """A look-up's answer, or None when it refuses the request."""
+        request = urllib.request.Request(base + PREFIX + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError:
+            return None
+
+    def post(body: dict) -> str:
+        """The answer's status, with the error's type for an error (e.g. ``503 overloaded``)."""
+        request = urllib.request.Request(base + PREFIX + "/predict", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                answer.read()
+                return str(answer.status)
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read()).get("detail")
+            except ValueError:
+                detail = None
+            kind = detail.get("type") if isinstance(detail, dict) else "validation" if detail else "?"
+            return f"{exc.code} {kind}"
+        except OSError as exc:
+            return type(exc).__name__
+
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([sys.executable, "-m", "local_host", "--port", str(port), "--log-level", "warning"],
+                                cwd=project, env=proc_env, stdout=log, stderr=log)
+        try:
+            deadline = time.time() + 120
+            while True:
+                try:
+                    if get("/health").get("status") == "ok":
+                        break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.time() > deadline:
+                    log.seek(0)
+                    return {"error": f"the instance did not start: {log.read().decode(errors='replace')[-400:]}"}
+                time.sleep(0.05)
+            candidates = []
+            for year in get(PREFIX + "/target_years")[::-1]:
+                for dataset_code in get(f"{PREFIX}/datasets?target_year={year}"):
+                    for target in get(f"{PREFIX}/targets?target_year={year}&dataset={dataset_code}"):
+                        candidates.append(dict(HEAVIEST_REQUEST, target=target, target_year=year,
+                                               dataset=dataset_code))
+            step = max(1, len(candidates) // total)
+            bodies = []
+            for body in candidates[::step] + [c for i, c in enumerate(candidates) if i % step]:
+                if len(bodies) == total:
+                    break
+                # as the form builds it: at most the predictors that year allows, and a target /estimate accepts
+                allowed = lookup_post("/predictors", {k: body[k] for k in ("target", "target_year", "dataset",
+                                                                            "scheme")})
+                if allowed and lookup_post("/estimate", body) is not None:
+                    bodies.append(dict(body, number_predictor=min(body["number_predictor"], max(map(int, allowed)))))
+            before = settled_rss(rss)
+            peak = [before]
+            stop = threading.Event()
+
+            def sample():
+                while not stop.is_set():
+                    peak[0] = max(peak[0], rss())
+                    time.sleep(0.05)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            started = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                statuses = list(pool.map(post, bodies))
+            seconds = time.perf_counter() - started
+            at_end = rss()
+            time.sleep(settle_seconds)
+            stop.set()
+            sampler.join()
+            after = rss()
+        finally:
+            stop_process(proc, grace=30)
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return {"requests": len(bodies), "concurrency": concurrency, "statuses": counts, "seconds": round(seconds, 1),
+            "rss_before_mib": round(before / MB, 1), "rss_peak_mib": round(peak[0] / MB, 1),
+            "rss_at_end_mib": round(at_end / MB, 1), "rss_after_mib": round(after / MB, 1),
+            "settle_seconds": settle_seconds, "after_over_before": round(after / before, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,11 @@ class MethodNotAllowed(ServiceError):
     error_type = "method_not_allowed"
 
 
+class LengthRequired(ServiceError):
+    status = 411
+    error_type = "length_required"
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
     error_type = "payload_too_large"

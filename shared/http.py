@@ -6,8 +6,9 @@ host can route, so the host's first-match routing (``shared/routing.py``) never 
 wrong method fall through to another function. The function (a :class:`PathFunction`)
 answers each method itself::
 
-    request -> OPTIONS preflight | 405 with Allow | size limit -> 415 unless JSON
-            -> pydantic validation -> handler (plain Python in, plain Python out) -> JSON response
+    request -> OPTIONS preflight | 405 with Allow | 411 without a Content-Length | size limit
+            -> 415 unless JSON -> pydantic validation -> handler (plain Python in, plain Python out)
+            -> JSON response (HEAD: the GET answer's status and headers, no body)
 
 and carries a :class:`RouteSpec` per method, from which the OpenAPI document and
 ``/params`` are generated. Errors become FastAPI-compatible JSON bodies; unexpected
@@ -27,8 +28,9 @@ import azure.functions as func
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from models.errors import ModelError, ModelInputError
+from shared import memory
 from shared.capacity import CapacityError, OverTimeBudget, Overloaded, RequestCancelled, TimeBudgetExceeded
-from shared.errors import MethodNotAllowed, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from shared.errors import LengthRequired, MethodNotAllowed, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from shared.routing import host_order_key
 from shared import telemetry
 from shared.settings import get_settings
@@ -176,7 +178,9 @@ def _maybe_gzip(req: func.HttpRequest, body: bytes, headers: dict[str, str]) -> 
 
 
 def _finish(req: func.HttpRequest, resp: func.HttpResponse, request_id: str, allowed: tuple[str, ...],
-            preflight: bool = False) -> func.HttpResponse:
+            preflight: bool = False, head: bool = False) -> func.HttpResponse:
+    """The answer with CORS, request id, Allow and gzip added; for HEAD (``head``) the GET answer's status and
+    headers without its body (RFC 9110 9.3.2; the Functions host sends what the function returns)."""
     headers = dict(resp.headers)
     headers.update(_cors_headers(req, preflight, allowed))
     headers[REQUEST_ID_HEADER] = request_id
@@ -186,6 +190,8 @@ def _finish(req: func.HttpRequest, resp: func.HttpResponse, request_id: str, all
     body = resp.get_body() or b""
     if headers.get("Content-Encoding") is None and resp.mimetype == "application/json":
         body = _maybe_gzip(req, body, headers)
+    if head:
+        body = b""
     headers.pop("Content-Type", None)
     headers.pop("content-type", None)
     return func.HttpResponse(body=body, status_code=resp.status_code, headers=headers,
@@ -199,6 +205,14 @@ def check_body_size(req: func.HttpRequest) -> None:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
     if len(req.get_body() or b"") > limit:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+
+
+def check_body_length(req: func.HttpRequest) -> None:
+    """A body route needs a Content-Length: the Functions host forwards a body only with one, so a chunked
+    body (or none at all) arrives empty; 411 says so instead of a 422 about an empty document."""
+    if req.headers.get("content-length") is None:
+        raise LengthRequired("This endpoint needs a JSON body sent with a Content-Length header "
+                             "(a chunked body without a length is not forwarded)")
 
 
 def check_json_content_type(req: func.HttpRequest) -> None:
@@ -230,6 +244,8 @@ def parse_input(spec: RouteSpec, req: func.HttpRequest) -> Any:
 def _answer(spec: RouteSpec, handler: Callable, req: func.HttpRequest) -> func.HttpResponse:
     if spec.raw:
         return handler(req)
+    if spec.body is not None:
+        check_body_length(req)
     check_body_size(req)
     if spec.body is not None and req.get_body():
         check_json_content_type(req)
@@ -242,8 +258,9 @@ def _answer(spec: RouteSpec, handler: Callable, req: func.HttpRequest) -> func.H
 class PathFunction:
     """The one Functions function serving a path: the handler and spec of each method it answers.
 
-    OPTIONS (CORS preflight) is answered for every path; a method the path does not serve gets
-    a JSON 405 with an ``Allow`` header, from here rather than from another function.
+    OPTIONS (CORS preflight) is answered for every path; HEAD on a path served by GET is answered
+    like GET without a body; a method the path does not serve gets a JSON 405 with an ``Allow``
+    header, from here rather than from another function.
     """
 
     def __init__(self, path: str):
@@ -257,7 +274,16 @@ class PathFunction:
 
     @property
     def allowed(self) -> tuple[str, ...]:
-        return (*self.handlers, "OPTIONS")
+        """The methods this path answers, as the Allow header lists them."""
+        head = ("HEAD",) if "GET" in self.handlers and "HEAD" not in self.handlers else ()
+        return (*self.handlers, *head, "OPTIONS")
+
+    def handler_for(self, method: str) -> tuple[RouteSpec, Callable] | None:
+        """What answers ``method``: its own handler, or GET's for HEAD."""
+        found = self.handlers.get(method)
+        if found is None and method == "HEAD":
+            found = self.handlers.get("GET")
+        return found
 
     def add(self, spec: RouteSpec, handler: Callable) -> None:
         if spec.method in self.handlers:
@@ -287,11 +313,11 @@ class PathFunction:
         try:
             if preflight:
                 resp = func.HttpResponse(status_code=204)
-            elif method not in self.handlers:
+            elif (found := self.handler_for(method)) is None:
                 raise MethodNotAllowed(f"Method {log_safe(method, 20)} is not allowed on /{self.path}; "
-                                       f"use {', '.join(self.handlers)}")
+                                       f"use {', '.join(m for m in self.allowed if m != 'OPTIONS')}")
             else:
-                resp = _answer(*self.handlers[method], req)
+                resp = _answer(*found, req)
         except RequestInvalid as exc:
             resp = error_response(422, exc.detail)
         except (ModelError, CapacityError) as exc:  # raised by model code and shared/capacity.py: mapped by ERROR_ANSWERS
@@ -303,7 +329,9 @@ class PathFunction:
             record.error = exc
             resp = self._internal_error(request_id, method)
         elapsed = time.perf_counter() - started
-        resp = _finish(req, resp, request_id, self.allowed, preflight)
+        if elapsed >= memory.HEAVY_SECONDS:
+            memory.release_soon()  # give the freed memory of heavy work back to the system (issue 19)
+        resp = _finish(req, resp, request_id, self.allowed, preflight, head=method == "HEAD")
         telemetry.note_response(resp.headers)
         ids = "".join(f" {k}={v}" for k, v in (("invocation_id", record.invocation_id), ("trace_id", record.trace_id)) if v)
         log.info("%s /%s -> %d in %.1f ms request_id=%s%s", log_safe(method, 20), self.path, resp.status_code,

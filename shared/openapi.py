@@ -44,6 +44,7 @@ ERROR_DESCRIPTIONS = {
     401: "No function key (x-functions-key header or code query parameter)",
     404: "Not found",
     405: "Method not allowed",
+    411: "Request body sent without a Content-Length (a chunked body is not forwarded by the Functions host)",
     413: "Request body too large",
     415: "Request body is not JSON (Content-Type must be application/json)",
     422: "Invalid request, or a value the data does not support",
@@ -130,7 +131,7 @@ def _operation(route: Route, spec: RouteSpec, components: _Components) -> dict:
     if spec.query is not None or spec.body is not None:
         statuses.add(422)
     if spec.body is not None:
-        statuses.update((413, 415))
+        statuses.update((411, 413, 415))
     for status in sorted(statuses):
         if status == 422:
             schema = {"anyOf": [components.schema_of(HTTPValidationError, "serialization"),

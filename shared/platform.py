@@ -172,12 +172,13 @@ def root_and_fallback(req: func.HttpRequest) -> func.HttpResponse:
     path = (req.route_params.get("path") or "").strip("/")
     if path:
         raise NotFound(f"No route /{path[:200]}; see /docs for the available endpoints")
-    if req.method.upper() == "GET":
+    if req.method.upper() in ("GET", "HEAD"):  # HEAD: answered like GET, the body dropped by the pipeline
         return json_response(service_info())
-    raise MethodNotAllowed(f"Method {req.method[:20]} is not allowed on /; use GET", headers={"Allow": "GET, OPTIONS"})
+    raise MethodNotAllowed(f"Method {req.method[:20]} is not allowed on /; use GET",
+                           headers={"Allow": "GET, HEAD, OPTIONS"})
 
 
-for _method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"):
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):  # HEAD goes to GET's handler (shared/http.py)
     platform.endpoint("{*path}", _method, raw=True, response=ServiceInfo, hidden=_method != "GET",
                       summary="Service name, version and the models it serves",
                       function_name=FALLBACK_FUNCTION_NAME)(root_and_fallback)

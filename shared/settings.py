@@ -81,10 +81,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = _env("MAX_BODY_BYTES", 1024 * 1024)
     gzip_min_bytes: int = _env("GZIP_MIN_BYTES", 4096)
     result_cache_size: int = _env("RESULT_CACHE_SIZE", 256)
+    result_cache_bytes: int = _env("RESULT_CACHE_BYTES", 64 * 1024 * 1024)  # the result cache's bytes, besides its entries
+    work_memo_bytes: int = _env("WORK_MEMO_BYTES", 128 * 1024 * 1024)  # per data version: imputed matrices, selections
     max_concurrent_predictions: int = _env("MAX_CONCURRENT_PREDICTIONS", 0)  # 0: one per usable CPU
     max_queued_predictions: int = _env("MAX_QUEUED_PREDICTIONS", 64)
     request_time_budget_seconds: PositiveSeconds = _env("REQUEST_TIME_BUDGET_SECONDS", 200.0)
     max_buffered_body_bytes: int = _env("MAX_BUFFERED_BODY_BYTES", 32 * 1024 * 1024)
+    body_read_timeout_seconds: PositiveSeconds = _env("BODY_READ_TIMEOUT_SECONDS", 15.0)  # local host: else 408
+    malloc_arena_max: int = _env("MALLOC_ARENA_MAX", 2)  # glibc malloc arenas (shared/memory.py); 0: glibc's default
     # The Functions host's own variable: sync handlers run on a pool of this many threads.
     threadpool_threads: int = _env("PYTHON_THREADPOOL_THREAD_COUNT", 1000)
     warm_model_code: bool = _env("WARM_MODEL_CODE", True)  # import the models' code in the background after the load
@@ -128,7 +132,7 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: Optional[str]) -> Optional[str]:
         return (value or "").strip() or None
 
-    @field_validator("blob_retries", "ai_mode_limit", "ai_mode_accuracy_sample", mode="after")
+    @field_validator("blob_retries", "ai_mode_limit", "ai_mode_accuracy_sample", "malloc_arena_max", mode="after")
     @classmethod
     def _not_negative(cls, value: int) -> int:
         return max(0, value)

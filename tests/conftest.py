@@ -91,6 +91,7 @@ def client_headers(headers: dict | None, body: bytes | None) -> dict[str, str]:
     out = {k.lower(): v for k, v in (headers or {}).items()}
     if body:
         out.setdefault("content-type", "application/json")
+    if body is not None and "transfer-encoding" not in out:  # an empty body is sent with a length of 0
         out.setdefault("content-length", str(len(body)))
     return out
 

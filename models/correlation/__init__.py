@@ -33,6 +33,7 @@ from enum import Enum
 import numpy as np
 import pandas as pd
 
+from shared.cache import memo_table
 from shared.dataset import Dataset
 from models.errors import ModelInputError, did_you_mean
 
@@ -40,6 +41,7 @@ MIN_COUNTRIES_PER_INDICATOR = 3
 DEFAULT_MIN_OVERLAP = 5
 MAX_ITERATIONS = 50
 N_INIT = 10
+PROFILE_ENTRIES = 4096  # profiles kept per data version (and at most WORK_MEMO_BYTES of them)
 
 
 class CompareWith(str, Enum):
@@ -141,7 +143,9 @@ def profiles(data: Dataset, dataset: str, category: str, year: int,
         return Profiles(dataset=dataset, category=category, year=int(year), countries=[str(c) for c in frame.index],
                         indicators=[c for c, u in zip(codes, usable) if u], z=z)
 
-    found = data.memo(("correlation", "profiles", dataset, category, int(year), group.value), compute)
+    # request-dependent and as large as the data over every year: in a byte-bounded table (shared/cache.py)
+    table = memo_table(data, ("correlation", "profiles"), PROFILE_ENTRIES)
+    found = table.get_or_compute((dataset, category, int(year), group.value), compute)[0]
     if not found.indicators:
         where = "SIDS" if group is CompareWith.sids else "countries"
         raise ModelInputError(

@@ -73,7 +73,8 @@ def compute(ds: Dataset, r: ResolvedRequest) -> tuple[dict, dict]:
 class TwoLevelRuntime:
     """Everything twolvlImp keeps between requests on one instance, in one object.
 
-    * ``cache``: the result cache (response bodies keyed by data version and request);
+    * ``cache``: the result cache (response bodies keyed by data version and request), bounded by entries
+      and bytes (the work memos are bounded per data version: models/twolvlimp/memo.py);
     * ``slots``: how many imputations compute at once, and how many may wait (:class:`ComputeGate`).
       More fits than usable CPUs only slow each other down (and starve the light requests of the
       interpreter); extra requests wait there, in a bounded queue, without holding any CPU. Beyond
@@ -85,8 +86,9 @@ class TwoLevelRuntime:
     settings (``blueprints.twolvlimp.runtime()``); a test or a script builds its own.
     """
 
-    def __init__(self, *, cache_size: int, concurrency: int, queue_length: int, fit_workers: int):
-        self.cache = ResultCache(cache_size)
+    def __init__(self, *, cache_size: int, concurrency: int, queue_length: int, fit_workers: int,
+                 cache_bytes: int | None = None):
+        self.cache = ResultCache(cache_size, cache_bytes)
         self.slots = ComputeGate(concurrency, queue_length)
         self.fit_pool = fit_pool(fit_workers)
         self.durations = DurationModel(UnitCosts.load(), fit_workers)

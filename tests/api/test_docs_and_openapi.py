@@ -35,7 +35,7 @@ def test_openapi_request_schema_is_the_handlers_pydantic_model(call):
     schema = doc["components"]["schemas"][ref]
     assert set(schema["properties"]) == set(SampleRequest.model_fields)
     assert schema["required"] == ["requiredField"]
-    assert "422" in op["responses"] and "413" in op["responses"]
+    assert "422" in op["responses"] and "413" in op["responses"] and "411" in op["responses"]
 
 
 def test_params_lists_each_models_main_endpoint_inputs(call):

@@ -189,11 +189,46 @@ def test_unknown_route_is_json_404(call):
     assert reply.json()["detail"]["type"] == "not_found"
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "HEAD"])
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
 def test_other_methods_are_405(call, method):
     reply = call(method, "/health")
     assert reply.status == 405
     assert reply.json()["detail"]["type"] == "method_not_allowed"
+    assert reply.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/openapi.json", "/docs", "/twolvlImp/target_years",
+                                  "/twolvlImp/targets?target_year=2015&dataset=wdi", "/no/such/route",
+                                  "/twolvlImp/targets?target_year=1066&dataset=wdi"])
+def test_head_answers_like_get_without_a_body(call, path):
+    # RFC 9110 9.3.2: the status and headers GET would send, no content (issue 19: it was 405).
+    for accept in ("identity", "gzip"):
+        got = call("GET", path, headers={"accept-encoding": accept})
+        head = call("HEAD", path, headers={"accept-encoding": accept})
+        assert head.status == got.status, (path, head.status, got.status)
+        assert head.body == b"" and got.body != b""
+        same = {k: v for k, v in head.headers.items() if k not in ("x-request-id", "content-length")}
+        assert same == {k: v for k, v in got.headers.items() if k not in ("x-request-id", "content-length")}
+
+
+def test_head_is_refused_where_get_is_not_served(call):
+    reply = call("HEAD", "/twolvlImp/predict")
+    assert reply.status == 405 and reply.body == b""
+    assert reply.headers["allow"] == "POST, OPTIONS"
+    assert call("OPTIONS", "/health").headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_a_body_route_without_content_length_is_411(call):
+    # The Functions host forwards a body only with a Content-Length: a chunked one arrives empty (issue 19: 422
+    # "Expecting value"). With a length, an empty or invalid body is still the 422 it was.
+    chunked = call("POST", "/sampleapi/test_endpoint1", headers={"transfer-encoding": "chunked",
+                                                                 "content-type": "application/json"})
+    assert chunked.status == 411 and chunked.json()["detail"]["type"] == "length_required"
+    assert call("POST", "/twolvlImp/predict").status == 411
+    empty = call("POST", "/sampleapi/test_endpoint1", headers={"content-length": "0",
+                                                               "content-type": "application/json"})
+    assert empty.status == 422 and empty.json()["detail"][0]["type"] == "json_invalid"
+    assert call("POST", "/sampleapi/test_endpoint2?name=Ana").status == 200  # no body declared: no length needed
 
 
 def test_wrong_allowed_method_on_known_route_is_405(call):

@@ -94,3 +94,96 @@ def test_unknown_service_model_fails_with_a_clear_message():
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert "SERVICE_MODEL='nosuchmodel' names no model" in result.stderr
+
+
+# ---------------------------------------------------------------------------- slow request bodies (issue 19)
+def _echo_server(**settings):
+    from shared.settings import Settings, reset_settings
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="echo", methods=["POST"])
+    def echo(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(str(len(req.get_body() or b"")))
+
+    reset_settings(Settings(**settings))
+    try:
+        return FunctionAppServer(app)
+    finally:
+        reset_settings(None)
+
+
+async def _post(server, declared: int, parts: list[bytes], every: float = 0.0):
+    """One POST through the ASGI app: ``declared`` Content-Length, ``parts`` sent ``every`` seconds apart.
+    Returns (status, headers, body) and the seconds it took."""
+    import asyncio
+    import time
+
+    pending = list(parts)
+    sent: list = []
+
+    async def receive():
+        if pending:
+            if sent and every:
+                await asyncio.sleep(every)
+            sent.append(pending.pop(0))
+            return {"type": "http.request", "body": sent[-1], "more_body": bool(pending)}
+        await asyncio.sleep(3600)  # a client that has sent everything and waits for the answer
+
+    answer: dict = {}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            answer["status"], answer["headers"] = message["status"], dict(message["headers"])
+        else:
+            answer["body"] = answer.get("body", b"") + message.get("body", b"")
+
+    scope = {"type": "http", "method": "POST", "path": "/echo", "query_string": b"",
+             "headers": [(b"content-length", str(declared).encode()), (b"content-type", b"application/json")]}
+    started = time.perf_counter()
+    await server(scope, receive, send)
+    return answer, time.perf_counter() - started
+
+
+def test_a_slow_body_holds_only_what_arrived_and_is_timed_out():
+    # Issue 19: a client declaring 1 MiB and sending a byte at a time held its whole reservation until it
+    # finished (never): every other POST got 503 at a 1 MiB budget. Now only arrived bytes are held, and
+    # a body still incomplete after BODY_READ_TIMEOUT_SECONDS is answered 408.
+    import asyncio
+
+    server = _echo_server(max_buffered_body_bytes=1024 * 1024, body_read_timeout_seconds=1.5)
+
+    async def scenario():
+        slow = asyncio.ensure_future(_post(server, 1024 * 1024, [b"x"] * 1000, every=0.1))
+        await asyncio.sleep(0.3)
+        assert 0 < server.bodies.held < 100  # the bytes that arrived, not the 1 MiB declared
+        others = await asyncio.gather(*(_post(server, 200 * 1024, [b" " * (200 * 1024)]) for _ in range(4)))
+        return await asyncio.wait_for(slow, 10), others
+
+    (slow, seconds), others = asyncio.run(scenario())
+    assert [a["status"] for a, _ in others] == [200] * 4
+    assert [a["body"] for a, _ in others] == [str(200 * 1024).encode()] * 4
+    assert slow["status"] == 408 and b'"request_timeout"' in slow["body"]
+    assert slow["headers"][b"connection"] == b"close"
+    assert 1.4 < seconds < 5
+    assert server.bodies.held == 0
+
+
+def test_bodies_beyond_the_bound_are_refused_by_the_bytes_that_arrived():
+    import asyncio
+
+    server = _echo_server(max_buffered_body_bytes=100_000, body_read_timeout_seconds=5)
+
+    async def scenario():
+        first = asyncio.ensure_future(_post(server, 90_000, [b" " * 40_000] * 2 + [b" " * 10_000], every=0.5))
+        # first holds 40 kB, from 0.5 s 80 kB, from 1 s its 90 kB (then it is answered)
+        await asyncio.sleep(0.1)
+        small = await _post(server, 50_000, [b" " * 50_000])         # 40 + 50 kB: within the bound
+        await asyncio.sleep(0.6)
+        refused = await _post(server, 30_000, [b" " * 30_000])       # 80 + 30 kB: over it
+        return await first, small, refused
+
+    (first, _), (small, _), (refused, _) = asyncio.run(scenario())
+    assert first["status"] == 200 and small["status"] == 200
+    assert refused["status"] == 503 and int(refused["headers"][b"retry-after"]) >= 1
+    assert server.bodies.held == 0

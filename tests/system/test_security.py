@@ -3,8 +3,8 @@
 * CORS honours the allow-list: listed origins are echoed (never ``*``), anything else
   gets no ``Access-Control-Allow-*`` header at all, and credentials are never combined
   with ``*``;
-* only GET, POST and OPTIONS are accepted: every other method is 405, on known and
-  unknown paths alike;
+* only GET, HEAD (answered like GET, without a body), POST and OPTIONS are accepted: every
+  other method is 405, on known and unknown paths alike;
 * oversized bodies are refused with 413 before they are read or parsed;
 * no error body carries a stack trace or a server-side path;
 * secrets in the storage configuration never appear in /health, any other response,
@@ -31,7 +31,7 @@ import pytest
 from conftest import ROOT, start_local_host, stop_process
 from shared.settings import DEFAULT_CORS_ORIGINS, Settings, redact, reset_settings
 
-ALLOWED = ("GET", "POST", "OPTIONS")
+ALLOWED = ("GET", "HEAD", "POST", "OPTIONS")
 HOSTILE_ORIGINS = [
     "https://evil.example",
     "https://data.undp.org.evil.example",        # suffix trick
@@ -116,20 +116,31 @@ METHOD_PATHS = ["/", "/health", "/params", "/openapi.json", "/sampleapi/test_end
                 "/docs"]
 
 
-@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "HEAD"])
-def test_only_get_post_options_are_accepted(live_server, method):
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_only_get_head_post_options_are_accepted(live_server, method):
     # Every function lists the methods the host can route and answers those it does not serve with a 405.
     with httpx.Client(base_url=live_server) as client:
         for path in METHOD_PATHS:
-            resp = client.request(method, path, content=b"{}" if method != "HEAD" else None)
+            resp = client.request(method, path, content=b"{}")
             expected = 404 if path == "/no/such/route" else 405
             assert resp.status_code == expected, f"{method} {path} -> {resp.status_code}"
-            if method != "HEAD":
-                detail = resp.json()["detail"]
-                assert detail["type"] == ("not_found" if expected == 404 else "method_not_allowed")
+            detail = resp.json()["detail"]
+            assert detail["type"] == ("not_found" if expected == 404 else "method_not_allowed")
             if expected == 405:
                 assert "GET" in resp.headers["allow"] or "POST" in resp.headers["allow"]
                 assert method not in resp.headers["allow"]
+
+
+def test_head_is_answered_like_get_without_a_body(live_server):
+    # RFC 9110 9.3.2 (issue 19: HEAD was 405). Each function lists HEAD, so the host routes it (functions-host.md).
+    with httpx.Client(base_url=live_server) as client:
+        for path in METHOD_PATHS:
+            got, head = client.get(path), client.head(path)
+            assert head.status_code == got.status_code, f"HEAD {path} -> {head.status_code}, GET {got.status_code}"
+            assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+            assert head.headers.get("content-length") in (None, got.headers["content-length"])  # never a false 0
+            if got.status_code == 405:
+                assert head.headers["allow"] == got.headers["allow"] == "POST, OPTIONS"
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "FOO"])
@@ -187,15 +198,16 @@ def test_declared_oversized_body_is_refused_without_reading_it(live_server):
 
 def test_streamed_body_without_a_length_is_never_read(live_server):
     # Chunked upload with no declared length that never ends: as under the Functions host, a body
-    # without a Content-Length does not reach the function (it answers that the body is missing)
-    # and the server answers without reading the stream to its end (that would hang until our timeout).
+    # without a Content-Length does not reach the function (it answers 411 Length Required; issue 19:
+    # it was a 422 about an empty document) and the server answers without reading the stream to its
+    # end (that would hang until our timeout).
     head = ("POST /sampleapi/test_endpoint1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             "Transfer-Encoding: chunked\r\n\r\n")
     piece = b"[" * 65536
     parts = [b"%x\r\n%s\r\n" % (len(piece), piece)] * 24  # 1.5 MiB, no terminating 0-chunk
     answer = raw_request(live_server, head, parts)
-    assert answer.startswith(b"HTTP/1.1 422"), answer[:200]
-    assert b'"loc":["body",0]' in answer  # the function saw an empty body
+    assert answer.startswith(b"HTTP/1.1 411"), answer[:200]
+    assert b'"type":"length_required"' in answer
 
 
 def test_oversized_invalid_json_is_413_not_422(live_server):
@@ -204,6 +216,34 @@ def test_oversized_invalid_json_is_413_not_422(live_server):
                       headers={"content-type": "application/json"})
     assert resp.status_code == 413
     assert resp.json()["detail"]["type"] == "payload_too_large"
+
+
+def test_a_slow_body_neither_blocks_other_posts_nor_stays(tmp_path):
+    # Issue 19: a client declaring 1 MiB and sending a byte every 3 s held its whole reservation for as long
+    # as it kept sending: at a 1 MiB budget, 4 of 4 other POSTs got 503 meanwhile. Now only the bytes that
+    # arrived are held, and the body must arrive within BODY_READ_TIMEOUT_SECONDS (408, then the socket closes).
+    proc, base, _ = start_local_host({"MAX_BUFFERED_BODY_BYTES": str(LIMIT), "BODY_READ_TIMEOUT_SECONDS": "3"})
+    try:
+        url = urlsplit(base)
+        with socket.create_connection((url.hostname, url.port), timeout=20) as slow:
+            slow.sendall(("POST /sampleapi/test_endpoint1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          f"Content-Type: application/json\r\nContent-Length: {LIMIT}\r\n\r\n").encode())
+            started = time.monotonic()
+            slow.sendall(b"{")
+            others = [httpx.post(base + "/sampleapi/test_endpoint1", json={"requiredField": str(i)}, timeout=20)
+                      for i in range(4)]
+            assert [r.status_code for r in others] == [200] * 4, [r.text[:100] for r in others]
+            while time.monotonic() - started < 2:  # still sending, a byte every 0.2 s (then silent: writing
+                slow.sendall(b" ")                     # after the server closed would reset the connection)
+                time.sleep(0.2)
+            slow.settimeout(15)
+            answer = b""
+            while chunk := slow.recv(65536):  # to the end: the server closes the connection after its answer
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+            assert b"request_timeout" in answer and time.monotonic() - started >= 2.5
+    finally:
+        stop_process(proc)
 
 
 def test_body_at_the_limit_is_still_parsed(live_server):

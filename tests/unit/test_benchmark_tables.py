@@ -203,3 +203,15 @@ def test_matrix_summary_and_form_rows():
     assert by_id["matrix_estimate_worst"]["value"] == 4.0 and by_id["matrix_estimate_worst"]["meets_target"] is False
     assert by_id["form_default"]["value"] is None and by_id["form_default"]["note"] == "skipped: not found"
     assert "heaviest_synthetic" not in by_id  # not run, no row
+
+
+def test_memory_under_load_rows():
+    report = {"memory_load": {"requests": 86, "concurrency": 8, "statuses": {"200": 80, "422": 6}, "seconds": 300,
+                              "rss_before_mib": 180.0, "rss_peak_mib": 900.0, "rss_at_end_mib": 700.0,
+                              "rss_after_mib": 300.0, "settle_seconds": 60.0, "after_over_before": 1.67}}
+    by_id = {r["id"]: r for r in benchmark.rows(report)}
+    peak, after = by_id["memory_load_peak_rss"], by_id["memory_load_after"]
+    assert peak["value"] == 900.0 and peak["target"] == round(1e9 / 2 ** 20, 1) and peak["meets_target"] is True
+    assert after["value"] == 1.67 and after["target"] == 1.5 and after["meets_target"] is False
+    assert after["rss_after_mib"] == 300.0 and "86 heaviest" in peak["label"]
+    assert "memory_load_peak_rss" not in {r["id"] for r in benchmark.rows({})}

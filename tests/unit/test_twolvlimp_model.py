@@ -300,6 +300,62 @@ def test_cache_is_bounded():
     assert len(cache) == 2 and cache.get("a") is None and cache.get("c") == "c"
 
 
+def test_caches_evict_by_bytes_not_only_by_entries():
+    # Issue 19: caches were bounded by entries only, so large values grew an instance's memory without limit.
+    from shared.cache import LruCache, nbytes_of
+
+    cache = LruCache(1000, max_bytes=3_000_000)
+    for k in range(5):
+        cache.put(k, np.zeros(100_000))                 # 800 kB each: three fit
+    assert list(cache._items) == [2, 3, 4] and cache.bytes == 3 * nbytes_of(np.zeros(100_000)) <= 3_000_000
+    cache.get(2)                                        # used: now the most recent
+    cache.put("big", (b"x" * 1_500_000, np.ones(10)))   # evicts the two least recently used
+    assert list(cache._items) == [2, "big"] and cache.bytes <= 3_000_000
+    cache.put("huge", b"x" * 4_000_000)                 # larger than the whole bound: not kept, nothing evicted
+    assert "huge" not in cache._items and list(cache._items) == [2, "big"]
+    value, cached = cache.get_or_compute("again", lambda: np.zeros(125_000))  # 1 MB: 2 goes, "big" stays
+    assert not cached and value.nbytes == 1_000_000 and list(cache._items) == ["big", "again"]
+    cache.clear()
+    assert cache.bytes == 0 and len(cache) == 0
+
+
+def test_nbytes_of_counts_buffers_once_and_what_objects_hold():
+    from shared.cache import nbytes_of
+
+    a = np.zeros(10_000)
+    assert 80_000 <= nbytes_of(a) < 81_000
+    assert nbytes_of((a, a[:10], a.reshape(100, 100))) < 81_000          # views share their base's buffer
+    assert nbytes_of({"cols": np.arange(1000), "filled": np.zeros((100, 100))}) > 88_000
+    assert nbytes_of([b"x" * 50_000, "y" * 50_000]) > 100_000
+
+
+def test_the_result_cache_and_the_memo_tables_take_their_byte_bounds(wdi):
+    from models import correlation
+    from models.twolvlimp import memo
+    from shared import cache
+
+    before = cache.MEMO_LIMIT["bytes"]
+    try:
+        runtime = twolvlimp_runtime.TwoLevelRuntime(cache_size=8, cache_bytes=12_345, concurrency=1, queue_length=1,
+                                                    fit_workers=1)
+        runtime.close()
+        assert runtime.cache.max_bytes == 12_345
+        cache.set_memo_bytes(54_321)
+        memo.work_memo(wdi, ("test", "bytes"), lambda: np.zeros(100))
+        table = wdi.memo(memo.WORK_MEMO, lambda: None)
+        assert table.max_bytes == 54_321 and table.contains(("test", "bytes"))
+        memo.work_memo(wdi, ("test", "too big"), lambda: np.zeros(10_000))   # 80 kB > 54 kB: not kept
+        assert not table.contains(("test", "too big")) and table.bytes <= 54_321
+        # correlation's profiles (as large as the data over all years) live in such a table too
+        category = str(wdi.indicator_meta["Category"].iloc[0])
+        for year in wdi.years[-5:]:
+            correlation.profiles_or_none(wdi, "wdi", category, year, correlation.CompareWith.all)
+        profiles = wdi.memo(("correlation", "profiles"), lambda: None)
+        assert 0 < len(profiles) and profiles.bytes <= 54_321
+    finally:
+        cache.set_memo_bytes(before)
+
+
 def test_estimate_learns_from_measured_durations(wdi, runtime):
     req = ImputationRequest(**{**SIMPLE, "estimators": 50})
     prior = runtime.estimate_seconds(wdi, req)
