@@ -221,7 +221,10 @@ class AiMode:
 
 
 class QueueNotConfigured(ServiceError):
+    """This instance has no storage queue to fan a run out on (a set-up matter, whatever the request)."""
+
     status = 503
+    error_type = "not_configured"
 
 
 def read_host_json() -> dict:

@@ -98,21 +98,22 @@ def client_headers(headers: dict | None, body: bytes | None) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def call(app):
-    """call(method, path, json=None, params=None, headers=None, body=None) -> Reply, without any server.
+    """call(method, path, json=None, params=None, headers=None, body=None, keys=()) -> Reply, without any server.
 
-    Routed exactly as the Functions host routes (shared.routing.dispatch, the local host's dispatcher).
+    Routed exactly as the Functions host routes (shared.routing.dispatch, the local host's dispatcher);
+    ``keys``: the function keys the host accepts for AuthLevel.FUNCTION routes (none: they answer 401).
     """
     from shared.routing import app_routes, dispatch
 
     routes = app_routes(app)
 
     def _call(method: str, path: str, json_body: Any = None, params: dict | None = None,
-              headers: dict | None = None, body: bytes | None = None) -> Reply:
+              headers: dict | None = None, body: bytes | None = None, keys: tuple[str, ...] = ()) -> Reply:
         if json_body is not None:
             body = json.dumps(json_body).encode()
         split = urlsplit(path)
         query = urlencode(params) if params else split.query
-        reply, _ = dispatch(routes, method, split.path, query, client_headers(headers, body), body or b"")
+        reply, _ = dispatch(routes, method, split.path, query, client_headers(headers, body), body or b"", keys=keys)
         return Reply(reply.status, reply.headers, reply.body)
 
     return _call
