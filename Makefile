@@ -10,11 +10,13 @@ WORKERS ?= 1
 
 .PHONY: run test test-unit setup eval eval-quick bench bench-quick synthetic load clean lock ai-mode
 
-# -c requirements.lock: production's packages (and theirs) at the versions the deployment installs
+# -c requirements.lock's pins (its hashes left out: a constraint with a hash would demand hashes of the dev-only
+# packages too): production's packages (and theirs) at the versions the deployment installs
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt -c requirements.lock
+	grep -v -- '--hash=' requirements.lock | sed 's/ *\\$$//' > $(VENV)/constraints.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c $(VENV)/constraints.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
