@@ -59,7 +59,9 @@ def test_quick_run_writes_well_formed_json(quick_run):
                                                    "iterative_sids_platform", "synthetic_load_csv",
                                                    "synthetic_load_parquet", "synthetic_afs",
                                                    "synthetic_load_csv_peak_rss", "synthetic_peak_rss",
-                                                   "iterative_synthetic"]
+                                                   "iterative_synthetic", "telemetry_off_start",
+                                                   "telemetry_off_request", "telemetry_on_start",
+                                                   "telemetry_on_request"]
     # start of an instance: each dataset; the platform's real data is left out here (--no-platform-data),
     # and its rows say so
     assert starts == ["start_embedded", "start_synthetic_csv", "start_synthetic_parquet", "start_platform_real"]

@@ -143,7 +143,8 @@ def test_the_evaluation_shows_a_bar_per_dataset(capsys, monkeypatch):
 
     monkeypatch.setattr(ev, "evaluate_case", evaluate)
     logged = []
-    report = ev.run(["wdi"], None, folds=2, max_cases={"wdi": 3}, legacy_cases=0, log=logged.append)
+    report = ev.run(["wdi"], None, folds=2, max_cases={"wdi": 3}, legacy_cases=0, log=logged.append,
+                    scenarios=("gap", "never"))  # the scenarios the stubbed cases report
     err = capsys.readouterr().err
     assert len(report["datasets"]["wdi"]["cases"]) == len(logged) == 3
     assert "wdi (1/1 datasets): 100%" in err and "| 3/3 [" in err, err
