@@ -193,6 +193,24 @@ def _skewed(col: np.ndarray) -> bool:
     return float(np.mean(((col - col.mean()) / sd) ** 3)) > SKEW_LOG
 
 
+def _skewed_columns(X: np.ndarray) -> np.ndarray:
+    """:func:`_skewed` of every column at once (the same sums, row by row of the transpose: the same numbers)."""
+    T = np.ascontiguousarray(X.T)
+    mean = T.mean(axis=1, keepdims=True)
+    sd = T.std(axis=1, keepdims=True)
+    ok = (T.min(axis=1) >= 0) & (sd[:, 0] != 0)
+    out = np.zeros(T.shape[0], dtype=bool)
+    if ok.any():
+        out[ok] = np.mean(((T[ok] - mean[ok]) / sd[ok]) ** 3, axis=1) > SKEW_LOG
+    return out
+
+
+def _positive_floors(X: np.ndarray) -> np.ndarray:
+    """:func:`_positive_floor` of every column at once."""
+    smallest = np.where(X > 0, X, np.inf).min(axis=0)
+    return np.where(np.isfinite(smallest), smallest / 10, 1.0)
+
+
 def log_target_competes(y: np.ndarray) -> bool:
     """A non-negative, strongly right-skewed target: ridge on log(target) also competes."""
     return bool(y.min() >= 0 and _skewed(y))
@@ -206,8 +224,11 @@ class LinearStage:
 
     def fit(self, X: np.ndarray, y: np.ndarray, w: np.ndarray) -> "LinearStage":
         X = np.asarray(X, dtype=np.float64)
-        self.log_ = np.array([self.log and _skewed(X[:, k]) for k in range(X.shape[1])], dtype=bool)
-        self.offset_ = np.where(self.log_, np.array([_positive_floor(X[:, k]) for k in range(X.shape[1])]), 0.0)
+        if self.log and X.shape[1]:
+            self.log_ = _skewed_columns(X)
+            self.offset_ = np.where(self.log_, _positive_floors(X), 0.0) if self.log_.any() else np.zeros(X.shape[1])
+        else:
+            self.log_, self.offset_ = np.zeros(X.shape[1], dtype=bool), np.zeros(X.shape[1])
         Z = self._transform(X)
         # rows to predict may lie beyond the training rows (SIDS often do): extrapolate, but at most half
         # the training range beyond it, so one extreme predictor value cannot produce a wild prediction
@@ -254,11 +275,12 @@ def ridge_loo(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alphas) -> tuple[np.n
     t = (y - ym) * sw
     U, sv, Vt = np.linalg.svd(A, full_matrices=False)
     Ut = U.T @ t
+    U2, s2, h0 = U ** 2, sv ** 2, sw ** 2 / (sw ** 2).sum()   # (the same for every penalty)
     best = None
     for alpha in alphas:
-        d = sv ** 2 / (sv ** 2 + alpha)
+        d = s2 / (s2 + alpha)
         fitted = U @ (d * Ut)
-        h = (U ** 2) @ d + sw ** 2 / (sw ** 2).sum()      # leverage, including the intercept's
+        h = U2 @ d + h0      # leverage, including the intercept's
         loo = (t - fitted) / np.maximum(1 - h, 1e-6)
         err = float(np.mean(loo ** 2))
         if best is None or err < best[0] - 1e-15:
@@ -394,12 +416,15 @@ def _screened_linear_folds(X, y, w, Xp, folds, extra=None):
     oof, oof_lev = np.empty(n), np.empty(n)
     preds, levs, alphas, chosen, ext = [], [], [], [], []
     for f, (tr, te) in enumerate(folds):
-        order = _screen_order(X[tr], y[tr], w[tr])
+        Xtr, ytr, wtr = X[tr], y[tr], w[tr]
+        order = _screen_order(Xtr, ytr, wtr)
         best = None
         for c in counts:
             cols = order[:c]
             for log in (True, False):   # skewed columns log-transformed or not (the target stays as it is)
-                stage = LinearStage(log).fit(X[tr][:, cols], y[tr], w[tr])
+                if not log and not stage.log_.any():
+                    break   # no skewed column: the same fit again
+                stage = LinearStage(log).fit(Xtr[:, cols], ytr, wtr)
                 if best is None or stage.loo_ < best[0] - 1e-15:
                     best = (stage.loo_, cols, stage)
         _, cols, stage = best

@@ -147,35 +147,53 @@ def grouped_weighted_quantile(groups: np.ndarray, values: np.ndarray, weights: n
 
 
 class _TreeReader:
-    """Node depths and ancestors of one fitted tree, to read it as if grown to a smaller depth."""
+    """Node depths and ancestors of one fitted tree, to read it as if grown to a smaller depth (the node index
+    is built on the first read at a smaller depth: reads of the full tree, as the selection's, never need it)."""
 
-    __slots__ = ("tree", "value", "parent", "levels", "depth", "max_depth", "_anc")
+    __slots__ = ("tree", "value", "max_depth", "_index", "_anc")
 
     def __init__(self, t):
         self.tree = t
         self.value = t.value[:, 0, 0].copy()
-        left, right = t.children_left, t.children_right
-        parent = np.full(t.node_count, -1, dtype=np.intp)
-        internal = np.flatnonzero(left >= 0)
-        parent[left[internal]] = internal
-        parent[right[internal]] = internal
-        self.parent = parent
-        levels = [np.zeros(1, dtype=np.intp)]
-        frontier = levels[0]
-        while True:
-            kids = np.concatenate((left[frontier], right[frontier]))
-            kids = kids[kids >= 0]
-            if kids.size == 0:
-                break
-            levels.append(kids)
-            frontier = kids
-        self.levels = levels
-        self.max_depth = len(levels) - 1
-        depth = np.empty(t.node_count, dtype=np.intp)
-        for level, nodes in enumerate(levels):
-            depth[nodes] = level
-        self.depth = depth
+        self.max_depth = int(t.max_depth)   # the depth of its deepest node (the root's is 0)
+        self._index = None
         self._anc: dict[int, np.ndarray] = {}
+
+    def _nodes(self) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """(parent of each node, the nodes of each level, the depth of each node)."""
+        if self._index is None:
+            t = self.tree
+            left, right = t.children_left, t.children_right
+            parent = np.full(t.node_count, -1, dtype=np.intp)
+            internal = np.flatnonzero(left >= 0)
+            parent[left[internal]] = internal
+            parent[right[internal]] = internal
+            levels = [np.zeros(1, dtype=np.intp)]
+            frontier = levels[0]
+            while True:
+                kids = np.concatenate((left[frontier], right[frontier]))
+                kids = kids[kids >= 0]
+                if kids.size == 0:
+                    break
+                levels.append(kids)
+                frontier = kids
+            depth = np.empty(t.node_count, dtype=np.intp)
+            for level, nodes in enumerate(levels):
+                depth[nodes] = level
+            self._index = (parent, levels, depth)
+        return self._index
+
+    @property
+    def parent(self) -> np.ndarray:
+        return self._nodes()[0]
+
+    @property
+    def levels(self) -> list[np.ndarray]:
+        return self._nodes()[1]
+
+    @property
+    def depth(self) -> np.ndarray:
+        return self._nodes()[2]
 
     def ancestors(self, depth: int | None) -> np.ndarray | None:
         """node -> its ancestor at ``depth`` (itself when shallower); None when the tree is not deeper."""
@@ -183,9 +201,10 @@ class _TreeReader:
             return None
         anc = self._anc.get(depth)
         if anc is None:
+            parent, levels, _ = self._nodes()
             anc = np.arange(self.tree.node_count, dtype=np.intp)
-            for level in self.levels[depth + 1:]:
-                anc[level] = anc[self.parent[level]]
+            for level in levels[depth + 1:]:
+                anc[level] = anc[parent[level]]
             self._anc[depth] = anc
         return anc
 
