@@ -565,7 +565,8 @@ def _best_weights(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray) -
     then on the chained member, then on ridge on all candidates, then on ridge."""
     G = np.asarray(grid)
     errors = ((G @ members_oof - y) ** 2) @ w
-    return grid[min(range(len(grid)), key=lambda i: (errors[i], grid[i][2], grid[i][4], grid[i][3], grid[i][0]))]
+    # (np.lexsort is stable: among equal keys the first combination, as min() over the grid in order)
+    return grid[int(np.lexsort((G[:, 0], G[:, 3], G[:, 4], G[:, 2], errors))[0])]
 
 
 def _nested_stack_oof(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray, folds,

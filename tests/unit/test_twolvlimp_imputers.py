@@ -140,3 +140,22 @@ def test_blas_threads_are_restored_after_concurrent_imputations():
     assert [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"] == before
     for out in results[1:]:
         np.testing.assert_array_equal(out, results[0])   # the same numbers whatever ran beside them
+
+
+def test_knn_imputer_gives_scikit_learns_numbers_exactly():
+    """The KNN imputer averages each column's donors on plain arrays (not np.ma): the same numbers to the last
+    bit as scikit-learn's KNNImputer, with ties in the distances, empty columns and rows far from every donor."""
+    from sklearn.impute import KNNImputer
+
+    rng = np.random.default_rng(3)
+    for case in range(12):
+        n, p = int(rng.integers(8, 120)), int(rng.integers(2, 30))
+        X = rng.normal(size=(n, p))
+        X[rng.random((n, p)) < rng.uniform(0.05, 0.6)] = np.nan
+        if case % 3 == 0:
+            X = np.round(X, 1)   # equal distances: which donors argpartition keeps must not change
+        if case % 4 == 0:
+            X[:, 0] = np.nan
+        ours = imputers._KNNImputer(n_neighbors=5, keep_empty_features=True).fit(X).transform(X)
+        theirs = KNNImputer(n_neighbors=5, keep_empty_features=True).fit(X).transform(X)
+        assert np.array_equal(ours, theirs, equal_nan=True), case
