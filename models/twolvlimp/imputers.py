@@ -272,15 +272,18 @@ class NearestFeatureIterativeImputer(TransformerMixin, BaseEstimator):
         self.n_iter_ = 0
         self.changes_ = []
         n_holes = max(int(missing[:, targets].sum()), 1)
+        # each modelled column's fitting rows and holes, as index arrays once (the same cells every round)
+        steps = []
+        for j, inputs in zip(targets.tolist(), nearest):
+            if inputs.size:
+                rows, holes = np.flatnonzero(observed[:, j]), np.flatnonzero(missing[:, j])
+                steps.append((j, inputs, (rows[:, None], inputs), rows, (holes[:, None], inputs), holes,
+                              self.low_[j], self.high_[j]))
         for _ in range(max(1, int(self.max_iter))):
             moved = 0.0   # sum of squared moves of the imputed values, in standard deviations
-            for j, inputs in zip(targets.tolist(), nearest):
-                if inputs.size == 0:
-                    continue
-                rows = observed[:, j]
-                coef, intercept = _ridge_gcv(Z[:, inputs][rows], Z[rows, j])
-                holes = missing[:, j]
-                new = np.clip(Z[:, inputs][holes] @ coef + intercept, self.low_[j], self.high_[j])
+            for j, inputs, fit_cells, rows, hole_cells, holes, low, high in steps:
+                coef, intercept = _ridge_gcv(Z[fit_cells], Z[rows, j])
+                new = np.clip(Z[hole_cells] @ coef + intercept, low, high)
                 moved += float(np.sum((new - Z[holes, j]) ** 2))
                 Z[holes, j] = new
                 models[j] = (inputs, coef, intercept)
@@ -314,8 +317,8 @@ class NearestFeatureIterativeImputer(TransformerMixin, BaseEstimator):
             moved = 0.0
             for j in order:
                 inputs, coef, intercept = self.models_[j]
-                holes = missing[:, j]
-                new = np.clip(Z[:, inputs][holes] @ coef + intercept, self.low_[j], self.high_[j])
+                holes = np.flatnonzero(missing[:, j])
+                new = np.clip(Z[holes[:, None], inputs] @ coef + intercept, self.low_[j], self.high_[j])
                 moved += float(np.sum((new - Z[holes, j]) ** 2))
                 Z[holes, j] = new
             if np.sqrt(moved / n_holes) <= self.tol:

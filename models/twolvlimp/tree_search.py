@@ -199,7 +199,9 @@ def _forest_fold(kind: str, X, y, w, train, test, Xp, n_estimators: int, seed: i
 def _grow_and_read_forest(kind: str, X, y, w, train, test, Xp, n_estimators: int, seed: int) -> _Fold:
     forest = DepthForest("rf" if kind == "rfr" else "et", n_estimators=n_estimators, random_state=seed)
     forest.fit(X[train], y[train], w[train])
-    leaves_test, leaves_pred = forest.leaves(X[test]), forest.leaves(Xp)
+    # each tree reads the held-out rows and the rows to predict in one call (a call costs more than a few rows)
+    both = forest.leaves(np.concatenate([X[test], Xp]))
+    leaves_test, leaves_pred = [lv[:test.size] for lv in both], [lv[test.size:] for lv in both]
     oof, pred = {}, {}
     for d in FOREST_DEPTHS:
         # a depth at or beyond the trees' own depth reads the full trees: compute those once
