@@ -232,8 +232,9 @@ class LinearStage:
         Z = self._transform(X)
         # rows to predict may lie beyond the training rows (SIDS often do): extrapolate, but at most half
         # the training range beyond it, so one extreme predictor value cannot produce a wild prediction
-        span = Z.max(axis=0) - Z.min(axis=0)
-        self.lo_, self.hi_ = Z.min(axis=0) - EXTRAPOLATE * span, Z.max(axis=0) + EXTRAPOLATE * span
+        top, bottom = Z.max(axis=0), Z.min(axis=0)
+        span = top - bottom
+        self.lo_, self.hi_ = bottom - EXTRAPOLATE * span, top + EXTRAPOLATE * span
         self.mean_ = np.average(Z, axis=0, weights=w)
         sd = np.sqrt(np.average((Z - self.mean_) ** 2, axis=0, weights=w))
         self.sd_ = np.where(sd > 0, sd, 1.0)
@@ -275,14 +276,16 @@ def ridge_loo(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alphas) -> tuple[np.n
     t = (y - ym) * sw
     U, sv, Vt = np.linalg.svd(A, full_matrices=False)
     Ut = U.T @ t
-    U2, s2, h0 = U ** 2, sv ** 2, sw ** 2 / (sw ** 2).sum()   # (the same for every penalty)
+    s2, h0 = sv ** 2, sw ** 2 / (sw ** 2).sum()
+    # every penalty at once (columns): the shrinkage of each component, the fit, the leverage (including the
+    # intercept's) and the leave-one-out residuals
+    alphas = np.asarray(alphas, dtype=np.float64)
+    D = s2[:, None] / (s2[:, None] + alphas[None, :])
+    fitted = U @ (D * Ut[:, None])
+    h = (U ** 2) @ D + h0[:, None]
+    loo = (t[:, None] - fitted) / np.maximum(1 - h, 1e-6)
     best = None
-    for alpha in alphas:
-        d = s2 / (s2 + alpha)
-        fitted = U @ (d * Ut)
-        h = U2 @ d + h0      # leverage, including the intercept's
-        loo = (t - fitted) / np.maximum(1 - h, 1e-6)
-        err = float(np.mean(loo ** 2))
+    for alpha, err in zip(alphas.tolist(), np.mean(loo ** 2, axis=0).tolist()):
         if best is None or err < best[0] - 1e-15:
             best = (err, alpha)
     alpha = best[1]
