@@ -206,7 +206,7 @@ def _skewed_columns(X: np.ndarray) -> np.ndarray:
 
 
 def _positive_floors(X: np.ndarray) -> np.ndarray:
-    """:func:`_positive_floor` of every column at once."""
+    """Each column's small positive offset for log(x + offset): a tenth of its smallest positive value (or 1)."""
     smallest = np.where(X > 0, X, np.inf).min(axis=0)
     return np.where(np.isfinite(smallest), smallest / 10, 1.0)
 
@@ -291,12 +291,6 @@ def ridge_loo(Z: np.ndarray, y: np.ndarray, w: np.ndarray, alphas) -> tuple[np.n
     alpha = best[1]
     coef = Vt.T @ (sv / (sv ** 2 + alpha) * Ut)
     return coef, ym - float(zm @ coef), float(alpha), (zm, Vt, sv ** 2 + alpha, (sw ** 2).sum(), best[0])
-
-
-def _positive_floor(col: np.ndarray) -> float:
-    """A small positive offset for log(x + offset): a tenth of the smallest positive value (or 1)."""
-    pos = col[col > 0]
-    return float(pos.min() / 10) if pos.size else 1.0
 
 
 def _reduced_predict(X_tr, y_tr, w_tr, full: LinearStage, X_new, missing, models: dict) -> np.ndarray:

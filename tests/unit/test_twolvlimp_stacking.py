@@ -211,3 +211,28 @@ def test_intervals_hold_for_rows_lacking_the_inputs_the_calibration_rows_had(int
     # and no wider than needed: close to the width the true error of a model without x0 calls for
     sd_without_x0 = np.sqrt(9 + 0.09)
     assert np.mean(masked.upper - masked.lower) < 2 * 1.645 * sd_without_x0 * 1.25
+
+
+def test_linear_stage_tests_every_column_at_once_as_one_by_one():
+    """LinearStage.fit logs the columns the per-column rule calls skewed (non-negative, skewness > SKEW_LOG) with
+    the offset a tenth of the smallest positive value (1 without one), computed for every column at once."""
+    from models.twolvlimp.stacking import SKEW_LOG, LinearStage, _skewed
+
+    rng = np.random.default_rng(5)
+    n, p = 60, 12
+    X = np.exp(rng.normal(size=(n, p)) * np.linspace(0.1, 2.5, p))   # from symmetric to strongly skewed
+    X[:, 0] = X[:, -1]
+    X[0, 0] = -1e-3           # as skewed as the last column, but one value is negative: never logged
+    X[:, 1] = 4.0             # constant: never logged
+    X[:, 2] = 0.0
+    X[:3, 2] = (100.0, 250.0, 400.0)   # zeros and a long tail: skewed, offset a tenth of 100
+    X[:, 3] = 0.0             # all zero: not skewed, offset 1 if it were
+    stage = LinearStage().fit(X, rng.normal(size=n), np.ones(n))
+    one_by_one = np.array([_skewed(X[:, k]) for k in range(p)])
+    assert np.array_equal(stage.log_, one_by_one)
+    assert stage.log_.sum() >= 3 and not stage.log_[[0, 1, 3]].any() and stage.log_[2] and stage.offset_[2] == 10.0
+    for k in np.flatnonzero(stage.log_):
+        assert stage.offset_[k] == X[X[:, k] > 0, k].min() / 10
+    assert (stage.offset_[~stage.log_] == 0).all()
+    assert not LinearStage(log=False).fit(X, rng.normal(size=n), np.ones(n)).log_.any()
+    assert SKEW_LOG > 0
