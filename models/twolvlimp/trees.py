@@ -150,13 +150,14 @@ class _TreeReader:
     """Node depths and ancestors of one fitted tree, to read it as if grown to a smaller depth (the node index
     is built on the first read at a smaller depth: reads of the full tree, as the selection's, never need it)."""
 
-    __slots__ = ("tree", "value", "max_depth", "_index", "_anc")
+    __slots__ = ("tree", "value", "max_depth", "_index", "_depth", "_anc")
 
     def __init__(self, t):
         self.tree = t
         self.value = t.value[:, 0, 0].copy()
         self.max_depth = int(t.max_depth)   # the depth of its deepest node (the root's is 0)
         self._index = None
+        self._depth = None                  # node depths handed in by the forest (_ForestIndex), if any
         self._anc: dict[int, np.ndarray] = {}
 
     def _nodes(self) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
@@ -193,7 +194,7 @@ class _TreeReader:
 
     @property
     def depth(self) -> np.ndarray:
-        return self._nodes()[2]
+        return self._depth if self._depth is not None else self._nodes()[2]
 
     def ancestors(self, depth: int | None) -> np.ndarray | None:
         """node -> its ancestor at ``depth`` (itself when shallower); None when the tree is not deeper."""
@@ -229,6 +230,57 @@ class _TreeReader:
         out /= w[0]
         total = out.sum()
         return out / total if total > 0 else out
+
+
+class _ForestIndex:
+    """Every tree of a forest as one array of nodes (each tree's nodes after the previous tree's), to read all the
+    trees at a smaller depth with a few array operations instead of a few per tree: the same nodes, so the same
+    values as each tree's :class:`_TreeReader`."""
+
+    def __init__(self, readers: list[_TreeReader]):
+        counts = np.array([r.tree.node_count for r in readers], dtype=np.intp)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+        left = np.concatenate([np.where(r.tree.children_left >= 0, r.tree.children_left + o, -1)
+                               for r, o in zip(readers, self.offsets)])
+        right = np.concatenate([np.where(r.tree.children_right >= 0, r.tree.children_right + o, -1)
+                                for r, o in zip(readers, self.offsets)])
+        self.value = np.concatenate([r.value for r in readers])
+        self.parent = np.full(left.size, -1, dtype=np.intp)
+        internal = np.flatnonzero(left >= 0)
+        self.parent[left[internal]] = internal
+        self.parent[right[internal]] = internal
+        self.levels = [self.offsets]          # every tree's nodes at depth 0, 1, 2, ...
+        frontier = self.offsets
+        while True:
+            kids = np.concatenate((left[frontier], right[frontier]))
+            kids = kids[kids >= 0]
+            if kids.size == 0:
+                break
+            self.levels.append(kids)
+            frontier = kids
+        self.depth = np.empty(left.size, dtype=np.intp)
+        for level, nodes in enumerate(self.levels):
+            self.depth[nodes] = level
+        for r, o, c in zip(readers, self.offsets, counts):
+            r._depth = self.depth[o:o + c]
+        self._anc: dict[int, np.ndarray] = {}
+
+    def ancestors(self, depth: int) -> np.ndarray:
+        """node -> its ancestor at ``depth`` (itself when shallower), every tree."""
+        anc = self._anc.get(depth)
+        if anc is None:
+            anc = np.arange(self.parent.size, dtype=np.intp)
+            for level in self.levels[depth + 1:]:
+                anc[level] = anc[self.parent[level]]
+            self._anc[depth] = anc
+        return anc
+
+    def predict(self, leaves: list[np.ndarray], depth: int | None) -> np.ndarray:
+        """Per-tree predictions (n_trees, n_samples) from each tree's leaves."""
+        nodes = np.stack(leaves) + self.offsets[:, None]
+        if depth is not None:
+            nodes = self.ancestors(depth)[nodes]
+        return self.value[nodes]
 
 
 class DepthForest(RegressorMixin, BaseEstimator):
@@ -276,6 +328,7 @@ class DepthForest(RegressorMixin, BaseEstimator):
             trees.append(grow_tree(X, y, tree_w, None, self.max_features, draw, random_split=self.kind != "rf"))
         self.trees_ = trees
         self.readers_ = [_TreeReader(t) for t in trees]
+        self._index = None   # the forest-wide node index, built on the first read at a smaller depth
         self.n_features_in_ = X.shape[1]
         self.tree_max_depth_ = max(r.max_depth for r in self.readers_)
         return self
@@ -288,7 +341,11 @@ class DepthForest(RegressorMixin, BaseEstimator):
         """Per-tree predictions, shape (n_trees, n_samples)."""
         depth = self.max_depth if depth == "default" else depth
         leaves = self.leaves(X) if leaves is None else leaves
-        return np.stack([r.predict(lv, depth) for r, lv in zip(self.readers_, leaves)])
+        if depth is None or depth >= self.tree_max_depth_ or not leaves:
+            return np.stack([r.value[lv] for r, lv in zip(self.readers_, leaves)])
+        if getattr(self, "_index", None) is None:
+            self._index = _ForestIndex(self.readers_)
+        return self._index.predict(leaves, depth)
 
     def predict(self, X, depth: int | None = "default") -> np.ndarray:
         return self.tree_predictions(X, depth).mean(axis=0)

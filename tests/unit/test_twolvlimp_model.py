@@ -472,3 +472,17 @@ def test_estimate_answers_a_target_kept_after_switching_the_dataset(platform, ru
     completed = lookups.complete_for_estimate(platform, form)
     assert completed.dataset == "hdr" and completed.target in lookups.targets(platform, 2015, "hdr")
     assert runtime.estimate_seconds(platform, completed) > 0  # ...and /estimate answers it
+
+
+@pytest.mark.parametrize("kind", ["rf", "et"])
+def test_a_forest_reads_every_tree_at_once_as_each_tree_alone(xy, kind):
+    """DepthForest reads all its trees at a smaller depth through one node index: the same values as each
+    tree's own reader (checked above against trees grown to that depth), and the same importances."""
+    X, y, w, Xt = xy
+    forest = DepthForest(kind, n_estimators=12, random_state=4).fit(X, y, w)
+    leaves = forest.leaves(Xt)
+    for depth in (1, 2, 4, 8, None):
+        alone = np.stack([_TreeReader(r.tree).predict(lv, depth) for r, lv in zip(forest.readers_, leaves)])
+        assert np.array_equal(forest.tree_predictions(depth=depth, leaves=leaves), alone), depth
+        assert np.array_equal(np.mean([r.importances(depth) for r in forest.readers_], axis=0),
+                              np.mean([_TreeReader(r.tree).importances(depth) for r in forest.readers_], axis=0))
