@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -27,6 +26,7 @@ from shared.dataset import Dataset
 from shared.errors import NotFound, ServiceError, UnsupportedValue
 from shared.http import ApiBlueprint
 from shared.imports import import_model_code
+from shared.instance import InstanceSlot
 from shared.publish import target_from_settings
 from shared.runs import QueueOptions, RunQueue, Runs, UnknownRun, queue_options
 from shared.settings import PROJECT_ROOT, Settings, get_settings, secret_value
@@ -239,24 +239,10 @@ def build_service(settings: Settings) -> AiMode:
                   options=queue_options(read_host_json()), accuracy_sample=settings.ai_mode_accuracy_sample)
 
 
-_service: AiMode | None = None
-_lock = threading.Lock()
-
-
-def service() -> AiMode:
-    global _service
-    with _lock:
-        if _service is None:
-            _service = build_service(get_settings())
-        return _service
-
-
-def use_service(new: AiMode | None) -> AiMode | None:
-    """Serve the routes and the queue function with ``new`` (None: build one from the settings on next use)."""
-    global _service
-    with _lock:
-        old, _service = _service, new
-        return old
+# the routes and the queue function serve this (tests: use_service(their own); None: built again on next use)
+_service: InstanceSlot[AiMode] = InstanceSlot(lambda: build_service(get_settings()))
+service = _service.get
+use_service = _service.replace
 
 
 # ------------------------------------------------------------------------------------------ the routes

@@ -37,7 +37,7 @@ from models.errors import ModelInputError  # noqa: E402
 from models.twolvlimp import aimode  # noqa: E402
 from shared.dataset import Dataset  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from shared.store import DatasetStore, source_from_settings  # noqa: E402
+from shared.store import build_store  # noqa: E402
 
 log = logging.getLogger("sids.ai_mode")
 
@@ -45,7 +45,7 @@ _ds: Dataset | None = None   # each worker process's dataset (inherited from the
 
 
 def load_dataset(settings: Settings) -> Dataset:
-    return DatasetStore(source_from_settings(settings), settings.refresh_seconds).get()
+    return build_store(settings).get()
 
 
 def _init(settings: Settings, ds: Dataset | None) -> None:
