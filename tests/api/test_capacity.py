@@ -12,8 +12,9 @@ import time
 
 import pytest
 
+from models.twolvlimp.tree_search import FitContext, fit_submitter
 from shared.capacity import (Budget, ComputeGate, Overloaded, RequestCancelled, TimeBudgetExceeded, cancel_event,
-                             checkpoint, current_check, run_cancellable)
+                             run_cancellable)
 from shared.http import model_error_response
 from shared.settings import Settings, reset_settings
 
@@ -178,23 +179,28 @@ def test_budget_stops_work_after_its_deadline_and_says_where():
     assert body["context"]["budget_seconds"] == 10 and body["context"]["stage"] == "fold 2"
 
 
-def test_cancellation_flag_reaches_the_budget_through_the_context():
+def test_cancellation_flag_reaches_the_fits_through_the_fit_context():
+    """The host's flag reaches the handler's budget; the budget's check reaches every fit in the FitContext the
+    runtime hands down (no context variable between the runtime and the fits)."""
     event = threading.Event()
-    seen = []
+    seen, ran = [], []
 
     def handler():
         seen.append(cancel_event())
-        budget = Budget.for_request(60)
-        with budget.active():
-            checkpoint("a")  # not cancelled yet
-            event.set()
-            with pytest.raises(RequestCancelled):
-                current_check()("b")
+        ctx = FitContext(check=Budget.for_request(60).check)
+        ctx.check("a")  # not cancelled yet
+        submit = fit_submitter(1000, ctx)
+        assert submit("fold 1", ran.append, 1).result() is None
+        event.set()
+        with pytest.raises(RequestCancelled):
+            ctx.check("b")
+        with pytest.raises(RequestCancelled):   # a queued fit of a cancelled request never starts
+            submit("fold 2", ran.append, 2).result()
 
     run_cancellable(event, handler)
-    assert seen == [event]
+    assert seen == [event] and ran == [1]
     assert cancel_event() is None  # reset outside
-    current_check()("no budget active: a no-op")
+    FitContext().check("no budget: a no-op")
 
 
 # ---------------------------------------------------------------------------------- compute gate
