@@ -163,6 +163,12 @@ def layout(ds: Dataset, r: ResolvedRequest) -> Layout:
     return Layout(j, column, sids, train, to_predict, own, train_own, own_rows, cross_rows)
 
 
+def submodel_roles(lay: Layout) -> list[str]:
+    """The submodels a request fits, in order: each a stack (:func:`fit_stacked`) of its own. The one list
+    :func:`run_default` fits and :func:`plan_default` declares."""
+    return [role for role, rows in (("own_series", lay.own_rows), ("cross_section", lay.cross_rows)) if rows.size]
+
+
 def _with_own_gaps(gaps: np.ndarray) -> np.ndarray:
     """The own-series submodel's gap flags: its three own-series features are never imputed."""
     return np.column_stack([gaps, np.zeros((gaps.shape[0], len(OWN_FEATURES)), bool)])
@@ -202,7 +208,8 @@ def run_default(ds: Dataset, r: ResolvedRequest, ctx: FitContext = FitContext())
     submodels: list[Submodel] = []
     own_name = f"{r.target} (own series)"
 
-    if own_rows.size:
+    roles = submodel_roles(lay)
+    if "own_series" in roles:
         XA = np.column_stack([X, own.features()])
         base = own.estimate
         yA = column[train_own] - base[train_own]
@@ -222,7 +229,7 @@ def run_default(ds: Dataset, r: ResolvedRequest, ctx: FitContext = FitContext())
             interval_info={**fit.interval_info, "target": "correction to the own-series estimate"},
             y_mean=float(yt.mean()), y_min=float(yt.min()), y_max=float(yt.max())))
 
-    if cross_rows.size:
+    if "cross_section" in roles:
         rows = np.flatnonzero(train)
         # the candidates as the data has them (NaN where no value) for the chained linear member: every
         # country's row, the training rows and the rows to predict first
@@ -299,9 +306,9 @@ def absent_sids(ds: Dataset) -> list[dict]:
 # ----------------------------------------------------------------------------- the work it needs
 def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
     """The jobs :func:`run_default` will run for this request (:mod:`models.twolvlimp.work`): the base
-    imputation and the selection unless memoised, then per submodel each tree kind's fold fits, the
-    ridge fits (one per fold and pattern of imputed predictors), the screened ridge, the stacking;
-    and the response. Counted with the functions and constants the method runs with; where a count
+    imputation and the selection unless memoised, then per submodel (:func:`submodel_roles`) the jobs of its
+    stack, from the member list the stack runs (:func:`models.twolvlimp.stack.stack_jobs`: the calibration per
+    pattern, each member's fits, the stacking); and the response. Counted with the functions and constants the method runs with; where a count
     depends on the fit itself (boosting stages, the patterns of predictors not selected yet) the
     expected value. ``tests/unit/test_work_plan.py`` checks it against the tally of real runs."""
     lay = layout(ds, r)
@@ -327,19 +334,20 @@ def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
     gaps = None if selected is None else np.isnan(M[:, cols[selected]])
     candidate_gap_share = float(np.isnan(M[:, cols]).mean()) if cols.size else 0.0
 
-    in_folds = bool(lay.cross_rows.size) and reselects_in_folds(r, cols.size, n)
+    roles = submodel_roles(lay)
+    in_folds = "cross_section" in roles and reselects_in_folds(r, cols.size, n)
     if in_folds and not work_memo_has(ds, fold_selection_key(r)):
         for tr, _ in stack_folds(n, SEED):
             jobs += [Job(kind, terms, "prepare", fits_in_parallel(n))
                      for kind, terms in afs_terms(tr.size, cols.size, r.number_predictor, RFE_TREES).items()]
 
     kinds = KINDS if r.model == "all" else (r.model,)
-    if lay.own_rows.size:
+    if "own_series" in roles:
         y = lay.column[lay.train_own] - lay.own.estimate[lay.train_own]
         jobs += _submodel_jobs(r, lay.train_own, lay.own_rows, y, None if gaps is None else _with_own_gaps(gaps),
                                p + len(OWN_FEATURES), candidate_gap_share, candidates=0, countries=ds.countries.size,
                                n_candidates=cols.size)
-    if lay.cross_rows.size:
+    if "cross_section" in roles:
         rows = np.flatnonzero(lay.train)
         jobs += _submodel_jobs(r, rows, lay.cross_rows, lay.column[rows], gaps, p, candidate_gap_share,
                                candidates=0 if r.scheme == "MANUAL" else cols.size, countries=ds.countries.size,

@@ -313,7 +313,7 @@ def test_predict_refuses_up_front_what_the_cost_model_says_overruns_the_budget(c
     with_settings(request_time_budget_seconds=1.0)
     heavy = {**HEAVY, "estimators": 500, "interpolator": "IterativeImputer"}
     assert call("POST", "/twolvlImp/estimate", heavy).json() > 1.0
-    monkeypatch.setattr(twolvlimp_runtime, "compute", lambda ds, r: pytest.fail("refused work must not start"))
+    monkeypatch.setattr(twolvlimp_runtime, "compute", lambda ds, r, ctx: pytest.fail("refused work must not start"))
     reply = call("POST", "/twolvlImp/predict", heavy)
     assert reply.status == 422, reply.body
     detail = reply.json()["detail"]
@@ -362,7 +362,7 @@ def test_work_that_no_longer_fits_after_queueing_is_refused_before_it_starts(wdi
 
     runtime = with_settings(max_concurrent_predictions=1, max_queued_predictions=4)
     monkeypatch.setattr(twolvlimp_runtime.DurationModel, "estimate", lambda self, w: 0.5)  # fits a 0.8 s budget...
-    monkeypatch.setattr(twolvlimp_runtime, "compute", lambda ds, r: pytest.fail("work that cannot fit must not start"))
+    monkeypatch.setattr(twolvlimp_runtime, "compute", lambda ds, r, ctx: pytest.fail("work that cannot fit must not start"))
     gate = runtime.slots
     gate._mean_hold = 0.01  # the queue looks short when the request arrives
     release, entered = threading.Event(), threading.Event()
