@@ -1,6 +1,10 @@
 """Second level of the default method: the user's tree learner and a regularised linear model, combined
 by cross-validation inside the request, with locally adaptive conformal intervals.
 
+This module holds the numeric work of the stack's members; the members themselves (one class each) are in
+:mod:`models.twolvlimp.members`, and their combination (grid, tie-break, intervals, report) in
+:mod:`models.twolvlimp.stack`.
+
 Why: trees cannot extrapolate and average toward the mean of their leaves, so on targets that are
 near-linear in the predictors, and for SIDS that are unlike most training rows, they collapse toward
 the mean; a ridge regression on the standardised predictors does not, but misses non-linear and
@@ -43,7 +47,7 @@ that request's own data:
 
 Intervals (90%), calibrated on the out-of-fold residuals of the stacked prediction with the
 finite-sample weighted conformal quantile (SIDS weighted as much as all other countries); for those
-residuals each fold's stacking weights are chosen without that fold's rows (:func:`_nested_stack_oof`):
+residuals each fold's stacking weights are chosen without that fold's rows (:func:`models.twolvlimp.stack._nested_stack_oof`):
 
 * ``quantile``: normalised (locally adaptive) conformal: ``|y - oof| / s(x)`` with ``s(x)`` one of: a
   constant; the spread of the single-tree predictions plus ``b`` times its median (``b`` in 0.5, 1, 2;

@@ -153,7 +153,7 @@ def test_fits_run_on_the_runtime_pool(wdi, monkeypatch):
     finally:
         runtime.close()
     assert threads and all(name.startswith("twolvlimp-fit") for name in threads), threads
-    assert tree_search.pool() is not runtime.fit_pool  # outside the runtime's computation, fits run on the caller
+    assert FitContext().pool is tree_search.ON_THIS_THREAD  # outside a runtime's computation, fits run on the caller
 
 
 # ---------------------------------------------------------------------------------- budgets
