@@ -17,7 +17,7 @@ search); a member calls it with the stack's data (:class:`StackRun`) and the req
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

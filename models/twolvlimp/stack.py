@@ -25,10 +25,10 @@ import numpy as np
 from models.twolvlimp.intervals import bootstrap_interval
 from models.twolvlimp.members import (MEMBERS, Member, MemberFit, StackData, StackOptions, StackPlan, StackRun,
                                       StackShape, TreesMember)
-from models.twolvlimp.stacking import (FOREST_DEPTHS, MAX_PATTERNS, MONDRIAN_MIN, PATTERN_WEIGHTS, _masked_rows,
-                                       _normalised_interval, pattern_columns, pattern_terms, patterns_of, stack_folds,
-                                       tree_search_rounds)
-from models.twolvlimp.tree_search import ESTIMATOR_NAMES, N_FOLDS, FitContext, FitResult, _wmse, balanced_weights
+from models.twolvlimp.stacking import (MAX_PATTERNS, MONDRIAN_MIN, PATTERN_WEIGHTS, _masked_rows, _normalised_interval,
+                                       pattern_columns, pattern_terms, patterns_of, stack_folds, tree_search_rounds)
+from models.twolvlimp.tree_search import (ESTIMATOR_NAMES, FOREST_DEPTHS, N_FOLDS, FitContext, FitResult, _wmse,
+                                          balanced_weights)
 from models.twolvlimp.work import Job, job
 
 __all__ = ["fit_stacked", "stack_jobs", "stacking_grid", "StackData", "StackOptions", "StackPlan", "MEMBERS"]
@@ -153,7 +153,36 @@ def _leverage(g, leverages):
     return None if not weighing else leverages[-max(weighing)[1]]
 
 
+def _calibration_rows(sids: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """The rows the conformal quantile is taken over, their weights, the weight of a row to predict, and what
+    that is. The rows to predict are SIDS, often unlike the other countries, so when enough training SIDS exist
+    the quantile is taken over the SIDS rows alone (Mondrian, group-conditional conformal prediction);
+    otherwise over every row, SIDS weighted as all others."""
+    if sids.sum() >= MONDRIAN_MIN:
+        return sids, np.ones(int(sids.sum())), 1.0, "the SIDS rows (group-conditional)"
+    tw = float(w[sids][0]) if sids.any() else 1.0
+    return np.ones(sids.size, bool), w, tw, "every row, SIDS weighted as all other countries together"
+
+
+def _masked_members(fits: list[MemberFit], folds, k: int, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Every member's predictions of the held-out rows masked to pattern ``k`` (members x training rows), and per
+    member its spread (0 where it has none) or leverage (1 where it has none) on those rows."""
+    Mk = np.empty((len(fits), n))
+    aux = [np.zeros(n) if f.spread is not None else np.ones(n) for f in fits]
+    for f, (_, te) in enumerate(folds):
+        block = slice(k * te.size, (k + 1) * te.size)
+        for i, fit in enumerate(fits):
+            predicted, scale = fit.masked[f]
+            Mk[i, te] = predicted[block]
+            if scale is not None:
+                aux[i][te] = scale[block]
+    return Mk, aux
+
+
 def _combine(run: StackRun, running: list[Member], fits: list[MemberFit], members: tuple[Member, ...]) -> FitResult:
+    """The running members' fits stacked: the weights of least out-of-fold error, the intervals on the nested
+    out-of-fold residuals, per pattern of missing inputs where rows to predict lack some; ``members`` (every
+    member of the list, running or not) shapes the report."""
     data, opts, w, folds = run.data, run.opts, run.w, run.folds
     y, n = data.y, data.y.size
     order = tie_order(running)
@@ -173,16 +202,7 @@ def _combine(run: StackRun, running: list[Member], fits: list[MemberFit], member
     if importances.sum() > 0:
         importances = importances / importances.sum()
 
-    sids = np.asarray(data.is_sids, bool)
-    # Calibration for SIDS: the rows to predict are SIDS, often unlike the other countries, so when
-    # enough training SIDS exist the conformal quantile is taken over the SIDS rows alone (Mondrian,
-    # group-conditional conformal prediction); otherwise over every row, SIDS weighted as all others.
-    if sids.sum() >= MONDRIAN_MIN:
-        calib, cw, tw, calibrated_on = sids, np.ones(int(sids.sum())), 1.0, "the SIDS rows (group-conditional)"
-    else:
-        calib, cw = np.ones(n, bool), w
-        tw = float(w[sids][0]) if sids.any() else 1.0
-        calibrated_on = "every row, SIDS weighted as all other countries together"
+    calib, cw, tw, calibrated_on = _calibration_rows(np.asarray(data.is_sids, bool), w)
 
     def calibrated(g, honest, prediction, spreads, leverages):
         """The interval of ``prediction`` (weights ``g``) calibrated on the residuals of ``honest``; ``spreads``,
@@ -210,16 +230,7 @@ def _combine(run: StackRun, running: list[Member], fits: list[MemberFit], member
         info["patterns"] = []
         for k in range(len(masks)):
             rows = np.flatnonzero(row_pattern == k)
-            Mk = np.empty((len(fits), n))
-            # per member, its spread (0 where unknown) or leverage (1 where unknown) on the masked rows
-            aux = [np.zeros(n) if f.spread is not None else np.ones(n) for f in fits]
-            for f, (_, te) in enumerate(folds):
-                block = slice(k * te.size, (k + 1) * te.size)
-                for i, fit in enumerate(fits):
-                    predicted, scale = fit.masked[f]
-                    Mk[i, te] = predicted[block]
-                    if scale is not None:
-                        aux[i][te] = scale[block]
+            Mk, aux = _masked_members(fits, folds, k, n)
             if PATTERN_WEIGHTS:
                 gk = _best_weights(grid, Mk, y, w, order)
                 honest_k = _nested_stack_oof(grid, Mk, y, w, folds, order)

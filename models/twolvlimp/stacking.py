@@ -71,8 +71,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold
 
-from models.twolvlimp.tree_search import (FOREST_DEPTHS, KINDS, N_FOLDS, FitContext, _depth_key, _wmse,
-                                          search_trees)
+from models.twolvlimp.tree_search import KINDS, N_FOLDS, FitContext, _depth_key, _wmse, search_trees
 from models.twolvlimp.imputers import NearestFeatureIterativeImputer, ScaledKNNImputer, one_blas_thread
 from models.twolvlimp.intervals import weighted_conformal_quantile
 from models.twolvlimp.work import job, svd_cells
