@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -174,6 +175,48 @@ def _with_own_gaps(gaps: np.ndarray) -> np.ndarray:
     return np.column_stack([gaps, np.zeros((gaps.shape[0], len(OWN_FEATURES)), bool)])
 
 
+@dataclass(frozen=True)
+class PrepareStep:
+    """One step before the stacks whose result is memoised per data version: its work-memo key, and the jobs it
+    runs when that key is not memoised yet."""
+
+    name: str
+    key: tuple
+    jobs: Callable[[], list[Job]]
+
+
+def prepare_steps(ds: Dataset, r: ResolvedRequest, lay: Layout) -> list[PrepareStep]:
+    """The memoised steps before the stacks, in order: the base imputation of the candidates, the selection
+    (AFS/PCA), the selection on each stack fold's training rows (AFS among more candidates than training rows,
+    for the cross-section submodel). The one list :func:`run_default` runs (each through the work memo under its
+    key) and :func:`plan_default` declares (unless memoised)."""
+    M = ds.year_matrix(r.year)
+    memo_key, cols = imputation_key(ds, r.year, r.interpolator, lay.target, manual_columns(ds, r))
+    n = int(lay.train.sum())
+
+    def imputation_jobs() -> list[Job]:
+        if not needs_imputation(M[:, cols]):
+            return []
+        return [Job(f"impute_{r.interpolator}", imputation_terms(r.interpolator, M[:, cols]), "prepare")]
+
+    def selection_jobs() -> list[Job]:
+        if r.scheme == "AFS":
+            return [Job(kind, terms, "prepare")
+                    for kind, terms in afs_terms(n, cols.size, r.number_predictor, RFE_TREES).items()]
+        return [Job("pca", {"svd": svd_cells(n, cols.size)}, "prepare")]
+
+    def fold_selection_jobs() -> list[Job]:
+        return [Job(kind, terms, "prepare", fits_in_parallel(n)) for tr, _ in stack_folds(n, SEED)
+                for kind, terms in afs_terms(tr.size, cols.size, r.number_predictor, RFE_TREES).items()]
+
+    steps = [PrepareStep("imputation", memo_key, imputation_jobs)]
+    if r.scheme != "MANUAL":
+        steps.append(PrepareStep("selection", selection_key(r), selection_jobs))
+    if "cross_section" in submodel_roles(lay) and reselects_in_folds(r, cols.size, n):
+        steps.append(PrepareStep("selection_in_folds", fold_selection_key(r), fold_selection_jobs))
+    return steps
+
+
 def stack_options(r: ResolvedRequest) -> StackOptions:
     """The request's choices as every stack of its submodels takes them."""
     return StackOptions(model=r.model, n_estimators=r.estimators, interval=r.interval, seed=SEED, level=LEVEL)
@@ -184,6 +227,7 @@ def run_default(ds: Dataset, r: ResolvedRequest, ctx: FitContext = FitContext())
     started = time.perf_counter()
     lay = layout(ds, r)
     j, column, sids, train, to_predict = lay.target, lay.column, lay.sids, lay.train, lay.to_predict
+    steps = {step.name for step in prepare_steps(ds, r, lay)}
 
     extra = manual_columns(ds, r)
     cols, Z = candidate_matrix(ds, r.year, r.interpolator, j, extra)
@@ -235,8 +279,7 @@ def run_default(ds: Dataset, r: ResolvedRequest, ctx: FitContext = FitContext())
         # country's row, the training rows and the rows to predict first
         unimputed = None if r.scheme == "MANUAL" else raw
         other = np.setdiff1d(np.arange(ds.countries.size), np.concatenate([rows, cross_rows]))
-        in_folds = (fold_selections(ds, r, Z[rows], y, w, ctx) if reselects_in_folds(r, cols.size, rows.size)
-                    else None)
+        in_folds = fold_selections(ds, r, Z[rows], y, w, ctx) if "selection_in_folds" in steps else None
         data = StackData(X[rows], y, sids[rows], X[cross_rows], missing=gaps[rows], missing_pred=gaps[cross_rows],
                          # AFS/PCA ask the service to choose predictors: ridge on every candidate competes;
                          # MANUAL predictors are the user's choice and stay the only ones
@@ -305,41 +348,28 @@ def absent_sids(ds: Dataset) -> list[dict]:
 
 # ----------------------------------------------------------------------------- the work it needs
 def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
-    """The jobs :func:`run_default` will run for this request (:mod:`models.twolvlimp.work`): the base
-    imputation and the selection unless memoised, then per submodel (:func:`submodel_roles`) the jobs of its
-    stack, from the member list the stack runs (:func:`models.twolvlimp.stack.stack_jobs`: the calibration per
-    pattern, each member's fits, the stacking); and the response. Counted with the functions and constants the method runs with; where a count
-    depends on the fit itself (boosting stages, the patterns of predictors not selected yet) the
+    """The jobs :func:`run_default` will run for this request (:mod:`models.twolvlimp.work`): the steps before
+    the stacks unless memoised (:func:`prepare_steps`), then per submodel (:func:`submodel_roles`) the jobs of
+    its stack, from the member list the stack runs (:func:`models.twolvlimp.stack.stack_jobs`: the calibration
+    per pattern, each member's fits, the stacking); the response's job is the runtime's. Counted with the
+    functions and constants the method runs with; where a count depends on the fit itself (boosting stages, the patterns of predictors not selected yet) the
     expected value. ``tests/unit/test_work_plan.py`` checks it against the tally of real runs."""
     lay = layout(ds, r)
     M = ds.year_matrix(r.year)
     extra = manual_columns(ds, r)
-    memo_key, cols = imputation_key(ds, r.year, r.interpolator, lay.target, extra)
-    n = int(lay.train.sum())
-    jobs: list[Job] = []
-    if not work_memo_has(ds, memo_key) and needs_imputation(M[:, cols]):
-        jobs.append(Job(f"impute_{r.interpolator}", imputation_terms(r.interpolator, M[:, cols]), "prepare"))
-
-    selected = None
+    _, cols = imputation_key(ds, r.year, r.interpolator, lay.target, extra)
+    steps = prepare_steps(ds, r, lay)
+    jobs: list[Job] = [job for step in steps if not work_memo_has(ds, step.key) for job in step.jobs()]
     if r.scheme == "MANUAL":
         where = {int(c): i for i, c in enumerate(cols)}
         selected = np.asarray([where[c] for c in extra], dtype=int)
-    elif (selected := work_memo_get(ds, selection_key(r))) is None:
-        if r.scheme == "AFS":
-            jobs += [Job(kind, terms, "prepare")
-                     for kind, terms in afs_terms(n, cols.size, r.number_predictor, RFE_TREES).items()]
-        else:
-            jobs.append(Job("pca", {"svd": svd_cells(n, cols.size)}, "prepare"))
+    else:
+        selected = work_memo_get(ds, selection_key(r))
     p = selected.size if selected is not None else min(r.number_predictor, cols.size)
     gaps = None if selected is None else np.isnan(M[:, cols[selected]])
     candidate_gap_share = float(np.isnan(M[:, cols]).mean()) if cols.size else 0.0
-
     roles = submodel_roles(lay)
-    in_folds = "cross_section" in roles and reselects_in_folds(r, cols.size, n)
-    if in_folds and not work_memo_has(ds, fold_selection_key(r)):
-        for tr, _ in stack_folds(n, SEED):
-            jobs += [Job(kind, terms, "prepare", fits_in_parallel(n))
-                     for kind, terms in afs_terms(tr.size, cols.size, r.number_predictor, RFE_TREES).items()]
+    in_folds = any(step.name == "selection_in_folds" for step in steps)
 
     kinds = KINDS if r.model == "all" else (r.model,)
     if "own_series" in roles:
