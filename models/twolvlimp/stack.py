@@ -63,7 +63,8 @@ def _best_weights(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray, o
     """The stacking weights of least weighted squared error; among equals, by :func:`tie_order`."""
     G = np.asarray(grid)
     errors = ((G @ members_oof - y) ** 2) @ w
-    return grid[min(range(len(grid)), key=lambda i: (errors[i], *(grid[i][j] for j in order)))]
+    # np.lexsort's last key sorts first, and it is stable: among equal keys the first combination of the grid
+    return grid[int(np.lexsort((*(G[:, j] for j in reversed(order)), errors))[0])]
 
 
 def _nested_stack_oof(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray, folds, order: list[int],
