@@ -275,9 +275,9 @@ def test_result_cache_same_bytes_and_one_computation_for_concurrent_requests(wdi
     calls = []
     real = twolvlimp_runtime.compute
 
-    def counting(ds, r):
+    def counting(ds, r, ctx):
         calls.append(r)
-        return real(ds, r)
+        return real(ds, r, ctx)
 
     monkeypatch.setattr(twolvlimp_runtime, "compute", counting)
     req = ImputationRequest(**SIMPLE)
@@ -390,7 +390,7 @@ def test_concurrent_different_requests_give_the_sequential_answers(wdi, runtime,
 def test_concurrent_predictions_are_bounded_by_compute_slots(wdi, new_runtime, monkeypatch):
     running, peak, lock = [0], [0], threading.Lock()
 
-    def slow_compute(ds, r):
+    def slow_compute(ds, r, ctx):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
