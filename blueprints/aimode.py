@@ -107,6 +107,10 @@ class RunStatus(ApiModel):
     rate_per_second: float
     seconds_left: Optional[float] = None
     info: dict[str, Any] = {}
+    accuracy: Optional[dict[str, dict[str, Any]]] = Field(
+        None, description="Once the run is finished: each slot's measured accuracy (\"Model <N>\": NRMSE, 90% interval "
+                          "coverage, their standard errors, the indicator-years and hidden values of the sample), as "
+                          "in the set's ML Model Metadata.json")
 
 
 class Published(ApiModel):
@@ -190,7 +194,7 @@ class AiMode:
     work: Any                     # an AiModeWork, or a test's stand-in with the same methods
     options: QueueOptions
     dataset: Callable[[], Dataset] = get_dataset
-    accuracy_sample: int = 20
+    accuracy_sample: int = 120
 
     def start(self, req: RunRequest, ds: Dataset | None = None) -> dict:
         ds = ds or self.dataset()
@@ -208,7 +212,14 @@ class AiMode:
                                  dataset_version=self.dataset().version)
 
     def status(self, run: str | None = None) -> dict:
-        return self.runs.status(run, self.work)
+        out = self.runs.status(run, self.work)
+        state = out["run"] and out["run"]["state"]
+        if state in ("published", "superseded"):
+            raw = self.runs.target.read(f"{out['run']['run']}/{AiModeWork.model().METADATA_PATH}")
+            metadata = json.loads(raw) if raw is not None else {}
+            out["run"]["accuracy"] = {name: entry["accuracy"] for name, entry in metadata.items()
+                                      if isinstance(entry, dict) and isinstance(entry.get("accuracy"), dict)}
+        return out
 
     def on_new_dataset(self, ds: Dataset) -> None:
         """AI_MODE_RUN_ON_NEW_DATA: a run of every slot on a newly loaded dataset version (once per version)."""
