@@ -14,7 +14,6 @@ instance is ready (shared/telemetry.py): the exporter's import must not delay th
 import azure.functions as func
 
 from blueprints import model_blueprints
-from shared.cache import set_memo_bytes
 from shared.logs import configure_logging
 from shared.memory import limit_arenas
 from shared.platform import platform
@@ -26,7 +25,6 @@ from shared.warmup import warm_up
 
 configure_logging()
 limit_arenas(get_settings().malloc_arena_max)  # before the request and fit threads allocate (shared/memory.py)
-set_memo_bytes(get_settings().work_memo_bytes)  # each per-data-version memo table of request-dependent work
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 for blueprint in model_blueprints(get_settings().service_model):

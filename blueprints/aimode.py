@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -27,6 +26,7 @@ from shared.dataset import Dataset
 from shared.errors import NotFound, ServiceError, UnsupportedValue
 from shared.http import ApiBlueprint
 from shared.imports import import_model_code
+from shared.instance import InstanceSlot
 from shared.publish import target_from_settings
 from shared.runs import QueueOptions, RunQueue, Runs, UnknownRun, queue_options
 from shared.settings import PROJECT_ROOT, Settings, get_settings, secret_value
@@ -107,6 +107,10 @@ class RunStatus(ApiModel):
     rate_per_second: float
     seconds_left: Optional[float] = None
     info: dict[str, Any] = {}
+    accuracy: Optional[dict[str, dict[str, Any]]] = Field(
+        None, description="Once the run is finished: each slot's measured accuracy (\"Model <N>\": NRMSE, 90% interval "
+                          "coverage, their standard errors, the indicator-years and hidden values of the sample), as "
+                          "in the set's ML Model Metadata.json")
 
 
 class Published(ApiModel):
@@ -190,7 +194,7 @@ class AiMode:
     work: Any                     # an AiModeWork, or a test's stand-in with the same methods
     options: QueueOptions
     dataset: Callable[[], Dataset] = get_dataset
-    accuracy_sample: int = 20
+    accuracy_sample: int = 120
 
     def start(self, req: RunRequest, ds: Dataset | None = None) -> dict:
         ds = ds or self.dataset()
@@ -208,7 +212,14 @@ class AiMode:
                                  dataset_version=self.dataset().version)
 
     def status(self, run: str | None = None) -> dict:
-        return self.runs.status(run, self.work)
+        out = self.runs.status(run, self.work)
+        state = out["run"] and out["run"]["state"]
+        if state in ("published", "superseded"):
+            raw = self.runs.target.read(f"{out['run']['run']}/{AiModeWork.model().METADATA_PATH}")
+            metadata = json.loads(raw) if raw is not None else {}
+            out["run"]["accuracy"] = {name: entry["accuracy"] for name, entry in metadata.items()
+                                      if isinstance(entry, dict) and isinstance(entry.get("accuracy"), dict)}
+        return out
 
     def on_new_dataset(self, ds: Dataset) -> None:
         """AI_MODE_RUN_ON_NEW_DATA: a run of every slot on a newly loaded dataset version (once per version)."""
@@ -239,24 +250,10 @@ def build_service(settings: Settings) -> AiMode:
                   options=queue_options(read_host_json()), accuracy_sample=settings.ai_mode_accuracy_sample)
 
 
-_service: AiMode | None = None
-_lock = threading.Lock()
-
-
-def service() -> AiMode:
-    global _service
-    with _lock:
-        if _service is None:
-            _service = build_service(get_settings())
-        return _service
-
-
-def use_service(new: AiMode | None) -> AiMode | None:
-    """Serve the routes and the queue function with ``new`` (None: build one from the settings on next use)."""
-    global _service
-    with _lock:
-        old, _service = _service, new
-        return old
+# the routes and the queue function serve this (tests: use_service(their own); None: built again on next use)
+_service: InstanceSlot[AiMode] = InstanceSlot(lambda: build_service(get_settings()))
+service = _service.get
+use_service = _service.replace
 
 
 # ------------------------------------------------------------------------------------------ the routes

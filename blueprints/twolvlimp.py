@@ -14,7 +14,6 @@ is one :class:`~models.twolvlimp.runtime.TwoLevelRuntime`, sized here from the s
 """
 from __future__ import annotations
 
-import threading
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -26,6 +25,7 @@ from models.twolvlimp.lookups import ImputationRequest
 from shared.capacity import Budget, favour_light_requests
 from shared.http import ApiBlueprint
 from shared.imports import import_model_code
+from shared.instance import InstanceSlot
 from shared.settings import Settings, get_settings
 from shared.store import get_dataset
 from shared.validation import ApiModel, Lookup, RequiredIf
@@ -60,27 +60,11 @@ def build_runtime(settings: Settings) -> TwoLevelRuntime:
                            queue_length=settings.max_queued_predictions, fit_workers=cpus)
 
 
-_runtime: TwoLevelRuntime | None = None
-_runtime_lock = threading.Lock()
-
-
-def runtime() -> TwoLevelRuntime:
-    """This instance's twolvlImp runtime (result cache, compute slots, fit pool, learned durations):
-    built from the settings by the first /estimate or /predict, then kept for the process."""
-    global _runtime
-    with _runtime_lock:
-        if _runtime is None:
-            _runtime = build_runtime(get_settings())
-        return _runtime
-
-
-def use_runtime(new: TwoLevelRuntime | None) -> TwoLevelRuntime | None:
-    """Serve /estimate and /predict with ``new`` from now on (None: build one from the settings on
-    next use); returns the runtime it replaces. For tests, which build their own."""
-    global _runtime
-    with _runtime_lock:
-        old, _runtime = _runtime, new
-        return old
+# This instance's twolvlImp runtime (result cache, compute slots, fit pool, learned durations): built from the
+# settings by the first /estimate or /predict, then kept for the process; tests serve with their own (use_runtime)
+_runtime: InstanceSlot[TwoLevelRuntime] = InstanceSlot(lambda: build_runtime(get_settings()))
+runtime = _runtime.get
+use_runtime = _runtime.replace
 
 
 def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:

@@ -12,7 +12,8 @@ documented rules of the Storage Queues extension, read from host.json ``extensio
 * success deletes the message; a failure makes it visible again after ``visibilityTimeout``; a message
   that failed on its ``maxDequeueCount``-th dequeue, or is fetched with a dequeue count above it (its
   last try never finished), is moved to ``<queue>-poison`` (created when needed);
-* an empty queue is polled with a randomised exponential back-off from 100 ms up to ``maxPollingInterval``;
+* an empty queue is polled with a randomised exponential back-off from 100 ms up to ``maxPollingInterval``
+  (a queue that cannot be reached too: the poll itself does not retry);
 * ``messageEncoding``: ``base64`` (the host's default) or ``none``; the function gets a
   ``QueueMessage`` with id, body, dequeue count, insertion and expiration times, pop receipt.
 
@@ -62,6 +63,10 @@ class QueueListener:
 
         self.name = name
         self.queue = QueueClient.from_connection_string(connection_string, queue_name)
+        # Polls without the SDK's own retries: its default policy sleeps 15 s and more between tries when the
+        # storage cannot be reached (e.g. Azurite still starting), which would hold the listener far past
+        # maxPollingInterval; the loop backs off by the host's rule instead and polls again.
+        self.poller = QueueClient.from_connection_string(connection_string, queue_name, retry_total=0)
         self.poison = QueueClient.from_connection_string(connection_string, f"{queue_name}-poison")
         self.handler = handler
         self.options = options
@@ -116,8 +121,8 @@ class QueueListener:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            pages = self.queue.receive_messages(messages_per_page=self.options.batch_size,
-                                                visibility_timeout=self.lease).by_page()
+            pages = self.poller.receive_messages(messages_per_page=self.options.batch_size,
+                                                 visibility_timeout=self.lease).by_page()
             return list(next(pages, []))[:self.options.batch_size]
         except ResourceNotFoundError:
             return []  # the queue does not exist yet: nothing was ever sent

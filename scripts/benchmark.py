@@ -1345,11 +1345,16 @@ def queue_workers(indicators: int = 6, slot: int = 1, workers: tuple[int, ...] =
     """AI Mode on the Azurite queue: the same run (``slot``, the ``indicators`` publishable data/wdi indicators with
     the fewest years to predict, so that the messages are alike and short) served by the local host with 1 and then
     2 worker processes, side by side; messages per second from the POST to the published manifest (each worker
-    process pays its own start: imports, year imputations).
+    process pays its own start: imports, year imputations). The host starts once its queue service answers (a worker
+    whose first poll found no storage used to wait out the storage SDK's 15 s retry, in the one-process runs only,
+    since the single process starts first). ``message_seconds_sum`` / ``busy_share``: the messages' own times and
+    the share of the processes' wall time they fill; a mean message time higher with 2 processes than with 1 says the
+    two did not get a core each.
 
         python scripts/benchmark.py --queue-workers [INDICATORS]
     """
     import httpx
+    from azure.storage.queue import QueueServiceClient
 
     sys.path.insert(0, str(ROOT))
     from scripts.processes import free_port, stop_process
@@ -1375,6 +1380,16 @@ def queue_workers(indicators: int = 6, slot: int = 1, workers: tuple[int, ...] =
                    AzureWebJobsStorage=("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
                                         "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBe"
                                         f"ksoGMGw==;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"))
+        deadline = time.time() + 60
+        while True:  # the queue service answering before any worker polls it: both configurations start alike
+            try:
+                QueueServiceClient.from_connection_string(env["AzureWebJobsStorage"],
+                                                          retry_total=0).get_service_properties()
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
         log = open(folder / "host.log", "wb")
         host = subprocess.Popen([sys.executable, "-m", "local_host", "--port", str(http_port), "--workers", str(n)],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -1403,9 +1418,18 @@ def queue_workers(indicators: int = 6, slot: int = 1, workers: tuple[int, ...] =
                     raise RuntimeError(f"run not published in {timeout} s: {status['run']}")
                 time.sleep(0.25)
             seconds = time.perf_counter() - started
+            done = folder / "out" / "runs" / answer["run"] / "done"
+            records = [json.loads(p.read_text()) for p in done.rglob("*.json")]
+            busy = sum(r["seconds"] for r in records)
             out["runs"][str(n)] = {"messages": answer["total"], "seconds": round(seconds, 2),
                                    "messages_per_second": round(answer["total"] / seconds, 4),
-                                   "failed": len(status["run"]["failed"])}
+                                   "failed": len(status["run"]["failed"]),
+                                   # the messages' own times: their sum, and the share of the processes' wall time
+                                   # they fill (the rest: polling, the queue and storage calls, the finish)
+                                   "message_seconds_sum": round(busy, 2),
+                                   "message_seconds_mean": round(busy / len(records), 3) if records else None,
+                                   "busy_share": round(busy / (n * seconds), 3),
+                                   "host_log": str(folder / "host.log")}
         finally:
             stop_process(host)
             stop_process(azurite)

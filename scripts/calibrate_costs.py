@@ -32,7 +32,7 @@ from scipy.optimize import nnls  # noqa: E402
 from models.twolvlimp.costs import UNIT_COSTS_FILE  # noqa: E402
 from models.twolvlimp.lookups import INTERPOLATORS as IMPUTERS, MODELS, SCHEMES  # noqa: E402
 from models.twolvlimp.lookups import ImputationRequest, resolve, year_info  # noqa: E402
-from models.twolvlimp.tree_search import fits_on  # noqa: E402
+from models.twolvlimp.tree_search import FitContext  # noqa: E402
 from models.twolvlimp.runtime import compute, plan_request  # noqa: E402
 from models.twolvlimp.work import tallied  # noqa: E402
 from shared.dataset import Dataset, build_dataset  # noqa: E402
@@ -95,8 +95,8 @@ def measure(ds: Dataset, req: ImputationRequest, pool: ThreadPoolExecutor) -> di
     forget(ds)
     r = resolve(ds, req)
     plan = plan_request(ds, r)
-    with tallied() as tally, fits_on(pool):
-        _, timings = compute(ds, r)
+    with tallied() as tally:
+        _, timings = compute(ds, r, FitContext(pool))
     ran = tally.seconds_by_kind(cpu=True)
     return {"request": r.key()[:-1], "planned": plan.totals(), "ran": ran, "ran_terms": tally.totals(),
             "seconds": timings}

@@ -4,7 +4,7 @@ per-data-version memo tables of request-dependent work (:func:`memo_table`), all
 ``Dataset.memo`` keeps what is computed once per data version and bounded by the data itself (look-up
 lists, counts); work that depends on the request (twolvlImp's imputed matrices and selections,
 correlation's standardised profiles) goes into a :func:`memo_table` instead, which evicts the least
-recently used entries beyond ``MEMO_LIMIT["bytes"]`` (WORK_MEMO_BYTES, applied when the app starts).
+recently used entries beyond the version's ``memo_bytes`` (WORK_MEMO_BYTES, given by the store that loaded it).
 """
 from __future__ import annotations
 
@@ -144,17 +144,7 @@ class LruCache:
             return len(self._items)
 
 
-# Each memo table of one data version holds at most this many bytes (WORK_MEMO_BYTES; set_memo_bytes).
-MEMO_LIMIT = {"bytes": 128 * 1024 * 1024}
-
-
-def set_memo_bytes(max_bytes: int) -> None:
-    """Bound every memo table (of present and future data versions) to ``max_bytes``."""
-    MEMO_LIMIT["bytes"] = max(0, int(max_bytes))
-
-
 def memo_table(ds: Dataset, name: tuple, entries: int) -> LruCache:
-    """The memo table ``name`` of this data version: at most ``entries`` entries and ``MEMO_LIMIT`` bytes."""
-    table: LruCache = ds.memo(name, lambda: LruCache(entries, MEMO_LIMIT["bytes"]))
-    table.max_bytes = MEMO_LIMIT["bytes"]
-    return table
+    """The memo table ``name`` of this data version: at most ``entries`` entries and the version's
+    ``memo_bytes`` (WORK_MEMO_BYTES, set by the store that loaded it)."""
+    return ds.memo(name, lambda: LruCache(entries, ds.memo_bytes))

@@ -4,10 +4,12 @@ request, and cancellation when the client has gone away.
 No HTTP here: the errors raised are the capacity errors defined below (:class:`Overloaded`,
 :class:`OverTimeBudget`, :class:`TimeBudgetExceeded`, :class:`RequestCancelled`), which carry no
 status; the HTTP layer maps them to answers (``shared/http.py``, ``ERROR_ANSWERS``). A handler makes a :class:`Budget` (a deadline, and the request's cancellation
-flag when the host provides one) and passes it to model code, which calls ``budget.check(stage)``
-between steps (folds, fits); code deeper down that is not handed the budget reads the active one
-with :func:`checkpoint` / :func:`current_check`. The local host sets the cancellation flag when
-the client disconnects (:func:`run_cancellable`).
+flag when the host provides one) and passes it to the runtime, which hands its ``check`` down to the model
+code explicitly (``models.twolvlimp.tree_search.FitContext``); the model code calls ``check(stage)`` between
+steps (folds, fits). The local host sets the cancellation flag when the client disconnects
+(:func:`run_cancellable`): the one value that still travels in a context variable, from the host's
+connection handling to the handler's :meth:`Budget.for_request`, past the Functions programming model
+(which has no parameter for it).
 """
 from __future__ import annotations
 
@@ -56,7 +58,6 @@ class RequestCancelled(CapacityError):
 
 
 _cancel_event: ContextVar[threading.Event | None] = ContextVar("sids_cancel_event", default=None)
-_active_budget: ContextVar["Budget | None"] = ContextVar("sids_active_budget", default=None)
 
 
 def run_cancellable(event: threading.Event, fn: Callable, *args):
@@ -116,29 +117,6 @@ class Budget:
                 f"stopped{where}. Ask for less work (fewer trees, model other than 'all', another interpolator) "
                 "or try again when the service is less busy.",
                 budget_seconds=self.seconds, elapsed_seconds=round(self.elapsed(), 2), stage=stage or None)
-
-    @contextmanager
-    def active(self) -> Iterator["Budget"]:
-        """Make this the budget that :func:`checkpoint` checks, on this thread, for the block."""
-        token = _active_budget.set(self)
-        try:
-            yield self
-        finally:
-            _active_budget.reset(token)
-
-
-def _no_check(stage: str = "") -> None:
-    return None
-
-
-def current_check() -> Callable[[str], None]:
-    """The active budget's ``check``, or a no-op: capture it before handing work to other threads."""
-    budget = _active_budget.get()
-    return budget.check if budget is not None else _no_check
-
-
-def checkpoint(stage: str = "") -> None:
-    current_check()(stage)
 
 
 LIGHT_REQUEST_SWITCH_INTERVAL = 0.001  # seconds

@@ -44,6 +44,7 @@ MANIFEST_FORMAT = 1
 # Values the models cannot handle (float32 overflow in IterativeImputer, squared errors): beyond this
 # magnitude a value is treated as missing and reported. Real indicators stay far below (world GDP ~1e14 US$).
 MAX_ABS_VALUE = 1e15
+DEFAULT_MEMO_BYTES = 128 * 1024 * 1024   # WORK_MEMO_BYTES' default
 # The Parquet copy's schema metadata: the SHA-256 of the CSV it was made from (its proof of being that CSV's copy).
 PARQUET_SOURCE_KEY = b"sids.source_csv_sha256"
 FIRST_YEAR = 1950  # year columns run from here to next calendar year
@@ -91,6 +92,7 @@ class Dataset:
     load_seconds: float = 0.0
     warnings: tuple[str, ...] = ()
     data_file: str = DATA_FILE         # the file the values were read from (the CSV, or its Parquet copy)
+    memo_bytes: int = DEFAULT_MEMO_BYTES  # each memo table of request-dependent work (shared/cache.memo_table)
     _memo: dict = field(default_factory=dict, repr=False)
     _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     ai_mode_blob_account_url: Optional[str] = _env("AI_MODE_BLOB_ACCOUNT_URL")
     ai_mode_blob_container: str = _env("AI_MODE_BLOB_CONTAINER", "ai-mode")
     ai_mode_run_on_new_data: bool = _env("AI_MODE_RUN_ON_NEW_DATA", False)  # a run when the store loads a new version
-    ai_mode_accuracy_sample: int = _env("AI_MODE_ACCURACY_SAMPLE", 20)  # indicator-years per slot in the holdout
+    ai_mode_accuracy_sample: int = _env("AI_MODE_ACCURACY_SAMPLE", 120)  # indicator-years per slot in the holdout
     # The Functions host's storage connection: the queue triggers read it, the runs enqueue on it
     # (or, with a managed identity, AzureWebJobsStorage__queueServiceUri / __accountName).
     queue_connection_string: Optional[SecretStr] = _env("AzureWebJobsStorage")

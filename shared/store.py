@@ -22,9 +22,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from shared.dataset import (KNOWN_FILES, MANIFEST, Dataset, DatasetFormatError, Manifest, build_dataset,
-                            check_manifest, parse_manifest)
+from shared.dataset import (DEFAULT_MEMO_BYTES, KNOWN_FILES, MANIFEST, Dataset, DatasetFormatError, Manifest,
+                            build_dataset, check_manifest, parse_manifest)
 from shared.errors import DatasetUnavailable
+from shared.instance import InstanceSlot
 from shared.settings import PROJECT_ROOT, Settings, get_settings, redact
 
 log = logging.getLogger("sids.datasets")
@@ -180,8 +181,9 @@ SHRINK_LIMIT = 0.5               # default: without a manifest, a reload keeping
 
 class DatasetStore:
     def __init__(self, source: DatasetSource, refresh_seconds: float = 300, clock=time.monotonic,
-                 shrink_limit: float = SHRINK_LIMIT):
+                 shrink_limit: float = SHRINK_LIMIT, memo_bytes: int = DEFAULT_MEMO_BYTES):
         self.source = source
+        self.memo_bytes = memo_bytes          # each memo table of a loaded version (WORK_MEMO_BYTES)
         self.refresh_seconds = refresh_seconds
         self.shrink_limit = shrink_limit
         self._clock = clock
@@ -321,6 +323,7 @@ class DatasetStore:
         dataset = build_dataset(files, version=version_of(tags), source=self.source.description,
                                 expected_rows=manifest.expected_rows if manifest else None,
                                 strict=manifest is not None, sha256=hashes)
+        dataset.memo_bytes = self.memo_bytes
         current = self._current
         if current is not None:
             lost = self._losses(current, dataset, refuse=manifest is None)
@@ -391,32 +394,23 @@ class DatasetStore:
         }
 
 
-_store: DatasetStore | None = None
-_store_lock = threading.Lock()
+def build_store(settings: Settings) -> DatasetStore:
+    """The instance's dataset store, from the settings (a misconfigured source answers its error, never raises)."""
+    try:
+        source = source_from_settings(settings)
+    except Exception as exc:  # bad configuration must not crash the import
+        source = _BrokenSource(settings, exc)
+    return DatasetStore(source, settings.refresh_seconds, shrink_limit=settings.shrink_limit,
+                        memo_bytes=settings.work_memo_bytes)
 
 
-def get_store() -> DatasetStore:
-    global _store
-    with _store_lock:
-        if _store is None:
-            settings = get_settings()
-            try:
-                source = source_from_settings(settings)
-            except Exception as exc:  # bad configuration must not crash the import
-                source = _BrokenSource(settings, exc)
-            _store = DatasetStore(source, settings.refresh_seconds, shrink_limit=settings.shrink_limit)
-        return _store
-
-
-def peek_store() -> DatasetStore | None:
-    """The instance's store if one was made (telemetry reads it; it never makes one)."""
-    return _store
+_store: InstanceSlot[DatasetStore] = InstanceSlot(lambda: build_store(get_settings()))
+get_store = _store.get
+peek_store = _store.peek  # telemetry reads the store if one was made; it never makes one
 
 
 def set_store(store: DatasetStore | None) -> None:
-    global _store
-    with _store_lock:
-        _store = store
+    _store.replace(store)
 
 
 def get_dataset() -> Dataset:

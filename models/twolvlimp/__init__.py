@@ -33,7 +33,7 @@ _EXPORTS = {
     "ImputationError": "lookups", "ImputationRequest": "lookups", "resolve": "lookups",
     "ScaledKNNImputer": "imputers", "make_base_imputer": "imputers",
     "GeometricRFE": "selection", "pca_select": "selection",
-    "fit_stacked": "stacking",
+    "fit_stacked": "stack",
     "TwoLevelRuntime": "runtime",
     "BoostedTrees": "trees", "DepthForest": "trees",
 }

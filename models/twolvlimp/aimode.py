@@ -360,27 +360,30 @@ def indicator_file(ds: Dataset, code: str, slot: int, years: Sequence[int] | Non
             f"indicator {code!r} cannot be published: no year {FIRST_YEAR}-{LAST_YEAR}"
             f"{' among those asked' if years is not None else ''} has a SIDS without a value while the indicator is "
             f"reported for at least {1 - TARGET_MISSING_MAX:.0%} of the countries")
+    from models.twolvlimp.imputers import one_blas_thread
+
     out: dict[str, dict] = {k: {} for k in FILE_KEYS}
     sids = [str(c) for c in ds.countries[ds.sids_mask]]
-    for year in wanted:
-        try:
-            result = year_result(ds, code, year, s)
-        except ImputationError as exc:
-            raise ModelInputError(f"indicator {code!r}, {year}: {exc.msg}") from exc
-        y = str(year)
-        predicted = {c: float(v) for c, v in zip(result.countries, result.prediction)}
-        data = {c: float(v) for c, v in result.observed.items()}
-        data.update(predicted)
-        out["data"][y] = {c: data[c] for c in sids if c in data}
-        out["upperIntervals"][y] = {c: float(v) for c, v in zip(result.countries, result.upper)}
-        out["lowerIntervals"][y] = {c: float(v) for c, v in zip(result.countries, result.lower)}
-        features = _importances(result)
-        out["featureImportances"][y] = features
-        categories: dict[str, float] = {}
-        for name, value in features.items():
-            cat = _category(ds, name)
-            categories[cat] = categories.get(cat, 0.0) + value
-        out["categoryImportances"][y] = _normalised(categories)
+    with one_blas_thread():   # set once for every year (each year_result's own use is then a counter)
+        for year in wanted:
+            try:
+                result = year_result(ds, code, year, s)
+            except ImputationError as exc:
+                raise ModelInputError(f"indicator {code!r}, {year}: {exc.msg}") from exc
+            y = str(year)
+            predicted = {c: float(v) for c, v in zip(result.countries, result.prediction)}
+            data = {c: float(v) for c, v in result.observed.items()}
+            data.update(predicted)
+            out["data"][y] = {c: data[c] for c in sids if c in data}
+            out["upperIntervals"][y] = {c: float(v) for c, v in zip(result.countries, result.upper)}
+            out["lowerIntervals"][y] = {c: float(v) for c, v in zip(result.countries, result.lower)}
+            features = _importances(result)
+            out["featureImportances"][y] = features
+            categories: dict[str, float] = {}
+            for name, value in features.items():
+                cat = _category(ds, name)
+                categories[cat] = categories.get(cat, 0.0) + value
+            out["categoryImportances"][y] = _normalised(categories)
     return out
 
 
@@ -584,7 +587,7 @@ def holdout_accuracy(ds: Dataset, slot: int, sample: Sequence[tuple[str, int]], 
     (``sum_squared``, ``inside``, ``values``, ``indicator_years``) let :func:`combine_accuracy` pool parts of a
     sample computed apart."""
     s = SLOTS[slot]
-    sum_squared, inside, values, cases, failed = 0.0, 0, 0, 0, []
+    sums, failed = dict.fromkeys(_SUMS, 0.0), []
     for code, year in sample:
         try:
             case = _holdout_case(ds, s, code, int(year), random_state)
@@ -593,25 +596,54 @@ def holdout_accuracy(ds: Dataset, slot: int, sample: Sequence[tuple[str, int]], 
             continue
         if case is None:
             continue
-        sum_squared += sum(case["squared_errors"])
-        inside += sum(case["inside"])
-        values += len(case["inside"])
-        cases += 1
-    return _accuracy(sum_squared, inside, values, cases, failed)
+        squared, inside, n = sum(case["squared_errors"]), sum(case["inside"]), len(case["inside"])
+        for key, value in (("sum_squared", squared), ("inside", inside), ("values", n), ("indicator_years", 1),
+                           ("inside_sq", inside * inside), ("inside_n", inside * n), ("n_sq", n * n),
+                           ("squared_sq", squared * squared), ("squared_n", squared * n)):
+            sums[key] += value
+    return _accuracy(sums, failed)
 
 
-def _accuracy(sum_squared: float, inside: int, values: int, cases: int, failed: list) -> dict:
-    return {"nrmse": math.sqrt(sum_squared / values) if values else None,
-            "coverage90": inside / values if values else None,
-            "indicator_years": cases, "values": values, "sum_squared": sum_squared, "inside": inside,
+# Sums over the sample's indicator-years that parts computed apart add up to (:func:`combine_accuracy`): the pooled
+# figures, and the cross-products their standard errors need.
+_SUMS = ("sum_squared", "inside", "values", "indicator_years", "inside_sq", "inside_n", "n_sq", "squared_sq",
+         "squared_n")
+
+
+def _ratio_se(ratio: float, sums: dict, a: str, cases: float) -> float | None:
+    """Standard error of a pooled ratio sum(a_i) / sum(n_i) over the sampled indicator-years i, with the
+    indicator-year as the unit (the values hidden in one indicator-year are not independent: one model, one
+    interval width): sqrt(m / (m - 1) * sum((a_i - ratio * n_i)^2)) / sum(n_i), m indicator-years."""
+    if cases < 2 or not sums["values"]:
+        return None
+    spread = sums[f"{a}_sq"] - 2 * ratio * sums[f"{a}_n"] + ratio * ratio * sums["n_sq"]
+    return math.sqrt(max(spread, 0.0) * cases / (cases - 1)) / sums["values"]
+
+
+def _accuracy(sums: dict, failed: list) -> dict:
+    values, cases = sums["values"], sums["indicator_years"]
+    coverage = sums["inside"] / values if values else None
+    mse = sums["sum_squared"] / values if values else None
+    nrmse = math.sqrt(mse) if mse is not None else None
+    coverage_se = _ratio_se(coverage, sums, "inside", cases) if values else None
+    mse_se = _ratio_se(mse, sums, "squared", cases) if values else None
+    nrmse_se = mse_se / (2 * nrmse) if mse_se is not None and nrmse else None   # delta method: d sqrt(x) = dx / 2 sqrt(x)
+    return {"nrmse": nrmse, "coverage90": coverage,
+            "nrmse_se": nrmse_se, "coverage90_se": coverage_se,
+            **{k: (int(v) if k not in ("sum_squared", "squared_sq", "squared_n") else v) for k, v in sums.items()},
             "failed": failed, "protocol": HOLDOUT_PROTOCOL}
 
 
 def combine_accuracy(parts: Sequence[dict]) -> dict:
     """One slot's accuracy from parts of its sample (each a :func:`holdout_accuracy` answer)."""
-    return _accuracy(sum(p["sum_squared"] for p in parts), sum(p["inside"] for p in parts),
-                     sum(p["values"] for p in parts), sum(p["indicator_years"] for p in parts),
-                     [f for p in parts for f in p["failed"]])
+    return _accuracy({k: sum(p.get(k, 0) for p in parts) for k in _SUMS}, [f for p in parts for f in p["failed"]])
+
+
+ACCURACY_FIGURES = ("nrmse", "nrmse_se", "coverage90", "coverage90_se", "indicator_years", "values")
+
+
+def _pm(se: float | None) -> str:
+    return f" ± {se:.3f}" if se is not None else ""
 
 
 def model_metadata(accuracy_by_slot: dict[int, dict]) -> dict:
@@ -630,9 +662,10 @@ def model_metadata(accuracy_by_slot: dict[int, dict]) -> dict:
         }
         if acc:
             entry["Measured Accuracy"] = (
-                f"NRMSE {acc['nrmse']:.3f}, 90% interval coverage {acc['coverage90']:.2f} on {acc['values']} hidden "
-                f"values of {acc['indicator_years']} indicator-years ({acc['protocol']})"
+                f"NRMSE {acc['nrmse']:.3f}{_pm(acc.get('nrmse_se'))}, 90% interval coverage {acc['coverage90']:.3f}"
+                f"{_pm(acc.get('coverage90_se'))} on {acc['values']} hidden values of {acc['indicator_years']} "
+                f"indicator-years (± one standard error, the indicator-year as the unit; {acc['protocol']})"
                 if acc.get("nrmse") is not None else "not measured (no usable indicator-year in the sample)")
-            entry["accuracy"] = {k: acc.get(k) for k in ("nrmse", "coverage90", "indicator_years", "values")}
+            entry["accuracy"] = {k: acc.get(k) for k in ACCURACY_FIGURES}
         out[f"Model {number}"] = entry
     return out

@@ -18,13 +18,12 @@ from sklearn.model_selection import GridSearchCV, cross_val_predict
 from sklearn.pipeline import Pipeline
 
 from models.twolvlimp.lookups import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest
-from models.twolvlimp.tree_search import ESTIMATOR_NAMES
+from models.twolvlimp.tree_search import ESTIMATOR_NAMES, FitContext
 from models.twolvlimp.imputers import make_base_imputer
 from models.twolvlimp.method import absent_sids
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
 from models.twolvlimp.selection import pca_select
 from models.twolvlimp.work import Job, WorkPlan, job, nlog, tree_terms
-from shared.capacity import checkpoint
 from shared.dataset import Dataset
 
 LEVEL = 0.9
@@ -113,7 +112,8 @@ def plan_legacy(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
     return WorkPlan(tuple(jobs), group=f"legacy/{'+'.join(kinds)}")
 
 
-def run_legacy(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
+def run_legacy(ds: Dataset, r: ResolvedRequest, ctx: FitContext = FitContext()) -> ImputationResult:
+    """The old service's method; ``ctx.check`` (the request's budget: deadline, client gone) between its long steps."""
     frame = ds.year_frame(r.year)
     sids = pd.Index(sorted(ds.sids))
     target = frame[r.target]
@@ -129,7 +129,7 @@ def run_legacy(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     with job(f"legacy_impute_{r.interpolator}",
              **_imputation_terms(r.interpolator, X_train[complete + extra].to_numpy(), len(X_test))):
         X_train, X_test = _impute(r.interpolator, X_train[complete + extra], X_test[complete + extra])
-    checkpoint("legacy selection")  # the request's budget (deadline, client gone), between the long steps
+    ctx.check("legacy selection")
 
     if r.scheme == "AFS":
         k = r.number_predictor
@@ -149,13 +149,13 @@ def run_legacy(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     grid = _grid(r.model, r.estimators, r.interval)
     pipeline = Pipeline([("regressor", grid[0]["regressor"][0])])
     gs = GridSearchCV(pipeline, grid, cv=5, scoring="neg_mean_squared_error", refit=True, n_jobs=1)
-    checkpoint("legacy grid search")
+    ctx.check("legacy grid search")
     with job("legacy_grid", **_grid_terms(r.model, r.estimators, *X_train.shape)):
         gs.fit(X_train, y_train, regressor__sample_weight=weights)
     rmse = float(np.sqrt(-gs.best_score_))
     best = gs.best_estimator_["regressor"]
     prediction = gs.predict(X_test)
-    checkpoint("legacy intervals")
+    ctx.check("legacy intervals")
 
     if r.interval == "bootstrap":
         residuals = (y_train - cross_val_predict(best, X_train, y_train, cv=3)).to_numpy()

@@ -20,23 +20,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from models.twolvlimp.lookups import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
-from models.twolvlimp.tree_search import (KINDS, LEVEL, balanced_weights, boosting_depths_expected,
-                                          boosting_fold_terms, boosting_stages_expected, fit_submitter,
-                                          fits_in_parallel, forest_fold_terms, results_of)
+from models.twolvlimp.tree_search import (KINDS, LEVEL, FitContext, balanced_weights, fit_submitter,
+                                          fits_in_parallel, results_of)
 from models.twolvlimp.imputers import impute, imputation_terms, needs_imputation
 from models.twolvlimp.memo import work_memo, work_memo_get, work_memo_has
 from models.twolvlimp.result import ImputationResult, Submodel, correlation_split
 from models.twolvlimp.selection import afs_select, afs_terms, pca_select
-from models.twolvlimp.stacking import (MAX_PATTERNS, Masking, chained_terms, fit_stacked, log_target_competes,
-                                       pattern_terms, ridge_terms, screened_terms, stack_folds, stack_terms,
-                                       tree_search_rounds)
+from models.twolvlimp.stack import StackData, StackOptions, StackPlan, fit_stacked, stack_jobs
+from models.twolvlimp.members import StackShape
+from models.twolvlimp.stacking import Masking, stack_folds
 from models.twolvlimp.temporal import OWN_FEATURES, OwnSeries, own_series
 from models.twolvlimp.work import Job, WorkPlan, svd_cells
-from shared.capacity import current_check
 from shared.dataset import Dataset
 
 MIN_OWN_SERIES_TRAIN = 20   # fewer training countries with an own series: use the cross-section model
@@ -119,11 +118,11 @@ def reselects_in_folds(r: ResolvedRequest, n_candidates: int, n_train: int) -> b
 
 
 def fold_selections(ds: Dataset, r: ResolvedRequest, Z_train: np.ndarray, y: np.ndarray,
-                    w: np.ndarray) -> list[np.ndarray]:
+                    w: np.ndarray, ctx: FitContext) -> list[np.ndarray]:
     """AFS on each stack fold's training rows (positions among the candidates), memoised as the selection;
     on the fit pool beside each other on as many rows as the fold fits are (:func:`fits_in_parallel`)."""
     def compute():
-        submit = fit_submitter(y.size, current_check())
+        submit = fit_submitter(y.size, ctx)
         runs = [submit("afs fold", afs_select, Z_train[tr], y[tr], r.number_predictor, w[tr], SEED, RFE_TREES,
                        fits_in_parallel(y.size)) for tr, _ in stack_folds(y.size, SEED)]
         return [chosen for chosen, _ in results_of(runs)]
@@ -165,15 +164,70 @@ def layout(ds: Dataset, r: ResolvedRequest) -> Layout:
     return Layout(j, column, sids, train, to_predict, own, train_own, own_rows, cross_rows)
 
 
+def submodel_roles(lay: Layout) -> list[str]:
+    """The submodels a request fits, in order: each a stack (:func:`fit_stacked`) of its own. The one list
+    :func:`run_default` fits and :func:`plan_default` declares."""
+    return [role for role, rows in (("own_series", lay.own_rows), ("cross_section", lay.cross_rows)) if rows.size]
+
+
 def _with_own_gaps(gaps: np.ndarray) -> np.ndarray:
     """The own-series submodel's gap flags: its three own-series features are never imputed."""
     return np.column_stack([gaps, np.zeros((gaps.shape[0], len(OWN_FEATURES)), bool)])
 
 
-def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
+@dataclass(frozen=True)
+class PrepareStep:
+    """One step before the stacks whose result is memoised per data version: its work-memo key, and the jobs it
+    runs when that key is not memoised yet."""
+
+    name: str
+    key: tuple
+    jobs: Callable[[], list[Job]]
+
+
+def prepare_steps(ds: Dataset, r: ResolvedRequest, lay: Layout) -> list[PrepareStep]:
+    """The memoised steps before the stacks, in order: the base imputation of the candidates, the selection
+    (AFS/PCA), the selection on each stack fold's training rows (AFS among more candidates than training rows,
+    for the cross-section submodel). The one list :func:`run_default` runs (each through the work memo under its
+    key) and :func:`plan_default` declares (unless memoised)."""
+    M = ds.year_matrix(r.year)
+    memo_key, cols = imputation_key(ds, r.year, r.interpolator, lay.target, manual_columns(ds, r))
+    n = int(lay.train.sum())
+
+    def imputation_jobs() -> list[Job]:
+        if not needs_imputation(M[:, cols]):
+            return []
+        return [Job(f"impute_{r.interpolator}", imputation_terms(r.interpolator, M[:, cols]), "prepare")]
+
+    def selection_jobs() -> list[Job]:
+        if r.scheme == "AFS":
+            return [Job(kind, terms, "prepare")
+                    for kind, terms in afs_terms(n, cols.size, r.number_predictor, RFE_TREES).items()]
+        return [Job("pca", {"svd": svd_cells(n, cols.size)}, "prepare")]
+
+    def fold_selection_jobs() -> list[Job]:
+        return [Job(kind, terms, "prepare", fits_in_parallel(n)) for tr, _ in stack_folds(n, SEED)
+                for kind, terms in afs_terms(tr.size, cols.size, r.number_predictor, RFE_TREES).items()]
+
+    steps = [PrepareStep("imputation", memo_key, imputation_jobs)]
+    if r.scheme != "MANUAL":
+        steps.append(PrepareStep("selection", selection_key(r), selection_jobs))
+    if "cross_section" in submodel_roles(lay) and reselects_in_folds(r, cols.size, n):
+        steps.append(PrepareStep("selection_in_folds", fold_selection_key(r), fold_selection_jobs))
+    return steps
+
+
+def stack_options(r: ResolvedRequest) -> StackOptions:
+    """The request's choices as every stack of its submodels takes them."""
+    return StackOptions(model=r.model, n_estimators=r.estimators, interval=r.interval, seed=SEED, level=LEVEL)
+
+
+def run_default(ds: Dataset, r: ResolvedRequest, ctx: FitContext = FitContext()) -> ImputationResult:
+    """The default method on one request; ``ctx``: where its fits run and its budget's check (the runtime's)."""
     started = time.perf_counter()
     lay = layout(ds, r)
     j, column, sids, train, to_predict = lay.target, lay.column, lay.sids, lay.train, lay.to_predict
+    steps = {step.name for step in prepare_steps(ds, r, lay)}
 
     extra = manual_columns(ds, r)
     cols, Z = candidate_matrix(ds, r.year, r.interpolator, j, extra)
@@ -198,13 +252,14 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
     submodels: list[Submodel] = []
     own_name = f"{r.target} (own series)"
 
-    if own_rows.size:
+    roles = submodel_roles(lay)
+    if "own_series" in roles:
         XA = np.column_stack([X, own.features()])
         base = own.estimate
         yA = column[train_own] - base[train_own]
-        fit = fit_stacked(XA[train_own], yA, sids[train_own], XA[own_rows], r.model, r.estimators,
-                          r.interval, SEED, LEVEL, missing=_with_own_gaps(gaps)[train_own],
-                          missing_pred=_with_own_gaps(gaps)[own_rows], masking=masking(train_own, own_rows))
+        data = StackData(XA[train_own], yA, sids[train_own], XA[own_rows], missing=_with_own_gaps(gaps)[train_own],
+                         missing_pred=_with_own_gaps(gaps)[own_rows], masking=masking(train_own, own_rows))
+        fit = fit_stacked(data, stack_options(r), ctx)
         prediction[own_rows] = base[own_rows] + fit.prediction
         lower[own_rows] = base[own_rows] + fit.lower
         upper[own_rows] = base[own_rows] + fit.upper
@@ -218,24 +273,23 @@ def run_default(ds: Dataset, r: ResolvedRequest) -> ImputationResult:
             interval_info={**fit.interval_info, "target": "correction to the own-series estimate"},
             y_mean=float(yt.mean()), y_min=float(yt.min()), y_max=float(yt.max())))
 
-    if cross_rows.size:
+    if "cross_section" in roles:
         rows = np.flatnonzero(train)
         # the candidates as the data has them (NaN where no value) for the chained linear member: every
         # country's row, the training rows and the rows to predict first
         unimputed = None if r.scheme == "MANUAL" else raw
         other = np.setdiff1d(np.arange(ds.countries.size), np.concatenate([rows, cross_rows]))
-        in_folds = (fold_selections(ds, r, Z[rows], y, w) if reselects_in_folds(r, cols.size, rows.size)
-                    else None)
-        fit = fit_stacked(X[rows], y, sids[rows], X[cross_rows], r.model, r.estimators, r.interval, SEED, LEVEL,
-                          missing=gaps[rows], missing_pred=gaps[cross_rows],
-                          # AFS/PCA ask the service to choose predictors: ridge on every candidate competes;
-                          # MANUAL predictors are the user's choice and stay the only ones
-                          X_all=None if r.scheme == "MANUAL" else Z[rows],
-                          Xp_all=None if r.scheme == "MANUAL" else Z[cross_rows],
-                          R_all=None if unimputed is None else unimputed[rows],
-                          Rp_all=None if unimputed is None else unimputed[cross_rows],
-                          R_other=None if unimputed is None else unimputed[other], fold_columns=in_folds,
-                          masking=masking(rows, cross_rows))
+        in_folds = fold_selections(ds, r, Z[rows], y, w, ctx) if "selection_in_folds" in steps else None
+        data = StackData(X[rows], y, sids[rows], X[cross_rows], missing=gaps[rows], missing_pred=gaps[cross_rows],
+                         # AFS/PCA ask the service to choose predictors: ridge on every candidate competes;
+                         # MANUAL predictors are the user's choice and stay the only ones
+                         X_all=None if r.scheme == "MANUAL" else Z[rows],
+                         Xp_all=None if r.scheme == "MANUAL" else Z[cross_rows],
+                         R_all=None if unimputed is None else unimputed[rows],
+                         Rp_all=None if unimputed is None else unimputed[cross_rows],
+                         R_other=None if unimputed is None else unimputed[other], fold_columns=in_folds,
+                         masking=masking(rows, cross_rows))
+        fit = fit_stacked(data, stack_options(r), ctx)
         if in_folds is not None:
             fit.params["stack"]["selection_in_folds"] = {
                 "why": "the candidates outnumber the training rows: AFS is redone on each fold's training rows "
@@ -294,48 +348,36 @@ def absent_sids(ds: Dataset) -> list[dict]:
 
 # ----------------------------------------------------------------------------- the work it needs
 def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
-    """The jobs :func:`run_default` will run for this request (:mod:`models.twolvlimp.work`): the base
-    imputation and the selection unless memoised, then per submodel each tree kind's fold fits, the
-    ridge fits (one per fold and pattern of imputed predictors), the screened ridge, the stacking;
-    and the response. Counted with the functions and constants the method runs with; where a count
-    depends on the fit itself (boosting stages, the patterns of predictors not selected yet) the
+    """The jobs :func:`run_default` will run for this request (:mod:`models.twolvlimp.work`): the steps before
+    the stacks unless memoised (:func:`prepare_steps`), then per submodel (:func:`submodel_roles`) the jobs of
+    its stack, from the member list the stack runs (:func:`models.twolvlimp.stack.stack_jobs`: the calibration
+    per pattern, each member's fits, the stacking); the response's job is the runtime's. Counted with the
+    functions and constants the method runs with; where a count depends on the fit itself (boosting stages, the patterns of predictors not selected yet) the
     expected value. ``tests/unit/test_work_plan.py`` checks it against the tally of real runs."""
     lay = layout(ds, r)
     M = ds.year_matrix(r.year)
     extra = manual_columns(ds, r)
-    memo_key, cols = imputation_key(ds, r.year, r.interpolator, lay.target, extra)
-    n = int(lay.train.sum())
-    jobs: list[Job] = []
-    if not work_memo_has(ds, memo_key) and needs_imputation(M[:, cols]):
-        jobs.append(Job(f"impute_{r.interpolator}", imputation_terms(r.interpolator, M[:, cols]), "prepare"))
-
-    selected = None
+    _, cols = imputation_key(ds, r.year, r.interpolator, lay.target, extra)
+    steps = prepare_steps(ds, r, lay)
+    jobs: list[Job] = [job for step in steps if not work_memo_has(ds, step.key) for job in step.jobs()]
     if r.scheme == "MANUAL":
         where = {int(c): i for i, c in enumerate(cols)}
         selected = np.asarray([where[c] for c in extra], dtype=int)
-    elif (selected := work_memo_get(ds, selection_key(r))) is None:
-        if r.scheme == "AFS":
-            jobs += [Job(kind, terms, "prepare")
-                     for kind, terms in afs_terms(n, cols.size, r.number_predictor, RFE_TREES).items()]
-        else:
-            jobs.append(Job("pca", {"svd": svd_cells(n, cols.size)}, "prepare"))
+    else:
+        selected = work_memo_get(ds, selection_key(r))
     p = selected.size if selected is not None else min(r.number_predictor, cols.size)
     gaps = None if selected is None else np.isnan(M[:, cols[selected]])
     candidate_gap_share = float(np.isnan(M[:, cols]).mean()) if cols.size else 0.0
-
-    in_folds = bool(lay.cross_rows.size) and reselects_in_folds(r, cols.size, n)
-    if in_folds and not work_memo_has(ds, fold_selection_key(r)):
-        for tr, _ in stack_folds(n, SEED):
-            jobs += [Job(kind, terms, "prepare", fits_in_parallel(n))
-                     for kind, terms in afs_terms(tr.size, cols.size, r.number_predictor, RFE_TREES).items()]
+    roles = submodel_roles(lay)
+    in_folds = any(step.name == "selection_in_folds" for step in steps)
 
     kinds = KINDS if r.model == "all" else (r.model,)
-    if lay.own_rows.size:
+    if "own_series" in roles:
         y = lay.column[lay.train_own] - lay.own.estimate[lay.train_own]
         jobs += _submodel_jobs(r, lay.train_own, lay.own_rows, y, None if gaps is None else _with_own_gaps(gaps),
                                p + len(OWN_FEATURES), candidate_gap_share, candidates=0, countries=ds.countries.size,
                                n_candidates=cols.size)
-    if lay.cross_rows.size:
+    if "cross_section" in roles:
         rows = np.flatnonzero(lay.train)
         jobs += _submodel_jobs(r, rows, lay.cross_rows, lay.column[rows], gaps, p, candidate_gap_share,
                                candidates=0 if r.scheme == "MANUAL" else cols.size, countries=ds.countries.size,
@@ -346,52 +388,14 @@ def plan_default(ds: Dataset, r: ResolvedRequest) -> WorkPlan:
 def _submodel_jobs(r: ResolvedRequest, train_rows: np.ndarray, pred_rows: np.ndarray, y: np.ndarray,
                    gaps: np.ndarray | None, p: int, candidate_gap_share: float, candidates: int,
                    countries: int, in_folds: bool = False, n_candidates: int = 0) -> list[Job]:
-    """One :func:`fit_stacked` call: ``gaps`` flags every country's imputed predictors (None: the
-    predictors are not chosen yet), ``candidates`` the columns of the screened ridge and the chained
-    linear member (0: neither runs), ``countries`` every row the chained member fills, ``in_folds``
-    whether ridge and trees are also fitted on predictors selected in each fold, ``n_candidates`` the candidate
-    columns (the held-out rows masked to each pattern of the rows to predict are filled again on them)."""
-    folds = stack_folds(train_rows.size, SEED)
-    # the calibration per pattern: the patterns are those of the rows to predict among the inputs that matter
-    # most (not known before the selection and screening): expected, one per row lacking a selected predictor
-    share = 1 - (1 - candidate_gap_share) ** p
-    lacking = (share * pred_rows.size if gaps is None else float(gaps[pred_rows][:, :p].any(axis=1).sum()))
-    jobs: list[Job] = [Job("pattern_calibration", pattern_terms(train_rows.size, int(min(MAX_PATTERNS, round(lacking))),
-                                                                n_candidates, countries))]
-    for round_kinds, trees in tree_search_rounds(r.model, r.estimators, in_folds):
-        for kind in round_kinds or ("rfr",):   # a kind chosen by the first round: counted as a random forest
-            for tr, te in folds:
-                if kind == "gbr":
-                    terms = boosting_fold_terms(boosting_depths_expected(tr.size), boosting_stages_expected(trees),
-                                                tr.size, p)
-                    jobs.append(Job("boosting_fold", terms, parallel=fits_in_parallel(train_rows.size)))
-                else:
-                    terms = forest_fold_terms(trees, tr.size, p, te.size + pred_rows.size)
-                    jobs.append(Job(f"forest_fold_{kind}", terms, parallel=fits_in_parallel(train_rows.size)))
-    shapes = []
-    for tr, te in folds:
-        shapes.append((tr.size, p))
-        if gaps is None:  # each row has an imputed predictor with probability 1 - (1 - share)^p
-            reduced = (1 - (1 - candidate_gap_share) ** p) * (te.size + pred_rows.size)
-            shapes += [(tr.size, p)] * int(round(reduced))
-            continue
-        flags = np.concatenate([gaps[train_rows][te], gaps[pred_rows]])
-        patterns = np.unique(flags[flags.any(axis=1)], axis=0)
-        shapes += [(tr.size, int((~pattern).sum())) for pattern in patterns if not pattern.all()]
-    # each fold's own selection: not known before it runs (expected gaps, as for predictors not chosen yet)
-    expected_reduced = 1 - (1 - candidate_gap_share) ** p
-    shapes_in_folds = [shape for tr, te in folds
-                       for shape in [(tr.size, p)] + [(tr.size, p)] * int(round(expected_reduced * te.size))]
-    for _ in range(2 if log_target_competes(y) else 1):
-        jobs.append(Job("ridge", ridge_terms(shapes)))
-        if in_folds:
-            jobs.append(Job("ridge", ridge_terms(shapes_in_folds)))
-    use_all, use_chained = candidates > p, candidates > 0
-    if use_all:
-        jobs.append(Job("screened_ridge", screened_terms([tr.size for tr, _ in folds], candidates)))
-    if use_chained:
-        jobs.append(Job("chained_linear", chained_terms([tr.size for tr, _ in folds], candidates, countries,
-                                                        log_target_competes(y))))
-    jobs.append(Job("stack", stack_terms(train_rows.size, pred_rows.size, r.model, r.estimators, True, use_all,
-                                         use_chained, in_folds)))
-    return jobs
+    """One :func:`fit_stacked` call (:func:`models.twolvlimp.stack.stack_jobs`, from the same member list): ``gaps``
+    flags every country's imputed predictors (None: the predictors are not chosen yet), ``candidates`` the columns
+    of the screened ridge and the chained linear member (0: neither runs), ``countries`` every row the chained
+    member fills, ``in_folds`` whether ridge and trees are also fitted on predictors selected in each fold,
+    ``n_candidates`` the candidate columns (the held-out rows masked to each pattern of the rows to predict are
+    filled again on them)."""
+    shape = StackShape(n=train_rows.size, n_pred=pred_rows.size, p=p, candidates=candidates, unimputed=candidates)
+    plan = StackPlan(opts=stack_options(r), shape=shape, folds=stack_folds(train_rows.size, SEED),
+                     train_rows=train_rows, pred_rows=pred_rows, y=y, gaps=gaps, gap_share=candidate_gap_share,
+                     countries=countries, in_folds=in_folds)
+    return stack_jobs(plan, n_candidates)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 from models.twolvlimp.costs import DurationModel, UnitCosts
 from models.twolvlimp.lookups import ImputationRequest, ResolvedRequest, resolve
-from models.twolvlimp.tree_search import fit_pool, fits_on
+from models.twolvlimp.tree_search import FitContext, fit_pool
 from models.twolvlimp.imputers import one_blas_thread
 from models.twolvlimp.legacy import plan_legacy, run_legacy
 from models.twolvlimp.memo import LruCache, work_memo_has
@@ -49,18 +48,19 @@ class PredictOutcome:
     seconds: float
 
 
-def compute(ds: Dataset, r: ResolvedRequest) -> tuple[dict, dict]:
-    """Run the imputation and build the response body (a JSON-safe dict); also its phase timings."""
+def compute(ds: Dataset, r: ResolvedRequest, ctx: FitContext = FitContext()) -> tuple[dict, dict]:
+    """Run the imputation and build the response body (a JSON-safe dict); also its phase timings. ``ctx``: where
+    its fits run and its budget's check (by default: on this thread, unbounded)."""
     started = time.perf_counter()
     with job("request", **request_terms(ds)):
         if r.method == "legacy":
-            result = run_legacy(ds, r)
+            result = run_legacy(ds, r, ctx)
         else:
             # the ridge stages are many small SVDs (one per fold, per pattern of imputed predictors, and on every
             # candidate): with BLAS threads beside the fit threads they only contend (measured on 2 busy cores:
             # ridge on 125 rows x 2000 candidates 2.9 s with the default BLAS threads, 0.18 s with one)
             with one_blas_thread():
-                result = run_default(ds, r)
+                result = run_default(ds, r, ctx)
         body = to_response(result, ds)
     total = time.perf_counter() - started
     timings = dict(result.timings) or {"prepare": 0.0, "model": total}
@@ -97,6 +97,10 @@ class TwoLevelRuntime:
         """Let the fit threads end (fits already queued still run)."""
         self.fit_pool.shutdown(wait=False)
 
+    def fit_context(self, budget: Budget | None) -> FitContext:
+        """What one computation's fits are handed: this instance's fit pool, the request's budget check."""
+        return FitContext(self.fit_pool) if budget is None else FitContext(self.fit_pool, budget.check)
+
     def predict_response(self, ds: Dataset, req: ImputationRequest, budget: Budget | None = None) -> PredictOutcome:
         """The /predict answer as JSON bytes, from the cache when this data version already answered it.
 
@@ -114,7 +118,7 @@ class TwoLevelRuntime:
             if budget is not None and budget.seconds is not None:
                 self.check_fits_budget(ds, r, plan, budget.seconds)
             gate = self.slots
-            with gate.slot(budget), (budget.active() if budget is not None else nullcontext()):
+            with gate.slot(budget):
                 if budget is not None:
                     budget.check("start")
                     expected = self.durations.estimate(plan)
@@ -123,8 +127,7 @@ class TwoLevelRuntime:
                                          f"{expected:.0f} s this request is expected to take no longer fit in its time "
                                          f"budget of {budget.seconds:g} s, so it was not started. Retry later.",
                                          retry_after_seconds=gate.retry_after())
-                with fits_on(self.fit_pool):
-                    body, timings = compute(ds, r)
+                body, timings = compute(ds, r, self.fit_context(budget))
             raw = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
             self.durations.record(plan, timings.get("prepare", 0.0), timings["model"] + 0.0)
             return raw

@@ -1,6 +1,10 @@
 """Second level of the default method: the user's tree learner and a regularised linear model, combined
 by cross-validation inside the request, with locally adaptive conformal intervals.
 
+This module holds the numeric work of the stack's members; the members themselves (one class each) are in
+:mod:`models.twolvlimp.members`, and their combination (grid, tie-break, intervals, report) in
+:mod:`models.twolvlimp.stack`.
+
 Why: trees cannot extrapolate and average toward the mean of their leaves, so on targets that are
 near-linear in the predictors, and for SIDS that are unlike most training rows, they collapse toward
 the mean; a ridge regression on the standardised predictors does not, but misses non-linear and
@@ -43,7 +47,7 @@ that request's own data:
 
 Intervals (90%), calibrated on the out-of-fold residuals of the stacked prediction with the
 finite-sample weighted conformal quantile (SIDS weighted as much as all other countries); for those
-residuals each fold's stacking weights are chosen without that fold's rows (:func:`_nested_stack_oof`):
+residuals each fold's stacking weights are chosen without that fold's rows (:func:`models.twolvlimp.stack._nested_stack_oof`):
 
 * ``quantile``: normalised (locally adaptive) conformal: ``|y - oof| / s(x)`` with ``s(x)`` one of: a
   constant; the spread of the single-tree predictions plus ``b`` times its median (``b`` in 0.5, 1, 2;
@@ -67,12 +71,10 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold
 
-from models.twolvlimp.tree_search import (ESTIMATOR_NAMES, FOREST_DEPTHS, KINDS, N_FOLDS, FitResult, _depth_key,
-                                          _wmse, balanced_weights, search_trees)
+from models.twolvlimp.tree_search import KINDS, N_FOLDS, FitContext, _depth_key, _wmse, search_trees
 from models.twolvlimp.imputers import NearestFeatureIterativeImputer, ScaledKNNImputer, one_blas_thread
-from models.twolvlimp.intervals import bootstrap_interval, weighted_conformal_quantile
+from models.twolvlimp.intervals import weighted_conformal_quantile
 from models.twolvlimp.work import job, svd_cells
-from shared.capacity import current_check
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
 SKEW_LOG = 2.0                      # log-transform non-negative columns more skewed than this
@@ -141,7 +143,8 @@ def tree_search_rounds(model: str, n_estimators: int, in_folds: bool) -> list[tu
                                                                           n_estimators)]
 
 
-def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int, in_folds=None) -> _Trees:
+def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int, in_folds=None,
+           ctx: FitContext = FitContext()) -> _Trees:
     """The depth (and kind, for ``all``) search (:mod:`models.twolvlimp.tree_search`), keeping what stacking needs.
 
     ``in_folds`` (each fold's own predictors, selected on its training rows: ``(X, Xp)`` lists): the kind,
@@ -153,16 +156,16 @@ def _trees(X, y, w, Xp, model: str, n_estimators: int, folds, seed: int, in_fold
         rounds = rounds[:-1]   # the last: the predictions, below
     kinds, trees = rounds[0]
     searched_X, searched_Xp = in_folds if in_folds is not None else (X, Xp)
-    summaries = search_trees(searched_X, y, w, searched_Xp, list(kinds), trees, folds, seed, current_check())
+    summaries = search_trees(searched_X, y, w, searched_Xp, list(kinds), trees, folds, seed, ctx)
     kind = min(kinds, key=lambda k: (summaries[k]["score"], kinds.index(k)))
     candidates = {k: float(np.sqrt(v["score"])) for k, v in summaries.items()}
     if len(rounds) > 1:   # the chosen kind again, with every tree asked for
-        summaries = search_trees(searched_X, y, w, searched_Xp, [kind], rounds[1][1], folds, seed, current_check())
+        summaries = search_trees(searched_X, y, w, searched_Xp, [kind], rounds[1][1], folds, seed, ctx)
     s = summaries[kind]
     depth, outs = s["best"], s["folds"]
     chosen_with = trees if model == "all" and n_estimators > trees else None
     final = outs if in_folds is None else search_trees(X, y, w, Xp, [kind], n_estimators, folds, seed,
-                                                       current_check())[kind]["folds"]
+                                                       ctx)[kind]["folds"]
     spread_oof = spread_pred = None
     if kind == "gbr":
         prediction = np.mean([out.pred[depth] for out in final], axis=0)
@@ -557,27 +560,6 @@ def _normalised_interval(y, oof, w, prediction, spread_oof, spread_pred, test_we
         "scale": name, "adjustment": q}
 
 
-def _best_weights(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, ...]:
-    """The stacking weights of least weighted squared error; among equals, the least weight on the constant,
-    then on the chained member, then on ridge on all candidates, then on ridge."""
-    G = np.asarray(grid)
-    errors = ((G @ members_oof - y) ** 2) @ w
-    # (np.lexsort is stable: among equal keys the first combination, as min() over the grid in order)
-    return grid[int(np.lexsort((G[:, 0], G[:, 3], G[:, 4], G[:, 2], errors))[0])]
-
-
-def _nested_stack_oof(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray, folds,
-                      apply_to: np.ndarray | None = None) -> np.ndarray:
-    """The stacked prediction out of fold twice over: each fold's rows are predicted by their members'
-    out-of-fold predictions with the weights that score best on the *other* folds' rows (``apply_to``: the
-    weights chosen so, applied to these members' predictions instead)."""
-    out = np.empty(y.size)
-    apply_to = members_oof if apply_to is None else apply_to
-    for tr, te in folds:
-        out[te] = np.asarray(_best_weights(grid, members_oof[:, tr], y[tr], w[tr])) @ apply_to[:, te]
-    return out
-
-
 # ------------------------------------------------------------------ intervals valid per pattern of missing inputs
 @dataclass(frozen=True)
 class Masking:
@@ -687,259 +669,3 @@ def _masked_rows(masking: Masking, X: np.ndarray, folds, masks: np.ndarray, refi
 def stack_folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (training, test) rows of the N_FOLDS folds every part of the stack is fitted on."""
     return list(KFold(n_splits=min(N_FOLDS, n), shuffle=True, random_state=seed).split(np.empty((n, 1))))
-
-
-def stacking_grid(linear: bool, use_all: bool, use_chained: bool) -> list[tuple[float, ...]]:
-    """Weights of (ridge, trees, mean, ridge on every candidate, chained linear): multiples of 0.1 summing
-    to 1, without the members that do not run."""
-    grid = [(r / 10, t / 10, c / 10, e / 10, round(1 - (r + t + c + e) / 10, 10))
-            for r in range(11) for t in range(11 - r) for c in range(11 - r - t) for e in range(11 - r - t - c)]
-    if not linear:
-        grid = [g for g in grid if g[0] == 0]
-    if not use_all:
-        grid = [g for g in grid if g[3] == 0]
-    if not use_chained:
-        grid = [g for g in grid if g[4] == 0]
-    return grid
-
-
-def stack_terms(n: int, n_pred: int, model: str, n_estimators: int, linear: bool, use_all: bool,
-                use_chained: bool, in_folds: bool = False) -> dict[str, float]:
-    """The size of :func:`fit_stacked`'s own work (its fits are jobs of their own): reading the forests'
-    per-tree outputs at every depth, scoring the stacking grid, the intervals."""
-    outputs = 0.0
-    for kinds, trees in tree_search_rounds(model, n_estimators, in_folds):   # a kind still unknown: a forest
-        forests = 1 if kinds is None else sum(1 for kind in kinds if kind != "gbr")
-        outputs += forests * trees * (len(FOREST_DEPTHS) * n + N_FOLDS * n_pred)
-    return {"rows": float(n), "tree_outputs": float(outputs),
-            "grid_rows": float(len(stacking_grid(linear, use_all, use_chained)) * n)}
-
-
-def fit_stacked(X: np.ndarray, y: np.ndarray, is_sids: np.ndarray, Xp: np.ndarray, model: str, n_estimators: int,
-                interval: str, seed: int, level: float = 0.9, missing: np.ndarray | None = None,
-                missing_pred: np.ndarray | None = None, linear: bool = True, X_all: np.ndarray | None = None,
-                Xp_all: np.ndarray | None = None, R_all: np.ndarray | None = None, Rp_all: np.ndarray | None = None,
-                R_other: np.ndarray | None = None, fold_columns: list[np.ndarray] | None = None,
-                masking: Masking | None = None) -> FitResult:
-    use_all = linear and X_all is not None and X_all.shape[1] > X.shape[1]
-    use_chained = linear and R_all is not None and Rp_all is not None and R_all.shape[1] > 0
-    with job("stack", **stack_terms(X.shape[0], Xp.shape[0], model, n_estimators, linear, use_all, use_chained,
-                                    fold_columns is not None)):
-        return _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, missing, missing_pred,
-                            linear, X_all, Xp_all, R_all, Rp_all, R_other, fold_columns, masking)
-
-
-def _fit_stacked(X, y, is_sids, Xp, model, n_estimators, interval, seed, level, missing, missing_pred, linear,
-                 X_all, Xp_all, R_all, Rp_all, R_other, fold_columns=None, masking=None) -> FitResult:
-    """Trees and ridge on the same folds, stacked by out-of-fold error; conformal intervals.
-
-    ``missing`` / ``missing_pred`` flag the cells of ``X`` / ``Xp`` that the base imputer filled: the
-    ridge stage leaves them out (reduced models). ``linear=False`` keeps the trees alone.
-    ``X_all`` / ``Xp_all`` (every candidate predictor, imputed) add a fourth part to the stack: ridge on
-    the candidates most correlated with the target, their count chosen inside each fold.
-    ``R_all`` / ``Rp_all`` (the same candidates *unimputed*, NaN where the data has no value) and
-    ``R_other`` (the other countries' rows, neither trained on nor predicted) add a fifth part: the
-    target imputed by chained linear equations with its most correlated candidates (:func:`_chained_linear`).
-    ``masking`` (:class:`Masking`): rows to predict that lack some of the inputs that matter get intervals
-    (and, with PATTERN_WEIGHTS, stacking weights) calibrated on the held-out rows masked to their pattern.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    Xp = np.asarray(Xp, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    n = X.shape[0]
-    w = balanced_weights(is_sids)
-    folds = stack_folds(n, seed)
-    # ``fold_columns``: predictors selected on each fold's training rows (positions among the candidates
-    # ``X_all``); the out-of-fold predictions of ridge and trees then include the selection's own luck
-    trees_in_folds = ridge_in_folds = None
-    # the patterns of missing inputs among the rows to predict, and each fold's held-out rows masked to each
-    patterns = ext = None
-    if masking is not None:
-        with job("pattern_calibration") as terms:
-            columns = pattern_columns(masking, y, w, fold_columns, screened=X_all is not None)
-            kept, masks, row_pattern = patterns_of(np.isnan(masking.raw[masking.pred_rows]), columns)
-            if len(masks):
-                patterns = (kept, masks, row_pattern)
-                ext = _masked_rows(masking, X, folds, masks, columns)
-            terms.update(pattern_terms(n, len(masks), masking.raw.shape[1], masking.raw.shape[0]))
-    if fold_columns is not None:
-        XA, XpA, gapsA = (np.asarray(X_all, np.float64), np.asarray(Xp_all, np.float64),
-                          np.isnan(np.asarray(R_all, np.float64)))
-        fold_X = [XA[:, c] for c in fold_columns]
-        trees_in_folds = (fold_X, [XpA[:, c] for c in fold_columns])
-        ridge_in_folds = (fold_X, [gapsA[:, c] for c in fold_columns])
-    trees = _trees(X, y, w, Xp, model, n_estimators, folds, seed, trees_in_folds)
-    ext_trees = ext_fold = None
-    if ext is not None:
-        # (with predictors selected in the folds, the out-of-fold models read each fold's own columns)
-        ext_fold = ([(e["Z"][:, c], np.isnan(e["R"][:, c])) for e, c in zip(ext, fold_columns)]
-                    if fold_columns is not None else None)
-        ext_trees = [read_trees(trees, f, e["X"] if ext_fold is None else ext_fold[f][0]) for f, e in enumerate(ext)]
-    ext_x = None if ext is None else [(e["X"], e["missing"]) for e in ext]
-    target_transform = "none"
-    if linear:
-        lin_oof, lin_pred, lin_imp, alphas, lin_lev, lin_ext = _linear(X, y, w, Xp, folds, missing, missing_pred,
-                                                                       ridge_in_folds, ext_x, ext_fold)
-        if log_target_competes(y):
-            # a non-negative, strongly right-skewed target: ridge on log(y + offset) competes, out of fold
-            off = float(y[y > 0].min()) if (y > 0).any() else 1.0
-            l_oof, l_pred, l_imp, l_alphas, l_lev, l_ext = _linear(X, np.log(y + off), w, Xp, folds, missing,
-                                                                   missing_pred, ridge_in_folds, ext_x, ext_fold)
-            # (capped so that a wild extrapolation stays finite; the final prediction is clipped to the range)
-            l_oof, l_pred = np.exp(np.minimum(l_oof, 700)) - off, np.exp(np.minimum(l_pred, 700)) - off
-            if l_ext is not None:
-                l_ext = [(np.exp(np.minimum(p_, 700)) - off, lev) for p_, lev in l_ext]
-            if _wmse(y, l_oof, w) < _wmse(y, lin_oof, w):
-                lin_oof, lin_pred, lin_imp, alphas, lin_lev, lin_ext = l_oof, l_pred, l_imp, l_alphas, l_lev, l_ext
-                target_transform = f"log(y + {off:.4g})"
-    else:
-        lin_oof, lin_pred, lin_imp, alphas, lin_lev = trees.oof, trees.prediction, trees.importances, [], None
-        lin_ext = None if ext_trees is None else [(p_, None) for p_, _ in ext_trees]
-    # the constant: each fold's (SIDS-balanced) training mean, so it is scored out of fold like the others
-    const_oof = np.empty(n)
-    for tr, te in folds:
-        const_oof[te] = np.average(y[tr], weights=w[tr])
-    const_pred = np.full(Xp.shape[0], float(np.average(y, weights=w)))
-    use_all = linear and X_all is not None and X_all.shape[1] > X.shape[1]
-    if use_all:
-        all_oof, all_pred, all_alphas, all_counts, all_lev, all_ext = _screened_linear(
-            np.asarray(X_all, np.float64), y, w, np.asarray(Xp_all, np.float64), folds,
-            None if ext is None else [e["Z"] for e in ext])
-    else:
-        all_oof, all_pred, all_alphas, all_counts, all_lev, all_ext = const_oof, const_pred, [], [], None, None
-    use_chained = linear and R_all is not None and Rp_all is not None and R_all.shape[1] > 0
-    if use_chained:
-        ch_oof, ch_pred, ch_counts, ch_rounds, ch_shape, ch_ext = _chained_linear(
-            np.asarray(R_all, np.float64), y, w, np.asarray(Rp_all, np.float64),
-            None if R_other is None else np.asarray(R_other, np.float64), folds,
-            None if ext is None else [e["R"] for e in ext])
-        # (a fold whose chain left the target unfilled falls back to the constant)
-        ch_oof = np.where(np.isfinite(ch_oof), ch_oof, const_oof)
-        ch_pred = np.where(np.isfinite(ch_pred), ch_pred, const_pred)
-    else:
-        ch_oof, ch_pred, ch_counts, ch_rounds, ch_shape, ch_ext = const_oof, const_pred, [], [], None, None
-    grid = stacking_grid(linear, use_all, use_chained)
-    members_oof = np.vstack([lin_oof, trees.oof, const_oof, all_oof, ch_oof])
-    members_pred = np.vstack([lin_pred, trees.prediction, const_pred, all_pred, ch_pred])
-    G = np.asarray(grid)
-    resid = G @ members_oof - y                    # every combination's out-of-fold error at once
-    scores = dict(zip(grid, (resid ** 2 @ w / w.sum()).tolist()))
-    # least error; among equals, the least weight on the constant, then on the chained member, then on
-    # ridge on all candidates, then on ridge
-    g = min(grid, key=lambda v: (scores[v], v[2], v[4], v[3], v[0]))
-    # the residuals the intervals are calibrated on: the weights chosen on all rows fit these very residuals
-    # (optimistic on few rows); with each fold's weights chosen without that fold they stay out of fold
-    honest_oof = _nested_stack_oof(grid, members_oof, y, w, folds)
-    a = g[0]
-    oof = np.asarray(g) @ members_oof
-    prediction = np.asarray(g) @ members_pred
-    importances = a * lin_imp + g[1] * trees.importances
-    if importances.sum() > 0:
-        importances = importances / importances.sum()
-
-    sids = np.asarray(is_sids, bool)
-    # Calibration for SIDS: the rows to predict are SIDS, often unlike the other countries, so when
-    # enough training SIDS exist the conformal quantile is taken over the SIDS rows alone (Mondrian,
-    # group-conditional conformal prediction); otherwise over every row, SIDS weighted as all others.
-    if sids.sum() >= MONDRIAN_MIN:
-        calib, cw, tw, calibrated_on = sids, np.ones(int(sids.sum())), 1.0, "the SIDS rows (group-conditional)"
-    else:
-        calib, cw = np.ones(n, bool), w
-        tw = float(w[sids][0]) if sids.any() else 1.0
-        calibrated_on = "every row, SIDS weighted as all other countries together"
-    def calibrated(g, honest, prediction, spread, lev_lin, lev_all):
-        """The interval of ``prediction`` (weights ``g``) calibrated on the residuals of ``honest``; ``spread``,
-        ``lev_*``: (calibration rows, rows to predict) of the single-tree spread and the ridges' leverages."""
-        if interval == "bootstrap":
-            return bootstrap_interval((y - honest)[calib], cw, prediction, seed=seed, level=level)
-        spread_oof = spread_pred = None
-        if spread[0] is not None and g[1] > 0:
-            spread_oof, spread_pred = g[1] * spread[0][calib], g[1] * spread[1]
-        lev = lev_lin if (lev_lin is not None and g[0] >= g[3] and g[0] > 0) else lev_all if g[3] > 0 else None
-        return _normalised_interval(y[calib], honest[calib], cw, prediction, spread_oof, spread_pred, tw,
-                                    level, None if lev is None else (lev[0][calib], lev[1]))
-
-    lower, upper, info = calibrated(g, honest_oof, prediction, (trees.spread_oof, trees.spread_pred), lin_lev, all_lev)
-    info["calibrated_on"] = calibrated_on
-    info["residuals"] = "out of fold, the stack's weights for each fold chosen without that fold's rows"
-    if patterns is not None:
-        # rows that lack inputs the held-out rows had: calibrated (and weighted) on those rows masked the same way
-        kept, masks, row_pattern = patterns
-        const_ext = [(np.full(te.size * len(masks), const_oof[te][0]), None) for _, te in folds]
-        ch_ext_ = None if ch_ext is None else [(np.where(np.isfinite(c), c, k[0]), None) for c, k in zip(ch_ext, const_ext)]
-        member_ext = [lin_ext, [(p_, sp) for p_, sp in ext_trees], const_ext, all_ext or const_ext, ch_ext_ or const_ext]
-        info["patterns"] = []
-        for k in range(len(masks)):
-            rows = np.flatnonzero(row_pattern == k)
-            Mk, spread_k, lev_lin_k, lev_all_k = np.empty((5, n)), np.zeros(n), np.ones(n), np.ones(n)
-            for f, (_, te) in enumerate(folds):
-                block = slice(k * te.size, (k + 1) * te.size)
-                Mk[:, te] = [m[f][0][block] for m in member_ext]
-                if ext_trees[f][1] is not None:
-                    spread_k[te] = ext_trees[f][1][block]
-                if lin_ext is not None and lin_ext[f][1] is not None:
-                    lev_lin_k[te] = lin_ext[f][1][block]
-                if all_ext is not None:
-                    lev_all_k[te] = all_ext[f][1][block]
-            if PATTERN_WEIGHTS:
-                gk = _best_weights(grid, Mk, y, w)
-                honest_k = _nested_stack_oof(grid, Mk, y, w, folds)
-            else:
-                gk, honest_k = g, _nested_stack_oof(grid, members_oof, y, w, folds, apply_to=Mk)
-            pred_k = np.asarray(gk) @ members_pred[:, rows]
-            lo, hi, pinfo = calibrated(
-                gk, honest_k, pred_k,
-                (None if trees.spread_oof is None else spread_k, None if trees.spread_pred is None else trees.spread_pred[rows]),
-                None if lin_lev is None else (lev_lin_k, lin_lev[1][rows]),
-                None if all_lev is None else (lev_all_k, all_lev[1][rows]))
-            prediction[rows], lower[rows], upper[rows] = pred_k, lo, hi
-            info["patterns"].append({"rows": int(rows.size), "inputs_lacked": int(masks[k].sum()),
-                                     "weights": list(gk), "scale": pinfo.get("scale"),
-                                     "adjustment": pinfo.get("adjustment", pinfo.get("residual_high")),
-                                     "cv_rmse_masked": float(np.sqrt(_wmse(y, honest_k, w)))})
-        info["per_pattern"] = (f"rows lacking some of the {kept.size} inputs that matter most are calibrated on the "
-                               "held-out rows masked to their pattern (nested: each lacks at least what the row lacks)")
-    lower, upper = np.minimum(lower, prediction), np.maximum(upper, prediction)
-
-    names = [name for name, v in zip(("ridge", "trees", "mean", "ridge_all_candidates", "chained_linear"), g) if v > 0]
-    stack = {"chosen": "+".join(names), "weight_ridge": g[0], "weight_trees": g[1], "weight_mean": g[2],
-             "weight_ridge_all_candidates": g[3], "weight_chained_linear": g[4],
-             "cv_rmse": {"trees": float(np.sqrt(scores[(0.0, 1.0, 0.0, 0.0, 0.0)])),
-                         "ridge": float(np.sqrt(scores[(1.0, 0.0, 0.0, 0.0, 0.0)])) if linear else None,
-                         "mean": float(np.sqrt(scores[(0.0, 0.0, 1.0, 0.0, 0.0)])),
-                         "ridge_all_candidates": float(np.sqrt(scores[(0.0, 0.0, 0.0, 1.0, 0.0)])) if use_all else None,
-                         "chained_linear": float(np.sqrt(scores[(0.0, 0.0, 0.0, 0.0, 1.0)])) if use_chained else None,
-                         "stacked": float(np.sqrt(scores[g]))},
-             "chained_linear": {"n_candidates": int(R_all.shape[1]), "columns_by_fold": ch_counts,
-                                "rounds_by_fold": ch_rounds, "shape": {"none": "columns as they are", "log": "skewed non-negative columns in logs"}.get(ch_shape),
-                                "estimator": "chained equations (NearestFeatureIterativeImputer: ridge, penalty by "
-                                             "generalised CV, each column on the others) on the unimputed candidates "
-                                             "most correlated with the target and the target, every country's row; "
-                                             "the target read where it is blanked"} if use_chained else None,
-             "ridge_all_candidates": {"n_candidates": int(X_all.shape[1]), "alpha_by_fold": all_alphas,
-                                      "screening": "the candidates most correlated with the target on the fold's "
-                                                   "training rows; their count by leave-one-out error",
-                                      "count_by_fold": all_counts} if use_all else None,
-             "ridge": {"estimator": "ridge, penalty by leave-one-out CV", "alpha_by_fold": alphas,
-                       "transform": "log of skewed non-negative columns, standardised",
-                       "target_transform": target_transform,
-                       "missing_predictors": "left out per row (reduced models), not read from the imputed values"}
-             if linear else None}
-    params = {"estimator": ESTIMATOR_NAMES[trees.kind], "n_estimators": int(n_estimators), "max_depth": trees.depth,
-              **({"kind_chosen_with_trees": trees.kind_chosen_with} if trees.kind_chosen_with else {}),
-              "random_state": seed, "cv_folds": len(folds), "final_model": f"average of the {len(folds)} fold models",
-              "stack": stack}
-    if trees.kind == "gbr":
-        params.update({"learning_rate": 0.1, "loss": "squared_error"})
-    else:
-        params.update({"bootstrap": trees.kind == "rfr", "max_features": 1.0})
-    candidates = dict(trees.candidates)
-    if linear:
-        candidates["ridge"] = stack["cv_rmse"]["ridge"]
-    candidates["stacked"] = stack["cv_rmse"]["stacked"]
-    return FitResult(
-        kind=trees.kind, depth=trees.depth, params=params, prediction=prediction, lower=lower, upper=upper, oof=oof,
-        importances=importances, rmse=float(np.sqrt(np.mean((y - oof) ** 2))),
-        rmse_weighted=float(np.sqrt(_wmse(y, oof, w))),
-        rmse_sids=float(np.sqrt(np.mean((y[sids] - oof[sids]) ** 2))) if sids.any() else None,
-        cv_rmse_by_depth=trees.scores, interval_info=info, candidates=candidates)

@@ -12,10 +12,9 @@ depth feed the stack and its interval calibration, with no further fit.
 from __future__ import annotations
 
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from contextvars import ContextVar, copy_context
+from contextvars import copy_context
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -59,25 +58,24 @@ class _OnThisThread(Executor):
         return future
 
 
-_ON_THIS_THREAD = _OnThisThread()
-_active_pool: ContextVar[Executor | None] = ContextVar("twolvlimp_fit_pool", default=None)
+ON_THIS_THREAD = _OnThisThread()
 
 
-@contextmanager
-def fits_on(executor: Executor) -> Iterator[Executor]:
-    """Run the fits of the computation in this block (on this thread) on ``executor``: the runtime
-    that computes a request hands its pool down this way, past the method's code."""
-    token = _active_pool.set(executor)
-    try:
-        yield executor
-    finally:
-        _active_pool.reset(token)
+def unchecked(stage: str = "") -> None:
+    """A budget check that never stops the work (a computation without a request's budget)."""
+    return None
 
 
-def pool() -> Executor:
-    """Where this computation's fits run: the pool given by :func:`fits_on` (the runtime's, see
-    :class:`models.twolvlimp.runtime.TwoLevelRuntime`), else the calling thread, one fit after another."""
-    return _active_pool.get() or _ON_THIS_THREAD
+@dataclass(frozen=True)
+class FitContext:
+    """What one computation takes from whoever runs it, handed down explicitly from the runtime to every fit:
+    where its fits run (``pool``: the runtime's fit pool; by default the calling thread, one fit after another)
+    and its budget's ``check`` (raises when the deadline has passed or the client has gone:
+    :meth:`shared.capacity.Budget.check`), called between steps and before each queued fit starts.
+    :class:`models.twolvlimp.runtime.TwoLevelRuntime` builds one per request."""
+
+    pool: Executor = ON_THIS_THREAD
+    check: Callable[[str], None] = unchecked
 
 
 def _checked(check: Callable[[str], None], stage: str, fn, *args):
@@ -86,14 +84,14 @@ def _checked(check: Callable[[str], None], stage: str, fn, *args):
     return fn(*args)
 
 
-def fit_submitter(n_rows: int, check: Callable[[str], None]) -> Callable[..., Future]:
-    """``submit(stage, fn, *args)`` for the fit jobs of a computation on ``n_rows`` training rows: on
-    :func:`pool` when :func:`fits_in_parallel`, else at once on this thread; each job checks the request's
+def fit_submitter(n_rows: int, ctx: FitContext) -> Callable[..., Future]:
+    """``submit(stage, fn, *args)`` for the fit jobs of a computation on ``n_rows`` training rows: on the
+    context's pool when :func:`fits_in_parallel`, else at once on this thread; each job checks the request's
     budget first and runs in a copy of this context (the request's work tally, if any, follows it)."""
-    ex = pool() if fits_in_parallel(n_rows) else _ON_THIS_THREAD
+    ex = ctx.pool if fits_in_parallel(n_rows) else ON_THIS_THREAD
 
     def submit(stage: str, fn, *args) -> Future:
-        return ex.submit(copy_context().run, _checked, check, stage, fn, *args)
+        return ex.submit(copy_context().run, _checked, ctx.check, stage, fn, *args)
     return submit
 
 
@@ -250,20 +248,20 @@ def _wmse(y, pred, w) -> float:
 
 
 def search_trees(X, y, w, Xp, kinds: list[str], n_estimators: int, folds, seed: int,
-                 check: Callable[[str], None]) -> dict[str, dict]:
+                 ctx: FitContext) -> dict[str, dict]:
     """The cross-validated search of each tree kind: its fold models (each also predicting ``Xp``), the
-    out-of-fold error at every depth of its grid, and the best depth. Fits run on :func:`pool` (on enough
-    rows: :func:`fits_in_parallel`), each after ``check``; a failed or stopped fit cancels the ones not started.
+    out-of-fold error at every depth of its grid, and the best depth. Fits run on the context's pool (on enough
+    rows: :func:`fits_in_parallel`), each after its budget check; a failed or stopped fit cancels the ones not started.
     ``X`` and ``Xp`` may also be lists, one matrix per fold (each fold's own predictors)."""
     n = len(y)
-    submit = fit_submitter(n, check)
+    submit = fit_submitter(n, ctx)
     jobs = {}
     fold_X = X if isinstance(X, list) else [X] * len(folds)
     fold_Xp = Xp if isinstance(Xp, list) else [Xp] * len(folds)
 
     for kind in kinds:  # boosting first: its folds are the longest jobs
         if kind == "gbr":
-            jobs[kind] = [submit("gbr fold", _boosting_fold, Xf, y, w, tr, te, Xpf, n_estimators, seed, check)
+            jobs[kind] = [submit("gbr fold", _boosting_fold, Xf, y, w, tr, te, Xpf, n_estimators, seed, ctx.check)
                           for (tr, te), Xf, Xpf in zip(folds, fold_X, fold_Xp)]
     for kind in kinds:
         if kind != "gbr":

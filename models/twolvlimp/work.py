@@ -10,6 +10,11 @@ prices each term, and each job (the term ``job``), in seconds.
 * While it runs, the method marks the same jobs with :func:`job`; inside :func:`tallied` they are
   recorded with their measured seconds (wall and CPU). Outside a tally marking costs nothing.
 
+The tally is the one piece of a computation's surroundings that still reaches its code through a context
+variable (the fit pool and the budget are handed down in :class:`~models.twolvlimp.tree_search.FitContext`): it
+only measures (tests, ``scripts/calibrate_costs.py``), never changes what runs, and its marks sit in the numeric
+functions themselves, which would otherwise all take one more argument for a measurement that is off in service.
+
 So the estimate is derived from what the method says it does, and a test compares the declared
 plan with the tally of real runs (``tests/unit/test_work_plan.py``): a method change that the plan
 does not follow fails there, not silently in /estimate. ``scripts/calibrate_costs.py`` fits the

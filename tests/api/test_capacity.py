@@ -12,8 +12,9 @@ import time
 
 import pytest
 
+from models.twolvlimp.tree_search import FitContext, fit_submitter
 from shared.capacity import (Budget, ComputeGate, Overloaded, RequestCancelled, TimeBudgetExceeded, cancel_event,
-                             checkpoint, current_check, run_cancellable)
+                             run_cancellable)
 from shared.http import model_error_response
 from shared.settings import Settings, reset_settings
 
@@ -152,7 +153,7 @@ def test_fits_run_on_the_runtime_pool(wdi, monkeypatch):
     finally:
         runtime.close()
     assert threads and all(name.startswith("twolvlimp-fit") for name in threads), threads
-    assert tree_search.pool() is not runtime.fit_pool  # outside the runtime's computation, fits run on the caller
+    assert FitContext().pool is tree_search.ON_THIS_THREAD  # outside a runtime's computation, fits run on the caller
 
 
 # ---------------------------------------------------------------------------------- budgets
@@ -178,23 +179,28 @@ def test_budget_stops_work_after_its_deadline_and_says_where():
     assert body["context"]["budget_seconds"] == 10 and body["context"]["stage"] == "fold 2"
 
 
-def test_cancellation_flag_reaches_the_budget_through_the_context():
+def test_cancellation_flag_reaches_the_fits_through_the_fit_context():
+    """The host's flag reaches the handler's budget; the budget's check reaches every fit in the FitContext the
+    runtime hands down (no context variable between the runtime and the fits)."""
     event = threading.Event()
-    seen = []
+    seen, ran = [], []
 
     def handler():
         seen.append(cancel_event())
-        budget = Budget.for_request(60)
-        with budget.active():
-            checkpoint("a")  # not cancelled yet
-            event.set()
-            with pytest.raises(RequestCancelled):
-                current_check()("b")
+        ctx = FitContext(check=Budget.for_request(60).check)
+        ctx.check("a")  # not cancelled yet
+        submit = fit_submitter(1000, ctx)
+        assert submit("fold 1", ran.append, 1).result() is None
+        event.set()
+        with pytest.raises(RequestCancelled):
+            ctx.check("b")
+        with pytest.raises(RequestCancelled):   # a queued fit of a cancelled request never starts
+            submit("fold 2", ran.append, 2).result()
 
     run_cancellable(event, handler)
-    assert seen == [event]
+    assert seen == [event] and ran == [1]
     assert cancel_event() is None  # reset outside
-    current_check()("no budget active: a no-op")
+    FitContext().check("no budget: a no-op")
 
 
 # ---------------------------------------------------------------------------------- compute gate
@@ -307,7 +313,7 @@ def test_predict_refuses_up_front_what_the_cost_model_says_overruns_the_budget(c
     with_settings(request_time_budget_seconds=1.0)
     heavy = {**HEAVY, "estimators": 500, "interpolator": "IterativeImputer"}
     assert call("POST", "/twolvlImp/estimate", heavy).json() > 1.0
-    monkeypatch.setattr(twolvlimp_runtime, "compute", lambda ds, r: pytest.fail("refused work must not start"))
+    monkeypatch.setattr(twolvlimp_runtime, "compute", lambda ds, r, ctx: pytest.fail("refused work must not start"))
     reply = call("POST", "/twolvlImp/predict", heavy)
     assert reply.status == 422, reply.body
     detail = reply.json()["detail"]
@@ -356,7 +362,7 @@ def test_work_that_no_longer_fits_after_queueing_is_refused_before_it_starts(wdi
 
     runtime = with_settings(max_concurrent_predictions=1, max_queued_predictions=4)
     monkeypatch.setattr(twolvlimp_runtime.DurationModel, "estimate", lambda self, w: 0.5)  # fits a 0.8 s budget...
-    monkeypatch.setattr(twolvlimp_runtime, "compute", lambda ds, r: pytest.fail("work that cannot fit must not start"))
+    monkeypatch.setattr(twolvlimp_runtime, "compute", lambda ds, r, ctx: pytest.fail("work that cannot fit must not start"))
     gate = runtime.slots
     gate._mean_hold = 0.01  # the queue looks short when the request arrives
     release, entered = threading.Event(), threading.Event()

@@ -203,11 +203,15 @@ def _valid_hso() -> dict:
 ], ids=["no-target", "no-service", "port-and-portName", "no-port", "two-metrics", "string-min",
         "unknown-field", "relative-prefix", "api-version", "zero-target"])
 def test_hso_schema_rejects_what_the_add_on_would_not_do(mutate):
-    doc = _valid_hso()
-    jsonschema.Draft202012Validator(SCHEMA).validate(doc)
+    assert_schema_rejects(SCHEMA, _valid_hso(), mutate)
+
+
+def assert_schema_rejects(schema: dict, doc: dict, mutate) -> None:
+    """``doc`` validates against ``schema``, and no longer once ``mutate`` changed it."""
+    jsonschema.Draft202012Validator(schema).validate(doc)
     mutate(doc)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.Draft202012Validator(SCHEMA).validate(doc)
+        jsonschema.Draft202012Validator(schema).validate(doc)
 
 
 def test_hso_schema_is_a_valid_schema_and_accepts_the_documented_example():

@@ -76,3 +76,22 @@ def test_ai_mode_settings():
     s = Settings.from_env({"AI_MODE_OUT": "/tmp/x", "AI_MODE_LIMIT": "5", "AI_MODE_SLOTS": "1, 2"})
     assert (s.ai_mode_out, s.ai_mode_limit, s.ai_mode_slots) == (Path("/tmp/x"), 5, (1, 2))
     assert Settings.from_env({"AI_MODE_OUT": "elsewhere"}).ai_mode_out == ROOT / "elsewhere"
+
+
+def test_throughput_extrapolates_from_its_own_figures(wdi):
+    """--throughput on the first publishable indicator: its years, the once-per-process year imputations of those
+    years reported apart, and the whole-dataset minutes on 2 cores from the files' rate plus that once-per-process
+    part for every year of the dataset (up to the rounding of the figures it prints)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from ai_mode import throughput
+
+    out = throughput(wdi, 1, 1, cores=2)
+    first = aimode.publishable_indicators(wdi)[0]
+    years = aimode.publishable_years(wdi, first)
+    assert out["indicators"] == 1 and out["indicator_years"] == len(years) == out["once_per_process_years"]
+    rate, once = out["indicator_years_per_cpu_second"], out["once_per_process_cpu_seconds"]
+    assert out["rate_with_once_per_process"] <= rate
+    assert out["dataset_years"] == len({y for c in aimode.publishable_indicators(wdi)
+                                        for y in aimode.publishable_years(wdi, c)})
+    expected = (out["dataset_indicator_years"] / rate + once / len(years) * out["dataset_years"] * 2) / 2 / 60
+    assert out["dataset_minutes_on_cores"] == pytest.approx(expected, abs=0.06 + 0.002 * expected)

@@ -28,8 +28,8 @@ KEY = "test-function-key"
 class AzuriteQueues:
     """A real Azurite queue service on a free port (node_modules/.bin/azurite-queue)."""
 
-    def __init__(self):
-        self.port = free_port()
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
         self.folder = tempfile.mkdtemp(prefix="azurite-queue-")
         self.connection_string = (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
@@ -45,15 +45,15 @@ class AzuriteQueues:
         deadline = time.time() + 30
         while True:
             try:
-                list(QueueServiceClient.from_connection_string(self.connection_string).list_queues())
+                list(QueueServiceClient.from_connection_string(self.connection_string, retry_total=0).list_queues())
                 return
             except Exception:
                 if time.time() > deadline:
                     raise
                 time.sleep(0.2)
 
-    def stop(self):
-        stop_process(self.proc, grace=10)
+    def stop(self, grace: float = 10):
+        stop_process(self.proc, grace=grace)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -354,3 +354,37 @@ def test_an_older_run_finishing_late_never_replaces_a_newer_set(tmp_path, queues
     assert json.loads((tmp_path / "current/manifest.json").read_text())["version"] == newer
     assert svc.status(older)["run"]["state"] == "superseded"
     assert svc.status(newer)["run"]["state"] == "published"
+
+
+def test_a_listener_started_before_its_storage_polls_again_within_the_polling_interval():
+    """A listener whose queue service is not up yet (Azurite still starting, a storage outage) keeps to the host's
+    back-off (at most maxPollingInterval between polls): the storage SDK's own retries, which sleep 15 s and more,
+    held the first message of a one-process benchmark run 13-17 s after it was enqueued."""
+    from azure.storage.queue import QueueClient
+
+    from blueprints.aimode import read_host_json
+    from local_host.queues import QueueListener
+    from shared.runs import queue_options
+
+    port = free_port()
+    connection = (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                  f"QueueEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+    options = queue_options(read_host_json())
+    handled: list[float] = []
+    listener = QueueListener("late", "aimode-late", connection, lambda msg: handled.append(time.time()), options,
+                             lease_seconds=30)
+    listener.start()
+    server = None
+    try:
+        time.sleep(1.0)  # the first polls find no storage
+        server = AzuriteQueues(port)
+        client = QueueClient.from_connection_string(server.connection_string, "aimode-late")
+        client.create_queue()
+        client.send_message("one")
+        sent = time.time()
+        wait_until(lambda: handled, timeout=30)
+        assert handled[0] - sent < options.max_polling_interval * 1.2 + 2.0, handled[0] - sent
+    finally:
+        listener.stop()
+        if server is not None:
+            server.stop(grace=1)

@@ -93,6 +93,7 @@ def test_queue_run_survives_a_killed_worker_and_reports_the_failing_indicator(tm
         assert not (out / "current" / aimode.file_path(1, FAILING)).exists()
         metadata = json.loads((out / "current" / aimode.METADATA_PATH).read_text())
         assert metadata["Model 1"]["accuracy"]["values"] > 0
+        assert st["accuracy"] == {"Model 1": metadata["Model 1"]["accuracy"]}   # the status shows it too
         assert json.loads((out / "current/manifest.json").read_text())["version"] == run
         # the second worker logged progress
         assert "messages/s" in second_log.read_text()

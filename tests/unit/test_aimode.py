@@ -211,13 +211,27 @@ def test_accuracy_and_metadata(wdi):
     assert whole["values"] >= 4 and whole["indicator_years"] == 2
     assert pooled["nrmse"] == pytest.approx(whole["nrmse"]) and pooled["coverage90"] == whole["coverage90"]
     assert 0 <= whole["coverage90"] <= 1 and whole["nrmse"] > 0
+    # standard errors with the indicator-year as the unit, computed here from each case's own counts
+    inside = np.array([p["inside"] for p in parts], float)
+    n = np.array([p["values"] for p in parts], float)
+    squared = np.array([p["sum_squared"] for p in parts])
+    m = len(parts)
+    coverage_se = np.sqrt(m / (m - 1) * np.sum((inside - whole["coverage90"] * n) ** 2)) / n.sum()
+    mse = squared.sum() / n.sum()
+    nrmse_se = np.sqrt(m / (m - 1) * np.sum((squared - mse * n) ** 2)) / n.sum() / (2 * np.sqrt(mse))
+    for acc in (whole, pooled):
+        assert acc["coverage90_se"] == pytest.approx(coverage_se, abs=1e-12)
+        assert acc["nrmse_se"] == pytest.approx(nrmse_se)
+    assert parts[0]["coverage90_se"] is None   # one indicator-year: no standard error
     meta = aimode.model_metadata({1: whole})
     assert list(meta) == ["Model 1", "Model 2", "Model 3", "Model 4"]
     for number, entry in enumerate(meta.values(), start=1):
         assert all(isinstance(entry[f], str) and entry[f] for f in aimode.METADATA_FIELDS)
         assert entry["Model Name"] == aimode.SLOTS[number].label
     assert meta["Model 1"]["accuracy"]["coverage90"] == whole["coverage90"]
+    assert meta["Model 1"]["accuracy"]["coverage90_se"] == whole["coverage90_se"]
     assert "90% interval coverage" in meta["Model 1"]["Measured Accuracy"]
+    assert f"± {whole['coverage90_se']:.3f}" in meta["Model 1"]["Measured Accuracy"]
     published = json.loads((SAMPLES / "ML Model Metadata.json").read_text())
     assert set(aimode.METADATA_FIELDS) <= set(published["Model 1"])
 

@@ -676,10 +676,9 @@ def test_the_refusal_threshold_is_a_setting(folder):
     assert "more than 20% lost, so it is loaded only with a manifest.json" in store.status()["last_error"]
 
 
-def test_get_store_takes_the_threshold_from_the_settings(monkeypatch):
-    from shared import settings as settings_module
-    from shared import store as store_module
+def test_the_instance_store_takes_its_bounds_from_the_settings():
+    from shared.settings import Settings
+    from shared.store import build_store
 
-    monkeypatch.setattr(store_module, "_store", None)
-    monkeypatch.setattr(settings_module, "_settings", settings_module.Settings(shrink_limit=0.9))
-    assert store_module.get_store().shrink_limit == 0.9
+    store = build_store(Settings(shrink_limit=0.9, work_memo_bytes=54_321))
+    assert store.shrink_limit == 0.9 and store.memo_bytes == 54_321

@@ -275,9 +275,9 @@ def test_result_cache_same_bytes_and_one_computation_for_concurrent_requests(wdi
     calls = []
     real = twolvlimp_runtime.compute
 
-    def counting(ds, r):
+    def counting(ds, r, ctx):
         calls.append(r)
-        return real(ds, r)
+        return real(ds, r, ctx)
 
     monkeypatch.setattr(twolvlimp_runtime, "compute", counting)
     req = ImputationRequest(**SIMPLE)
@@ -329,31 +329,29 @@ def test_nbytes_of_counts_buffers_once_and_what_objects_hold():
     assert nbytes_of([b"x" * 50_000, "y" * 50_000]) > 100_000
 
 
-def test_the_result_cache_and_the_memo_tables_take_their_byte_bounds(wdi):
+def test_the_result_cache_and_the_memo_tables_take_their_byte_bounds(tmp_path):
     from models import correlation
     from models.twolvlimp import memo
-    from shared import cache
+    from conftest import ROOT
+    from shared.store import DatasetStore, LocalFolderSource
 
-    before = cache.MEMO_LIMIT["bytes"]
-    try:
-        runtime = twolvlimp_runtime.TwoLevelRuntime(cache_size=8, cache_bytes=12_345, concurrency=1, queue_length=1,
-                                                    fit_workers=1)
-        runtime.close()
-        assert runtime.cache.max_bytes == 12_345
-        cache.set_memo_bytes(54_321)
-        memo.work_memo(wdi, ("test", "bytes"), lambda: np.zeros(100))
-        table = wdi.memo(memo.WORK_MEMO, lambda: None)
-        assert table.max_bytes == 54_321 and table.contains(("test", "bytes"))
-        memo.work_memo(wdi, ("test", "too big"), lambda: np.zeros(10_000))   # 80 kB > 54 kB: not kept
-        assert not table.contains(("test", "too big")) and table.bytes <= 54_321
-        # correlation's profiles (as large as the data over all years) live in such a table too
-        category = str(wdi.indicator_meta["Category"].iloc[0])
-        for year in wdi.years[-5:]:
-            correlation.profiles_or_none(wdi, "wdi", category, year, correlation.CompareWith.all)
-        profiles = wdi.memo(("correlation", "profiles"), lambda: None)
-        assert 0 < len(profiles) and profiles.bytes <= 54_321
-    finally:
-        cache.set_memo_bytes(before)
+    runtime = twolvlimp_runtime.TwoLevelRuntime(cache_size=8, cache_bytes=12_345, concurrency=1, queue_length=1,
+                                                fit_workers=1)
+    runtime.close()
+    assert runtime.cache.max_bytes == 12_345
+    # the store that loads a version gives its memo tables their bound (WORK_MEMO_BYTES)
+    data = DatasetStore(LocalFolderSource(ROOT / "data" / "wdi"), memo_bytes=54_321).get()
+    memo.work_memo(data, ("test", "bytes"), lambda: np.zeros(100))
+    table = data.memo(memo.WORK_MEMO, lambda: None)
+    assert table.max_bytes == 54_321 and table.contains(("test", "bytes"))
+    memo.work_memo(data, ("test", "too big"), lambda: np.zeros(10_000))   # 80 kB > 54 kB: not kept
+    assert not table.contains(("test", "too big")) and table.bytes <= 54_321
+    # correlation's profiles (as large as the data over all years) live in such a table too
+    category = str(data.indicator_meta["Category"].iloc[0])
+    for year in data.years[-5:]:
+        correlation.profiles_or_none(data, "wdi", category, year, correlation.CompareWith.all)
+    profiles = data.memo(("correlation", "profiles"), lambda: None)
+    assert 0 < len(profiles) and profiles.bytes <= 54_321
 
 
 def test_estimate_learns_from_measured_durations(wdi, runtime):
@@ -392,7 +390,7 @@ def test_concurrent_different_requests_give_the_sequential_answers(wdi, runtime,
 def test_concurrent_predictions_are_bounded_by_compute_slots(wdi, new_runtime, monkeypatch):
     running, peak, lock = [0], [0], threading.Lock()
 
-    def slow_compute(ds, r):
+    def slow_compute(ds, r, ctx):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from models.twolvlimp.selection import afs_select, lars_select
-from models.twolvlimp.stacking import LinearStage, fit_stacked, ridge_loo, stack_folds
+from models.twolvlimp.stack import StackData, StackOptions, fit_stacked
+from models.twolvlimp.stacking import LinearStage, ridge_loo, stack_folds
+
+
+def stack_of(X, y, is_sids, Xp, model, n_estimators, interval, seed, linear=True, **data):
+    """One stack on these matrices (:class:`StackData`'s optional fields as keywords)."""
+    return fit_stacked(StackData(X, y, is_sids, Xp, **data), StackOptions(model, n_estimators, interval, seed,
+                                                                          linear=linear))
 
 
 def linear_problem(seed=0, n=200, shift=0.0):
@@ -34,8 +41,8 @@ def test_linear_target_outside_the_training_range_is_extrapolated_not_collapsed(
     Xp = rng.normal(size=(40, 6))
     Xp[:, 0] += 2.5                          # rows to predict beyond most training rows
     truth = 3 * Xp[:, 0] - 2 * Xp[:, 1]
-    stacked = fit_stacked(X, y, sids, Xp, "rfr", 30, "quantile", seed=7)
-    trees = fit_stacked(X, y, sids, Xp, "rfr", 30, "quantile", seed=7, linear=False)
+    stacked = stack_of(X, y, sids, Xp, "rfr", 30, "quantile", seed=7)
+    trees = stack_of(X, y, sids, Xp, "rfr", 30, "quantile", seed=7, linear=False)
     err = lambda f: float(np.sqrt(np.mean((f.prediction - truth) ** 2)))  # noqa: E731
     assert stacked.params["stack"]["weight_ridge"] > 0.5
     assert err(stacked) < 0.5 * err(trees)
@@ -47,7 +54,7 @@ def test_the_mean_wins_only_when_nothing_generalises():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(150, 5))
     y = rng.normal(size=150)                 # no relation at all
-    fit = fit_stacked(X, y, rng.random(150) < 0.3, X[:10], "rfr", 30, "quantile", seed=7)
+    fit = stack_of(X, y, rng.random(150) < 0.3, X[:10], "rfr", 30, "quantile", seed=7)
     assert fit.params["stack"]["weight_mean"] >= 0.5
 
 
@@ -59,9 +66,9 @@ def test_imputed_predictors_are_left_out_of_the_ridge_for_that_row():
     missing = np.zeros((len(y), 6), bool)
     missing_pred = np.zeros((2, 6), bool)
     missing_pred[:, 1] = True
-    a = fit_stacked(X, y, sids, Xp, "rfr", 20, "quantile", seed=7, linear=True, missing=missing,
+    a = stack_of(X, y, sids, Xp, "rfr", 20, "quantile", seed=7, linear=True, missing=missing,
                     missing_pred=missing_pred)
-    b = fit_stacked(X, y, sids, Xp_other, "rfr", 20, "quantile", seed=7, linear=True, missing=missing,
+    b = stack_of(X, y, sids, Xp_other, "rfr", 20, "quantile", seed=7, linear=True, missing=missing,
                     missing_pred=missing_pred)
     w = a.params["stack"]["weight_ridge"]
     assert w == 1.0                          # a linear target: ridge alone
@@ -78,7 +85,7 @@ def test_conformal_intervals_cover_new_sids_rows(interval):
     y = 2 * X[:, 0] + np.sin(2 * X[:, 1]) + noise * rng.normal(size=n)
     Xt = rng.normal(size=(3000, 4))
     yt = 2 * Xt[:, 0] + np.sin(2 * Xt[:, 1]) + np.where(Xt[:, 2] > 0, 1.5, 0.3) * rng.normal(size=3000)
-    fit = fit_stacked(X, y, sids, Xt, "rfr", 40, interval, seed=7)
+    fit = stack_of(X, y, sids, Xt, "rfr", 40, interval, seed=7)
     coverage = float(np.mean((yt >= fit.lower) & (yt <= fit.upper)))
     assert 0.85 <= coverage <= 0.97, coverage
     assert np.all(fit.lower <= fit.prediction) and np.all(fit.prediction <= fit.upper)
@@ -112,7 +119,7 @@ def test_ridge_on_candidates_screens_the_few_relevant_ones_among_many():
     X_all = rng.normal(size=(n + 10, p))
     y_all = 2 * X_all[:, 7] + 0.1 * rng.normal(size=n + 10)
     X = X_all[:, 100:104]                    # selected predictors without the relevant column
-    fit = fit_stacked(X[:n], y_all[:n], np.ones(n, bool), X[n:], "rfr", 30, "quantile", seed=7,
+    fit = stack_of(X[:n], y_all[:n], np.ones(n, bool), X[n:], "rfr", 30, "quantile", seed=7,
                       X_all=X_all[:n], Xp_all=X_all[n:])
     stack = fit.params["stack"]
     assert max(stack["ridge_all_candidates"]["count_by_fold"]) <= 20
@@ -137,8 +144,8 @@ def test_chained_linear_member_fills_the_predictors_a_row_lacks_from_the_others(
     args = (X[:n], y_all[:n], np.ones(n, bool), X[n:n + m], "rfr", 20, "quantile")
     kw = dict(seed=7, X_all=imputed[:n], Xp_all=imputed[n:n + m], R_all=raw[:n], Rp_all=raw[n:n + m],
               R_other=raw[n + m:])
-    fit = fit_stacked(*args, **kw)
-    again = fit_stacked(*args, **kw)
+    fit = stack_of(*args, **kw)
+    again = stack_of(*args, **kw)
     stack = fit.params["stack"]
     assert stack["weight_chained_linear"] >= 0.5
     assert stack["cv_rmse"]["chained_linear"] < stack["cv_rmse"]["ridge_all_candidates"]
@@ -147,7 +154,7 @@ def test_chained_linear_member_fills_the_predictors_a_row_lacks_from_the_others(
     assert np.sqrt(np.mean((fit.prediction - y_all[n:n + m]) ** 2)) < 0.3 * np.std(y_all)
     assert np.array_equal(fit.prediction, again.prediction)
     # without the unimputed candidates the member is absent and reported as such
-    plain = fit_stacked(*args, seed=7, X_all=imputed[:n], Xp_all=imputed[n:n + m])
+    plain = stack_of(*args, seed=7, X_all=imputed[:n], Xp_all=imputed[n:n + m])
     assert plain.params["stack"]["weight_chained_linear"] == 0 and plain.params["stack"]["chained_linear"] is None
 
 
@@ -164,7 +171,7 @@ def test_predictors_chosen_on_every_row_are_chosen_again_in_each_fold_for_the_ou
     in_folds = [afs_select(Z[tr], y[tr], 10, w[tr], random_state=7)[0] for tr, _ in stack_folds(n, 7)]
 
     def fit(fold_columns):
-        return fit_stacked(Z[:, chosen], y, sids, Zp[:, chosen], "rfr", 30, "quantile", seed=7, X_all=Z, Xp_all=Zp,
+        return stack_of(Z[:, chosen], y, sids, Zp[:, chosen], "rfr", 30, "quantile", seed=7, X_all=Z, Xp_all=Zp,
                            R_all=Z, Rp_all=Zp, fold_columns=fold_columns)
 
     flattered, honest = fit(None), fit(in_folds)
@@ -174,7 +181,7 @@ def test_predictors_chosen_on_every_row_are_chosen_again_in_each_fold_for_the_ou
     assert cv(honest)["trees"] > 0.95 * cv(honest)["mean"]
     coverage = lambda f: float(np.mean((yp >= f.lower) & (yp <= f.upper)))   # noqa: E731
     assert coverage(honest) >= 0.85 > coverage(flattered) + 0.05, (coverage(honest), coverage(flattered))
-    assert np.allclose(honest.prediction, fit_stacked(
+    assert np.allclose(honest.prediction, stack_of(
         Z[:, chosen], y, sids, Zp[:, chosen], "rfr", 30, "quantile", seed=7, X_all=Z, Xp_all=Zp, R_all=Z, Rp_all=Zp,
         fold_columns=in_folds).prediction)                       # seeded: the same again
 
@@ -202,8 +209,8 @@ def test_intervals_hold_for_rows_lacking_the_inputs_the_calibration_rows_had(int
     args = (X[:n], y_all[:n], np.zeros(n, bool), X[n:], "rfr", 30, interval)
     kw = dict(seed=7, missing=gaps[:n], missing_pred=gaps[n:])
     truth = y_all[n:]
-    plain = fit_stacked(*args, **kw)
-    masked = fit_stacked(*args, **kw, masking=masking)
+    plain = stack_of(*args, **kw)
+    masked = stack_of(*args, **kw, masking=masking)
     cover = lambda f: float(np.mean((truth >= f.lower) & (truth <= f.upper)))  # noqa: E731
     assert cover(plain) < 0.6
     assert 0.85 <= cover(masked) <= 0.97
