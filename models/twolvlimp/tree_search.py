@@ -199,7 +199,6 @@ def _grow_and_read_forest(kind: str, X, y, w, train, test, Xp, n_estimators: int
     forest.fit(X[train], y[train], w[train])
     # each tree reads the held-out rows and the rows to predict in one call (a call costs more than a few rows)
     both = forest.leaves(np.concatenate([X[test], Xp]))
-    leaves_test, leaves_pred = [lv[:test.size] for lv in both], [lv[test.size:] for lv in both]
     oof, pred = {}, {}
     for d in FOREST_DEPTHS:
         # a depth at or beyond the trees' own depth reads the full trees: compute those once
@@ -207,8 +206,8 @@ def _grow_and_read_forest(kind: str, X, y, w, train, test, Xp, n_estimators: int
         if same and None in oof:
             oof[d], pred[d] = oof[None], pred[None]
             continue
-        oof[d] = forest.tree_predictions(depth=d, leaves=leaves_test)
-        pred[d] = forest.tree_predictions(depth=d, leaves=leaves_pred)
+        read = forest.tree_predictions(depth=d, leaves=both)
+        oof[d], pred[d] = np.ascontiguousarray(read[:, :test.size]), np.ascontiguousarray(read[:, test.size:])
         if same:
             oof[None], pred[None] = oof[d], pred[d]
     return _Fold(oof, pred, forest)
