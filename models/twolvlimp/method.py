@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from models.twolvlimp.lookups import PREDICTOR_MISSING_MAX, SEED, ResolvedRequest, year_info
-from models.twolvlimp.tree_search import (KINDS, LEVEL, FitContext, balanced_weights, fit_submitter,
+from models.twolvlimp.tree_search import (KINDS, LEVEL, ON_THIS_THREAD, FitContext, balanced_weights, fit_submitter,
                                           fits_in_parallel, results_of)
 from models.twolvlimp.imputers import impute, imputation_terms, needs_imputation
 from models.twolvlimp.memo import work_memo, work_memo_get, work_memo_has
@@ -117,16 +117,48 @@ def reselects_in_folds(r: ResolvedRequest, n_candidates: int, n_train: int) -> b
     return r.scheme == "AFS" and n_candidates > n_train
 
 
-def fold_selections(ds: Dataset, r: ResolvedRequest, Z_train: np.ndarray, y: np.ndarray,
-                    w: np.ndarray, ctx: FitContext) -> list[np.ndarray]:
-    """AFS on each stack fold's training rows (positions among the candidates), memoised as the selection;
-    on the fit pool beside each other on as many rows as the fold fits are (:func:`fits_in_parallel`)."""
-    def compute():
-        submit = fit_submitter(y.size, ctx)
-        runs = [submit("afs fold", afs_select, Z_train[tr], y[tr], r.number_predictor, w[tr], SEED, RFE_TREES,
-                       fits_in_parallel(y.size)) for tr, _ in stack_folds(y.size, SEED)]
-        return [chosen for chosen, _ in results_of(runs)]
-    return work_memo(ds, fold_selection_key(r), compute)
+class FoldSelections:
+    """AFS on each stack fold's training rows (positions among the candidates), memoised as the selection, started
+    as soon as the candidates are imputed (:meth:`start`) and waited for when the cross-section stack needs them
+    (:meth:`result`). On as many rows as the fold fits are (:func:`fits_in_parallel`) they run on the fit pool,
+    beside each other and beside what the request does meanwhile on its own thread (the selection on every row,
+    the own-series submodel); on fewer rows, one after another on the request's thread."""
+
+    def __init__(self, ds: Dataset, r: ResolvedRequest, Z_train: np.ndarray, y: np.ndarray, w: np.ndarray,
+                 ctx: FitContext):
+        self.key = fold_selection_key(r)
+        self._ds, self._r, self._data, self._ctx = ds, r, (Z_train, y, w), ctx
+        self._runs: list = []
+
+    def _submit(self) -> list:
+        (Z, y, w), k = self._data, self._r.number_predictor
+        submit = fit_submitter(y.size, self._ctx)
+        return [submit("afs fold", afs_select, Z[tr], y[tr], k, w[tr], SEED, RFE_TREES, fits_in_parallel(y.size))
+                for tr, _ in stack_folds(y.size, SEED)]
+
+    def start(self) -> "FoldSelections":
+        """Start them on the fit pool (unless memoised, or on too few rows for the pool: then :meth:`result` runs
+        them)."""
+        if fits_in_parallel(self._data[1].size) and not work_memo_has(self._ds, self.key):
+            self._runs = self._submit()
+        return self
+
+    @property
+    def pending(self) -> bool:
+        """Whether some of its runs are queued or running on the fit pool."""
+        return any(not run.done() for run in self._runs)
+
+    def result(self) -> list[np.ndarray]:
+        try:
+            return work_memo(self._ds, self.key,
+                             lambda: [chosen for chosen, _ in results_of(self._runs or self._submit())])
+        finally:
+            self.cancel()   # (another request may have memoised them first: drop the runs not started)
+
+    def cancel(self) -> None:
+        """Drop the runs not started yet (the request failed or was stopped before it waited for them)."""
+        for run in self._runs:
+            run.cancel()
 
 
 def fold_selection_key(r: ResolvedRequest) -> tuple:
@@ -233,79 +265,89 @@ def run_default(ds: Dataset, r: ResolvedRequest, ctx: FitContext = FitContext())
     cols, Z = candidate_matrix(ds, r.year, r.interpolator, j, extra)
     y = column[train]
     w = balanced_weights(sids[train])
-    sel = select_columns(ds, r, cols, Z, train, y, w)
-    codes = [str(ds.indicators[cols[i]]) for i in sel]
-    X = Z[:, sel]
-    raw = ds.year_matrix(r.year)[:, cols]   # the candidates as the data has them (NaN: no value)
-    gaps = np.isnan(raw[:, sel])            # cells the base imputer filled
+    # the selections in the stack folds need only the candidates: started first, beside everything up to the
+    # cross-section stack (the selection on every row, the own-series stack)
+    selections = (FoldSelections(ds, r, Z[train], y, w, ctx).start()
+                  if "selection_in_folds" in steps and "cross_section" in submodel_roles(lay) else None)
+    try:
+        sel = select_columns(ds, r, cols, Z, train, y, w)
+        codes = [str(ds.indicators[cols[i]]) for i in sel]
+        X = Z[:, sel]
+        raw = ds.year_matrix(r.year)[:, cols]   # the candidates as the data has them (NaN: no value)
+        gaps = np.isnan(raw[:, sel])            # cells the base imputer filled
 
-    def masking(train_rows, pred_rows):
-        """What calibrates the rows to predict per pattern of missing inputs (:class:`Masking`)."""
-        return Masking(raw=raw, filled=Z, train_rows=train_rows, pred_rows=pred_rows, selected=sel,
-                       interpolator=r.interpolator)
-    prepare_seconds = time.perf_counter() - started
-    own, train_own, own_rows, cross_rows = lay.own, lay.train_own, lay.own_rows, lay.cross_rows
+        def masking(train_rows, pred_rows):
+            """What calibrates the rows to predict per pattern of missing inputs (:class:`Masking`)."""
+            return Masking(raw=raw, filled=Z, train_rows=train_rows, pred_rows=pred_rows, selected=sel,
+                           interpolator=r.interpolator)
+        prepare_seconds = time.perf_counter() - started
+        own, train_own, own_rows, cross_rows = lay.own, lay.train_own, lay.own_rows, lay.cross_rows
 
-    prediction = np.empty(ds.countries.size)
-    lower = np.empty_like(prediction)
-    upper = np.empty_like(prediction)
-    submodels: list[Submodel] = []
-    own_name = f"{r.target} (own series)"
+        prediction = np.empty(ds.countries.size)
+        lower = np.empty_like(prediction)
+        upper = np.empty_like(prediction)
+        submodels: list[Submodel] = []
+        own_name = f"{r.target} (own series)"
 
-    roles = submodel_roles(lay)
-    if "own_series" in roles:
-        XA = np.column_stack([X, own.features()])
-        base = own.estimate
-        yA = column[train_own] - base[train_own]
-        data = StackData(XA[train_own], yA, sids[train_own], XA[own_rows], missing=_with_own_gaps(gaps)[train_own],
-                         missing_pred=_with_own_gaps(gaps)[own_rows], masking=masking(train_own, own_rows))
-        fit = fit_stacked(data, stack_options(r), ctx)
-        prediction[own_rows] = base[own_rows] + fit.prediction
-        lower[own_rows] = base[own_rows] + fit.lower
-        upper[own_rows] = base[own_rows] + fit.upper
-        imp = list(fit.importances[:len(codes)]) + [float(fit.importances[len(codes):].sum())]
-        yt = column[train_own]
-        submodels.append(Submodel(
-            role="own_series", countries=[str(c) for c in ds.countries[own_rows]], feature_names=codes + [own_name],
-            importances=imp, kind=fit.kind, params=fit.params, rmse=fit.rmse, rmse_weighted=fit.rmse_weighted,
-            rmse_sids=fit.rmse_sids, n_train=int(train_own.size), n_train_sids=int(sids[train_own].sum()),
-            cv_rmse_by_depth=fit.cv_rmse_by_depth, candidates=fit.candidates,
-            interval_info={**fit.interval_info, "target": "correction to the own-series estimate"},
-            y_mean=float(yt.mean()), y_min=float(yt.min()), y_max=float(yt.max())))
+        roles = submodel_roles(lay)
+        if "own_series" in roles:
+            XA = np.column_stack([X, own.features()])
+            base = own.estimate
+            yA = column[train_own] - base[train_own]
+            data = StackData(XA[train_own], yA, sids[train_own], XA[own_rows], missing=_with_own_gaps(gaps)[train_own],
+                             missing_pred=_with_own_gaps(gaps)[own_rows], masking=masking(train_own, own_rows))
+            # while the selections in the folds still run on the fit pool, this thread fits the own-series stack alone
+            own_ctx = FitContext(ON_THIS_THREAD, ctx.check) if selections is not None and selections.pending else ctx
+            fit = fit_stacked(data, stack_options(r), own_ctx)
+            prediction[own_rows] = base[own_rows] + fit.prediction
+            lower[own_rows] = base[own_rows] + fit.lower
+            upper[own_rows] = base[own_rows] + fit.upper
+            imp = list(fit.importances[:len(codes)]) + [float(fit.importances[len(codes):].sum())]
+            yt = column[train_own]
+            submodels.append(Submodel(
+                role="own_series", countries=[str(c) for c in ds.countries[own_rows]], feature_names=codes + [own_name],
+                importances=imp, kind=fit.kind, params=fit.params, rmse=fit.rmse, rmse_weighted=fit.rmse_weighted,
+                rmse_sids=fit.rmse_sids, n_train=int(train_own.size), n_train_sids=int(sids[train_own].sum()),
+                cv_rmse_by_depth=fit.cv_rmse_by_depth, candidates=fit.candidates,
+                interval_info={**fit.interval_info, "target": "correction to the own-series estimate"},
+                y_mean=float(yt.mean()), y_min=float(yt.min()), y_max=float(yt.max())))
 
-    if "cross_section" in roles:
-        rows = np.flatnonzero(train)
-        # the candidates as the data has them (NaN where no value) for the chained linear member: every
-        # country's row, the training rows and the rows to predict first
-        unimputed = None if r.scheme == "MANUAL" else raw
-        other = np.setdiff1d(np.arange(ds.countries.size), np.concatenate([rows, cross_rows]))
-        in_folds = fold_selections(ds, r, Z[rows], y, w, ctx) if "selection_in_folds" in steps else None
-        data = StackData(X[rows], y, sids[rows], X[cross_rows], missing=gaps[rows], missing_pred=gaps[cross_rows],
-                         # AFS/PCA ask the service to choose predictors: ridge on every candidate competes;
-                         # MANUAL predictors are the user's choice and stay the only ones
-                         X_all=None if r.scheme == "MANUAL" else Z[rows],
-                         Xp_all=None if r.scheme == "MANUAL" else Z[cross_rows],
-                         R_all=None if unimputed is None else unimputed[rows],
-                         Rp_all=None if unimputed is None else unimputed[cross_rows],
-                         R_other=None if unimputed is None else unimputed[other], fold_columns=in_folds,
-                         masking=masking(rows, cross_rows))
-        fit = fit_stacked(data, stack_options(r), ctx)
-        if in_folds is not None:
-            fit.params["stack"]["selection_in_folds"] = {
-                "why": "the candidates outnumber the training rows: AFS is redone on each fold's training rows "
-                       "for the out-of-fold predictions of ridge and trees (what the stack's weights and the "
-                       "intervals rest on); the predictions use the selection on every row",
-                "predictors_by_fold": [[str(ds.indicators[cols[i]]) for i in f] for f in in_folds]}
-        prediction[cross_rows] = fit.prediction
-        lower[cross_rows] = fit.lower
-        upper[cross_rows] = fit.upper
-        submodels.append(Submodel(
-            role="cross_section", countries=[str(c) for c in ds.countries[cross_rows]], feature_names=codes,
-            importances=list(fit.importances), kind=fit.kind, params=fit.params, rmse=fit.rmse,
-            rmse_weighted=fit.rmse_weighted, rmse_sids=fit.rmse_sids, n_train=int(rows.size),
-            n_train_sids=int(sids[rows].sum()), cv_rmse_by_depth=fit.cv_rmse_by_depth, candidates=fit.candidates,
-            interval_info=dict(fit.interval_info),
-            y_mean=float(y.mean()), y_min=float(y.min()), y_max=float(y.max())))
+        if "cross_section" in roles:
+            rows = np.flatnonzero(train)
+            # the candidates as the data has them (NaN where no value) for the chained linear member: every
+            # country's row, the training rows and the rows to predict first
+            unimputed = None if r.scheme == "MANUAL" else raw
+            other = np.setdiff1d(np.arange(ds.countries.size), np.concatenate([rows, cross_rows]))
+            in_folds = None if selections is None else selections.result()
+            data = StackData(X[rows], y, sids[rows], X[cross_rows], missing=gaps[rows], missing_pred=gaps[cross_rows],
+                             # AFS/PCA ask the service to choose predictors: ridge on every candidate competes;
+                             # MANUAL predictors are the user's choice and stay the only ones
+                             X_all=None if r.scheme == "MANUAL" else Z[rows],
+                             Xp_all=None if r.scheme == "MANUAL" else Z[cross_rows],
+                             R_all=None if unimputed is None else unimputed[rows],
+                             Rp_all=None if unimputed is None else unimputed[cross_rows],
+                             R_other=None if unimputed is None else unimputed[other], fold_columns=in_folds,
+                             masking=masking(rows, cross_rows))
+            fit = fit_stacked(data, stack_options(r), ctx)
+            if in_folds is not None:
+                fit.params["stack"]["selection_in_folds"] = {
+                    "why": "the candidates outnumber the training rows: AFS is redone on each fold's training rows "
+                           "for the out-of-fold predictions of ridge and trees (what the stack's weights and the "
+                           "intervals rest on); the predictions use the selection on every row",
+                    "predictors_by_fold": [[str(ds.indicators[cols[i]]) for i in f] for f in in_folds]}
+            prediction[cross_rows] = fit.prediction
+            lower[cross_rows] = fit.lower
+            upper[cross_rows] = fit.upper
+            submodels.append(Submodel(
+                role="cross_section", countries=[str(c) for c in ds.countries[cross_rows]], feature_names=codes,
+                importances=list(fit.importances), kind=fit.kind, params=fit.params, rmse=fit.rmse,
+                rmse_weighted=fit.rmse_weighted, rmse_sids=fit.rmse_sids, n_train=int(rows.size),
+                n_train_sids=int(sids[rows].sum()), cv_rmse_by_depth=fit.cv_rmse_by_depth, candidates=fit.candidates,
+                interval_info=dict(fit.interval_info),
+                y_mean=float(y.mean()), y_min=float(y.min()), y_max=float(y.max())))
+    finally:
+        if selections is not None:
+            selections.cancel()
 
     low, high = plausible_range(ds.values[:, :, j])
     prediction, lower, upper = (np.clip(a, low, high) for a in (prediction, lower, upper))
