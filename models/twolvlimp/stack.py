@@ -27,8 +27,8 @@ from models.twolvlimp.members import (MEMBERS, Member, MemberFit, StackData, Sta
                                       StackShape, TreesMember)
 from models.twolvlimp.stacking import (MAX_PATTERNS, MONDRIAN_MIN, PATTERN_WEIGHTS, _masked_rows, _normalised_interval,
                                        pattern_columns, pattern_terms, patterns_of, stack_folds, tree_search_rounds)
-from models.twolvlimp.tree_search import (ESTIMATOR_NAMES, FOREST_DEPTHS, N_FOLDS, FitContext, FitResult, _wmse,
-                                          balanced_weights)
+from models.twolvlimp.tree_search import (ESTIMATOR_NAMES, FOREST_DEPTHS, N_FOLDS, ON_THIS_THREAD, FitContext,
+                                          FitResult, _wmse, balanced_weights, fit_submitter, results_of)
 from models.twolvlimp.work import Job, job
 
 __all__ = ["fit_stacked", "stack_jobs", "stacking_grid", "StackData", "StackOptions", "StackPlan", "MEMBERS"]
@@ -121,8 +121,26 @@ def fit_stacked(data: StackData, opts: StackOptions, ctx: FitContext = FitContex
     running = [m for m in members if m.applies(shape)]
     with job("stack", **stack_terms(shape, opts, len(running), data.fold_columns is not None)):
         run = _start(data, opts)
-        fits = [m.fit(run, ctx) for m in running]
-        return _combine(run, running, fits, members)
+        return _combine(run, running, _fit_members(run, running, ctx), members)
+
+
+def _fit_members(run: StackRun, running: list[Member], ctx: FitContext) -> list[MemberFit]:
+    """Each running member's fit, in the list's order. On as many rows as fits run in parallel
+    (:func:`~models.twolvlimp.tree_search.fits_in_parallel`) the members other than the trees (ridge, screened ridge,
+    chained linear: one job each) are queued on the fit pool first, each fitting on its pool thread alone, and the
+    trees queue their fold fits behind them from this thread: the linear members no longer wait for each other and
+    for the trees, one after another on this thread. On fewer rows, one after another here."""
+    submit = fit_submitter(run.data.y.size, ctx)
+    inline = FitContext(ON_THIS_THREAD, ctx.check)   # what a member on a pool thread would queue runs there, at once
+    beside = {m.name: submit(f"{m.name} member", m.fit, run, inline) for m in running if m.name != TreesMember.name}
+    try:
+        trees = {m.name: m.fit(run, ctx) for m in running if m.name == TreesMember.name}
+    except BaseException:
+        for future in beside.values():   # the members not started are dropped
+            future.cancel()
+        raise
+    done = dict(zip(beside, results_of(list(beside.values()))))
+    return [trees[m.name] if m.name in trees else done[m.name] for m in running]
 
 
 def _start(data: StackData, opts: StackOptions) -> StackRun:

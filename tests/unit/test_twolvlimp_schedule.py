@@ -3,12 +3,13 @@ as one fit after another on the request's thread."""
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 import numpy as np
 import pytest
 
-from models.twolvlimp import method, tree_search
+from models.twolvlimp import members, method, tree_search
 from models.twolvlimp.lookups import ImputationRequest, resolve
 from models.twolvlimp.tree_search import FitContext, fit_pool
 from shared.dataset import Dataset
@@ -65,3 +66,33 @@ def test_selections_in_the_folds_run_beside_the_selection_on_every_row_with_the_
         assert a.role == b.role and a.importances == b.importances and a.params == b.params
         assert a.interval_info == b.interval_info
     assert beside.submodels[1].params["stack"]["selection_in_folds"]["predictors_by_fold"]
+
+
+def test_the_linear_members_fit_on_the_pool_beside_the_trees_with_the_same_numbers(wdi, pool, monkeypatch):
+    """On enough rows for the fit pool, ridge, the screened ridge and the chained linear member each fit on a pool
+    thread (beside each other and the trees' folds) instead of one after another on the request's thread."""
+    threads: dict[str, set] = {}
+    for member in members.MEMBERS:
+        if member.name != members.TreesMember.name:
+            def fit(run, ctx, real=type(member).fit, self=member):
+                threads.setdefault(self.name, set()).add(threading.current_thread().name)
+                return real(self, run, ctx)
+            monkeypatch.setattr(member, "fit", fit)
+    req = ImputationRequest(target="wdi-EG.ELC.ACCS.UR.ZS", target_year="2015", scheme="AFS", number_predictor=5,
+                            estimators=10, model="rfr", dataset="wdi")
+    ds = fresh(wdi)
+    r = resolve(ds, req)
+    assert tree_search.fits_in_parallel(int(method.layout(ds, r).train.sum()))
+    beside = method.run_default(ds, r, FitContext(pool))
+    assert {"ridge", "ridge_all_candidates", "chained_linear"} <= set(threads)
+    for name in ("ridge", "ridge_all_candidates", "chained_linear"):
+        assert all(t.startswith("twolvlimp-fit") for t in threads[name]), (name, threads[name])
+
+    threads.clear()
+    alone = method.run_default(fresh(wdi), r)
+    assert all(t == threading.main_thread().name for names in threads.values() for t in names)
+    for name in ("prediction", "lower", "upper"):
+        assert np.array_equal(getattr(beside, name), getattr(alone, name)), name
+    for a, b in zip(beside.submodels, alone.submodels, strict=True):
+        assert a.role == b.role and a.importances == b.importances and a.params == b.params
+        assert a.interval_info == b.interval_info
