@@ -96,13 +96,22 @@ def selection_key(r: ResolvedRequest) -> tuple | None:
 
 
 def select_columns(ds: Dataset, r: ResolvedRequest, cols: np.ndarray, Z: np.ndarray, train: np.ndarray,
-                   y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Positions (in ``cols``) of the selected predictors."""
+                   y: np.ndarray, w: np.ndarray, beside: "FoldSelections | None" = None,
+                   ctx: FitContext = FitContext()) -> np.ndarray:
+    """Positions (in ``cols``) of the selected predictors. ``beside``: AFS in the stack folds, started (on the fit
+    pool) just after this selection is queued there first: the pool's threads run the six, and this thread waits
+    for this one."""
     if r.scheme == "MANUAL":
         where = {int(c): i for i, c in enumerate(cols)}
         return np.asarray([where[ds.indicators.get_loc(code)] for code in r.manual_predictors], dtype=int)
     k = r.number_predictor
-    if r.scheme == "AFS":
+    if r.scheme == "AFS" and beside is not None:
+        def compute():
+            parallel = fits_in_parallel(y.size)
+            first = fit_submitter(y.size, ctx)("afs", afs_select, Z[train], y, k, w, SEED, RFE_TREES, parallel)
+            beside.start()
+            return results_of([first])[0][0]
+    elif r.scheme == "AFS":
         def compute():
             return afs_select(Z[train], y, k, w, random_state=SEED, n_estimators=RFE_TREES)[0]
     else:
@@ -141,9 +150,9 @@ class FoldSelections:
                 for tr, _ in stack_folds(y.size, SEED)]
 
     def start(self) -> "FoldSelections":
-        """Start them on the fit pool (unless memoised, or on too few rows for the pool: then :meth:`result` runs
-        them)."""
-        if fits_in_parallel(self._data[1].size) and not work_memo_has(self._ds, self.key):
+        """Start them on the fit pool, once (unless memoised, or on too few rows for the pool: then :meth:`result`
+        runs them)."""
+        if not self._runs and fits_in_parallel(self._data[1].size) and not work_memo_has(self._ds, self.key):
             self._runs = self._submit()
         return self
 
@@ -236,8 +245,9 @@ def prepare_steps(ds: Dataset, r: ResolvedRequest, lay: Layout) -> list[PrepareS
         return [Job(f"impute_{r.interpolator}", imputation_terms(r.interpolator, M[:, cols]), "prepare")]
 
     def selection_jobs() -> list[Job]:
-        if r.scheme == "AFS":
-            return [Job(kind, terms, "prepare")
+        if r.scheme == "AFS":   # on the fit pool beside the selections in the folds (select_columns)
+            parallel = in_folds and fits_in_parallel(n)
+            return [Job(kind, terms, "prepare", parallel)
                     for kind, terms in afs_terms(n, cols.size, r.number_predictor, RFE_TREES).items()]
         return [Job("pca", {"svd": svd_cells(n, cols.size)}, "prepare")]
 
@@ -245,10 +255,11 @@ def prepare_steps(ds: Dataset, r: ResolvedRequest, lay: Layout) -> list[PrepareS
         return [Job(kind, terms, "prepare", fits_in_parallel(n)) for tr, _ in stack_folds(n, SEED)
                 for kind, terms in afs_terms(tr.size, cols.size, r.number_predictor, FOLD_RFE_TREES).items()]
 
+    in_folds = "cross_section" in submodel_roles(lay) and reselects_in_folds(r, cols.size, n)
     steps = [PrepareStep("imputation", memo_key, imputation_jobs)]
     if r.scheme != "MANUAL":
         steps.append(PrepareStep("selection", selection_key(r), selection_jobs))
-    if "cross_section" in submodel_roles(lay) and reselects_in_folds(r, cols.size, n):
+    if in_folds:
         steps.append(PrepareStep("selection_in_folds", fold_selection_key(r), fold_selection_jobs))
     return steps
 
@@ -269,12 +280,14 @@ def run_default(ds: Dataset, r: ResolvedRequest, ctx: FitContext = FitContext())
     cols, Z = candidate_matrix(ds, r.year, r.interpolator, j, extra)
     y = column[train]
     w = balanced_weights(sids[train])
-    # the selections in the stack folds need only the candidates: started first, beside everything up to the
-    # cross-section stack (the selection on every row, the own-series stack)
-    selections = (FoldSelections(ds, r, Z[train], y, w, ctx).start()
+    # the selections in the stack folds need only the candidates: started with the selection on every row, they
+    # run beside it and beside the own-series stack
+    selections = (FoldSelections(ds, r, Z[train], y, w, ctx)
                   if "selection_in_folds" in steps and "cross_section" in submodel_roles(lay) else None)
     try:
-        sel = select_columns(ds, r, cols, Z, train, y, w)
+        sel = select_columns(ds, r, cols, Z, train, y, w, selections, ctx)
+        if selections is not None:
+            selections.start()   # (when the selection on every row was memoised)
         codes = [str(ds.indicators[cols[i]]) for i in sel]
         X = Z[:, sel]
         raw = ds.year_matrix(r.year)[:, cols]   # the candidates as the data has them (NaN: no value)

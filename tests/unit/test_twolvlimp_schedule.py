@@ -34,29 +34,32 @@ def pool():
 def test_selections_in_the_folds_run_beside_the_selection_on_every_row_with_the_same_numbers(platform, pool,
                                                                                             monkeypatch):
     """AFS among more candidates than training rows is redone on each stack fold's training rows: those five
-    selections start on the fit pool before the selection on every row, and run beside it and beside the own-series
-    stack; the result is the one of every fit on the request's thread, one after another."""
+    selections are queued on the fit pool just after the selection on every row, and run beside it and beside the
+    own-series stack; the result is the one of every fit on the request's thread, one after another."""
     monkeypatch.setattr(tree_search, "PARALLEL_FIT_MIN_ROWS", 10)   # the platform's ~45 SIDS rows on the pool too
-    spans = []   # (selection on fold rows?, start, end) of every AFS
+    spans = []   # (selection on fold rows?, start, end, thread) of every AFS
     real = method.afs_select
 
     def timed(X, y, k, w, *args, **kw):
         start = time.perf_counter()
         out = real(X, y, k, w, *args, **kw)
-        spans.append((len(args) > 2 or "parallel" in kw, start, time.perf_counter()))
+        spans.append((X.shape[0] < y_all, start, time.perf_counter(), threading.current_thread().name))
         return out
     monkeypatch.setattr(method, "afs_select", timed)
     req = ImputationRequest(target="itu-iuit", target_year="2015", scheme="AFS", number_predictor=5, estimators=10,
                             model="rfr")
     ds = fresh(platform)
     r = resolve(ds, req)
-    assert method.submodel_roles(method.layout(ds, r)) == ["own_series", "cross_section"]
+    lay = method.layout(ds, r)
+    assert method.submodel_roles(lay) == ["own_series", "cross_section"]
+    y_all = int(lay.train.sum())
     beside = method.run_default(ds, r, FitContext(pool))
-    every_row = [(start, end) for in_folds, start, end in spans if not in_folds]
-    in_folds = [(start, end) for in_folds, start, end in spans if in_folds]
+    every_row = [(start, end, thread) for in_folds, start, end, thread in spans if not in_folds]
+    in_folds = [(start, end, thread) for in_folds, start, end, thread in spans if in_folds]
     assert len(every_row) == 1 and len(in_folds) == 5
-    assert min(start for start, _ in in_folds) < every_row[0][0]   # started first, on the pool
-    assert max(end for _, end in in_folds) > every_row[0][1]       # still running when the request's thread went on
+    assert all(thread.startswith("twolvlimp-fit") for _, _, thread in every_row + in_folds)
+    assert min(start for start, _, _ in in_folds) < every_row[0][1]   # beside it, on the pool
+    assert max(end for _, end, _ in in_folds) > every_row[0][1]       # still running when the request went on
 
     alone = method.run_default(fresh(platform), r)   # every fit on this thread, one after another
     for name in ("prediction", "lower", "upper"):
