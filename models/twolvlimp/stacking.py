@@ -61,7 +61,9 @@ missing values*, ICML 2023, CP-MDA nested): a row to predict that lacks some of 
 (:func:`pattern_columns`, at most MAX_PATTERNS patterns: :func:`patterns_of`) gets its interval, either kind,
 and (PATTERN_WEIGHTS) its stacking weights from each fold's held-out rows masked to its pattern, refilled
 from the other rows (:func:`refill`) and read by every member's fold model: residuals of rows that lack at
-least what it lacks, instead of rows that had its missing relatives.
+least what it lacks, instead of rows that had its missing relatives. A member may instead be fitted again
+per pattern on what the pattern's rows have (``MemberFit.refits``: the screened ridge, whose substitutes for
+the missing relatives are the next candidates in its ranking).
 """
 from __future__ import annotations
 
