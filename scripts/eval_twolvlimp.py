@@ -360,7 +360,7 @@ def goals(summary: dict, margin: float = 0.0) -> dict:
         cross = [m for m in ("median", "knn", "hgb", "iterative") if m in summary[s]]
         best = min(summary[s][m]["nrmse_mean"] for m in cross)
         g = {"coverage_0.85_0.95": 0.85 - margin <= d["coverage"] <= 0.95 + margin,
-             "no_case_below_0.75": d["coverage_min"] >= 0.75 - margin,
+             "no_case_below_0.80": d["coverage_min"] >= 0.80 - margin,
              "width_at_most_median_baseline": d["width"] <= summary[s]["median"]["width"] * (1 + margin),
              "not_collapsed": d["spread"] >= 0.5 - margin}
         if s != "gap":

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from models.twolvlimp.stacking import (Masking, _chained_linear, _linear, _screened_linear, _trees, _wmse,
-                                       chained_terms, log_target_competes, read_trees, ridge_terms, screened_terms,
-                                       tree_search_rounds)
+from models.twolvlimp.stacking import (MAX_PATTERNS, Masking, _chained_linear, _linear, _screened_linear,
+                                       _screened_linear_folds, _trees, _wmse, chained_terms, log_target_competes,
+                                       read_trees, ridge_terms, screen_counts, screened_terms, tree_search_rounds)
+from models.twolvlimp.work import job
 from models.twolvlimp.tree_search import (FitContext, boosting_depths_expected, boosting_fold_terms,
                                           boosting_stages_expected, fits_in_parallel, forest_fold_terms)
 from models.twolvlimp.work import Job
@@ -134,13 +135,23 @@ class StackPlan:
     countries: int
     in_folds: bool = False
 
+    def expected_patterns(self) -> int:
+        """The patterns of missing inputs the calibration per pattern will find among the rows to predict (not
+        known before the selection and screening): one per row lacking a selected predictor, at most MAX_PATTERNS."""
+        p = self.shape.p
+        lacking = ((1 - (1 - self.gap_share) ** p) * self.pred_rows.size if self.gaps is None
+                   else float(self.gaps[self.pred_rows][:, :p].any(axis=1).sum()))
+        return int(min(MAX_PATTERNS, round(lacking)))
+
 
 @dataclass
 class MemberFit:
     """What a member's fold models give the stack. ``spread`` / ``leverage``: (training rows out of fold, rows to
     predict) of what scales its intervals (the single-tree spread; the ridge leverage); ``masked``: per fold,
     (predictions, spread or leverage or None) on the fold's held-out rows masked to each pattern, pattern after
-    pattern; ``detail``: what else the member keeps for its report."""
+    pattern; ``refits``: per pattern instead, the member fitted again for the rows to predict of that pattern on
+what they have (out of fold, their predictions, leverage or spread); ``detail``: what else the member keeps
+for its report."""
 
     oof: np.ndarray
     prediction: np.ndarray
@@ -148,6 +159,7 @@ class MemberFit:
     spread: tuple[np.ndarray, np.ndarray] | None = None
     leverage: tuple[np.ndarray, np.ndarray] | None = None
     masked: list[tuple[np.ndarray, np.ndarray | None]] | None = None
+    refits: list["MemberFit"] | None = None
     detail: Any = None
 
 
@@ -173,6 +185,7 @@ class Member(ABC):
     def report(self, fit: MemberFit) -> dict | None:
         """Its section of model.stack (members with ``has_section``)."""
         return None
+
 
 
 def fold_means(run: StackRun) -> tuple[np.ndarray, np.ndarray]:
@@ -314,25 +327,63 @@ class ScreenedRidgeMember(Member):
 
     name, tie_rank, has_section = "ridge_all_candidates", 2, True
 
+    def __init__(self, per_pattern: bool = True):
+        self.per_pattern = per_pattern   # fitted again per pattern of missing inputs (:meth:`for_pattern`)
+
     def applies(self, shape: StackShape) -> bool:
         return shape.linear and shape.candidates > shape.p
 
     def fit(self, run: StackRun, ctx: FitContext) -> MemberFit:
         d = run.data
-        oof, pred, alphas, counts, lev, ext = _screened_linear(
-            np.asarray(d.X_all, np.float64), np.asarray(d.y, np.float64), run.w, np.asarray(d.Xp_all, np.float64),
-            run.folds, None if run.masked is None else [e["Z"] for e in run.masked])
-        return MemberFit(oof, pred, leverage=lev, masked=ext,
-                         detail={"n_candidates": int(np.shape(d.X_all)[1]), "alphas": alphas, "counts": counts})
+        X_all, y, Xp_all = (np.asarray(d.X_all, np.float64), np.asarray(d.y, np.float64),
+                            np.asarray(d.Xp_all, np.float64))
+        oof, pred, alphas, chosen, lev, ext = _screened_linear(
+            X_all, y, run.w, Xp_all, run.folds, None if run.masked is None else [e["Z"] for e in run.masked])
+        refits = None
+        if self.per_pattern and d.masking is not None:
+            refits = self._refits(run, X_all, y, Xp_all, chosen)
+        return MemberFit(oof, pred, leverage=lev, masked=None if refits else ext, refits=refits or None,
+                         detail={"n_candidates": int(X_all.shape[1]), "alphas": alphas, "chosen": chosen})
+
+    def _refits(self, run: StackRun, X_all, y, Xp_all, chosen) -> list[MemberFit]:
+        """Per pattern of missing inputs, ranked among the candidates the pattern has, each fold keeping its
+        count and log choice: where rows lack the target's close relatives, the next best predictors stand in
+        for them, instead of their imputed values (the same out of fold whether the held-out rows are masked
+        or not: it never reads the pattern's columns)."""
+        sizes, counts, refits = [tr.size for tr, _ in run.folds], [c for c, _ in chosen], []
+        with job("screened_ridge_per_pattern", patterns=0.0, rank=0.0, svd=0.0) as terms:
+            if run.patterns is not None:
+                _, masks, row_pattern = run.patterns
+                for k, lacks in enumerate(masks):
+                    has = ~lacks
+                    oof, pred, _, _, lev, _ = _screened_linear_folds(
+                        X_all[:, has], y, run.w, Xp_all[row_pattern == k][:, has], run.folds, fixed=chosen)
+                    refits.append(MemberFit(oof, pred, leverage=lev))
+                    done = screened_terms(sizes, int(has.sum()), counts)
+                    terms.update(patterns=terms["patterns"] + 1, rank=terms["rank"] + done["rank"],
+                                 svd=terms["svd"] + done["svd"])
+        return refits
 
     def jobs(self, plan: StackPlan) -> list[Job]:
-        return [Job("screened_ridge", screened_terms([tr.size for tr, _ in plan.folds], plan.shape.candidates))]
+        sizes = [tr.size for tr, _ in plan.folds]
+        jobs = [Job("screened_ridge", screened_terms(sizes, plan.shape.candidates))]
+        if self.per_pattern:
+            # each fold's count is not known before the fit: counted as the median count it may try
+            counts = screen_counts(plan.shape.candidates)
+            each = screened_terms(sizes, plan.shape.candidates, [counts[len(counts) // 2]] * len(sizes))
+            patterns = plan.expected_patterns()
+            jobs.append(Job("screened_ridge_per_pattern", {"patterns": float(patterns), "rank": patterns * each["rank"],
+                                                            "svd": patterns * each["svd"]}))
+        return jobs
 
     def report(self, fit: MemberFit) -> dict:
         return {"n_candidates": fit.detail["n_candidates"], "alpha_by_fold": fit.detail["alphas"],
                 "screening": "the candidates most correlated with the target on the fold's training rows; their "
                              "count by leave-one-out error",
-                "count_by_fold": fit.detail["counts"]}
+                "count_by_fold": [count for count, _ in fit.detail["chosen"]],
+                "per_pattern": "fitted again for each pattern of missing inputs among the rows to predict, ranked "
+                               "among the candidates the pattern has (each fold's count kept)"
+                               if self.per_pattern else None}
 
 
 class ChainedLinearMember(Member):

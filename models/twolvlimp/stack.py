@@ -25,7 +25,7 @@ import numpy as np
 from models.twolvlimp.intervals import bootstrap_interval
 from models.twolvlimp.members import (MEMBERS, Member, MemberFit, StackData, StackOptions, StackPlan, StackRun,
                                       StackShape, TreesMember)
-from models.twolvlimp.stacking import (MAX_PATTERNS, MONDRIAN_MIN, PATTERN_WEIGHTS, _masked_rows, _normalised_interval,
+from models.twolvlimp.stacking import (MONDRIAN_MIN, PATTERN_WEIGHTS, _masked_rows, _normalised_interval,
                                        pattern_columns, pattern_terms, patterns_of, stack_folds, tree_search_rounds)
 from models.twolvlimp.tree_search import (ESTIMATOR_NAMES, FOREST_DEPTHS, N_FOLDS, ON_THIS_THREAD, FitContext,
                                           FitResult, _wmse, balanced_weights, fit_submitter, results_of)
@@ -90,19 +90,10 @@ def stack_terms(shape: StackShape, opts: StackOptions, n_members: int, in_folds:
     return {"rows": float(shape.n), "tree_outputs": float(outputs), "grid_rows": float(grid_size(n_members) * shape.n)}
 
 
-def expected_patterns(plan: StackPlan, share: float) -> int:
-    """The patterns of missing inputs the calibration per pattern will find among the rows to predict (not known
-    before the selection and screening): one per row lacking a selected predictor, at most MAX_PATTERNS."""
-    lacking = (share * plan.pred_rows.size if plan.gaps is None
-               else float(plan.gaps[plan.pred_rows][:, :plan.shape.p].any(axis=1).sum()))
-    return int(min(MAX_PATTERNS, round(lacking)))
-
-
 def stack_jobs(plan: StackPlan, n_candidates: int, members: tuple[Member, ...] = MEMBERS) -> list[Job]:
     """The jobs one :func:`fit_stacked` call runs: the calibration per pattern (the held-out rows refilled on the
     ``n_candidates`` candidate columns), each member's that applies, the stack's own."""
-    share = 1 - (1 - plan.gap_share) ** plan.shape.p
-    jobs = [Job("pattern_calibration", pattern_terms(plan.train_rows.size, expected_patterns(plan, share),
+    jobs = [Job("pattern_calibration", pattern_terms(plan.train_rows.size, plan.expected_patterns(),
                                                      n_candidates, plan.countries))]
     running = [m for m in members if m.applies(plan.shape)]
     for member in running:
@@ -185,17 +176,34 @@ def _calibration_rows(sids: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _masked_members(fits: list[MemberFit], folds, k: int, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Every member's predictions of the held-out rows masked to pattern ``k`` (members x training rows), and per
-    member its spread (0 where it has none) or leverage (1 where it has none) on those rows."""
+    member its spread (0 where it has none) or leverage (1 where it has none) on those rows; a member fitted
+    again for the pattern (``refits``): that fit's out-of-fold predictions and spread or leverage."""
     Mk = np.empty((len(fits), n))
     aux = [np.zeros(n) if f.spread is not None else np.ones(n) for f in fits]
-    for f, (_, te) in enumerate(folds):
-        block = slice(k * te.size, (k + 1) * te.size)
-        for i, fit in enumerate(fits):
+    for i, fit in enumerate(fits):
+        if fit.refits is not None:
+            again = fit.refits[k]
+            Mk[i] = again.oof
+            scale = again.spread if again.spread is not None else again.leverage
+            if scale is not None:
+                aux[i] = scale[0]
+            continue
+        for f, (_, te) in enumerate(folds):
+            block = slice(k * te.size, (k + 1) * te.size)
             predicted, scale = fit.masked[f]
             Mk[i, te] = predicted[block]
             if scale is not None:
                 aux[i][te] = scale[block]
     return Mk, aux
+
+
+def _on_pattern_rows(fit: MemberFit, k: int, rows: np.ndarray) -> tuple:
+    """A member's predictions, spread and leverage (None: it has none) for the rows to predict of pattern ``k``:
+    from its fit for the pattern when it was fitted again (``refits``)."""
+    if fit.refits is not None:
+        again = fit.refits[k]
+        return again.prediction, *(None if s is None else s[1] for s in (again.spread, again.leverage))
+    return fit.prediction[rows], *(None if s is None else s[1][rows] for s in (fit.spread, fit.leverage))
 
 
 def _combine(run: StackRun, running: list[Member], fits: list[MemberFit], members: tuple[Member, ...]) -> FitResult:
@@ -250,18 +258,21 @@ def _combine(run: StackRun, running: list[Member], fits: list[MemberFit], member
         for k in range(len(masks)):
             rows = np.flatnonzero(row_pattern == k)
             Mk, aux = _masked_members(fits, folds, k, n)
+            parts = [_on_pattern_rows(f, k, rows) for f in fits]
+            members_k = np.vstack([predicted for predicted, _, _ in parts])
+            spreads_k = [None if s is None else (a, s) for (_, s, _), a in zip(parts, aux)]
+            leverages_k = [None if lev is None else (a, lev) for (_, _, lev), a in zip(parts, aux)]
+            refitted = [m.name for m, f in zip(running, fits) if f.refits is not None]
             if PATTERN_WEIGHTS:
                 gk = _best_weights(grid, Mk, y, w, order)
                 honest_k = _nested_stack_oof(grid, Mk, y, w, folds, order)
             else:
                 gk, honest_k = g, _nested_stack_oof(grid, members_oof, y, w, folds, order, apply_to=Mk)
-            pred_k = np.asarray(gk) @ members_pred[:, rows]
-            lo, hi, pinfo = calibrated(
-                gk, honest_k, pred_k,
-                [None if f.spread is None else (a, f.spread[1][rows]) for f, a in zip(fits, aux)],
-                [None if f.leverage is None else (a, f.leverage[1][rows]) for f, a in zip(fits, aux)])
+            pred_k = np.asarray(gk) @ members_k
+            lo, hi, pinfo = calibrated(gk, honest_k, pred_k, spreads_k, leverages_k)
             prediction[rows], lower[rows], upper[rows] = pred_k, lo, hi
             info["patterns"].append({"rows": int(rows.size), "inputs_lacked": int(masks[k].sum()),
+                                     "members_fitted_again": refitted,
                                      "weights": every_member(gk), "scale": pinfo.get("scale"),
                                      "adjustment": pinfo.get("adjustment", pinfo.get("residual_high")),
                                      "cv_rmse_masked": float(np.sqrt(_wmse(y, honest_k, w)))})

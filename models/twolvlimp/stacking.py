@@ -61,7 +61,9 @@ missing values*, ICML 2023, CP-MDA nested): a row to predict that lacks some of 
 (:func:`pattern_columns`, at most MAX_PATTERNS patterns: :func:`patterns_of`) gets its interval, either kind,
 and (PATTERN_WEIGHTS) its stacking weights from each fold's held-out rows masked to its pattern, refilled
 from the other rows (:func:`refill`) and read by every member's fold model: residuals of rows that lack at
-least what it lacks, instead of rows that had its missing relatives.
+least what it lacks, instead of rows that had its missing relatives. A member may instead be fitted again
+per pattern on what the pattern's rows have (``MemberFit.refits``: the screened ridge, whose substitutes for
+the missing relatives are the next candidates in its ranking).
 """
 from __future__ import annotations
 
@@ -393,12 +395,15 @@ def screen_counts(p: int) -> list[int]:
     return sorted({min(c, p) for c in SCREEN_COUNTS} | {p})
 
 
-def screened_terms(train_sizes, p: int) -> dict[str, float]:
+def screened_terms(train_sizes, p: int, counts: list[int] | None = None) -> dict[str, float]:
     """The size of :func:`_screened_linear` on ``p`` candidates, folds of the given training sizes: a
-    ranking of the candidates and two ridge fits (log or not) per count, per fold."""
-    counts = screen_counts(p)
-    return {"folds": float(len(train_sizes)), "rank": float(sum(n * p for n in train_sizes)),
-            "svd": float(sum(2 * svd_cells(n, c) for n in train_sizes for c in counts))}
+    ranking of the candidates and two ridge fits (log or not) per count, per fold; ``counts``: one count
+    per fold, fitted once (the member fitted again per pattern of missing inputs, each fold's count kept)."""
+    if counts is None:
+        svd = sum(2 * svd_cells(n, c) for n in train_sizes for c in screen_counts(p))
+    else:
+        svd = sum(svd_cells(n, min(c, p)) for n, c in zip(train_sizes, counts))
+    return {"folds": float(len(train_sizes)), "rank": float(sum(n * p for n in train_sizes)), "svd": float(svd)}
 
 
 def _screened_linear(X, y, w, Xp, folds, extra=None):
@@ -406,23 +411,22 @@ def _screened_linear(X, y, w, Xp, folds, extra=None):
         return _screened_linear_folds(X, y, w, Xp, folds, extra)
 
 
-def _screened_linear_folds(X, y, w, Xp, folds, extra=None):
+def _screened_linear_folds(X, y, w, Xp, folds, extra=None, fixed=None):
     """Ridge on the candidates most correlated with the target: per fold, the candidates are ranked by
     |correlation| on the fold's training rows and the count (SCREEN_COUNTS, or every candidate), with or
-    without the log of skewed columns, is the one with the least leave-one-out error on those rows; the
-    held-out rows score the whole procedure."""
+    without the log of skewed columns, is the one with the least leave-one-out error on those rows (``fixed``:
+    per fold, the count and log choice to use instead); the held-out rows score the whole procedure."""
     n, p = X.shape
-    counts = screen_counts(p)
     oof, oof_lev = np.empty(n), np.empty(n)
     preds, levs, alphas, chosen, ext = [], [], [], [], []
     for f, (tr, te) in enumerate(folds):
         Xtr, ytr, wtr = X[tr], y[tr], w[tr]
         order = _screen_order(Xtr, ytr, wtr)
         best = None
-        for c in counts:
+        for c in (screen_counts(p) if fixed is None else [min(fixed[f][0], p)]):
             cols = order[:c]
-            for log in (True, False):   # skewed columns log-transformed or not (the target stays as it is)
-                if not log and not stage.log_.any():
+            for log in ((True, False) if fixed is None else (fixed[f][1],)):   # skewed columns in logs or not
+                if not log and fixed is None and not stage.log_.any():
                     break   # no skewed column: the same fit again
                 stage = LinearStage(log).fit(Xtr[:, cols], ytr, wtr)
                 if best is None or stage.loo_ < best[0] - 1e-15:
@@ -432,7 +436,7 @@ def _screened_linear_folds(X, y, w, Xp, folds, extra=None):
         preds.append(stage.predict(Xp[:, cols]))
         levs.append(stage.leverage(Xp[:, cols]))
         alphas.append(stage.alpha_)
-        chosen.append(int(cols.size))
+        chosen.append((int(cols.size), bool(stage.log)))
         if extra is not None:
             ext.append((stage.predict(extra[f][:, cols]), stage.leverage(extra[f][:, cols])))
     return oof, np.mean(preds, axis=0), alphas, chosen, (oof_lev, np.mean(levs, axis=0)), \

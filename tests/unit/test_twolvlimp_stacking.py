@@ -243,3 +243,41 @@ def test_linear_stage_tests_every_column_at_once_as_one_by_one():
     assert (stage.offset_[~stage.log_] == 0).all()
     assert not LinearStage(log=False).fit(X, rng.normal(size=n), np.ones(n)).log_.any()
     assert SKEW_LOG > 0
+
+
+def test_rows_lacking_the_targets_relative_get_the_screened_ridge_on_a_substitute():
+    """y = 3 x0 - x1; x6 (not selected) is x0 plus a little noise; the rows to predict lack x0. Per pattern, the
+    screened ridge ranked among the candidates those rows have puts x6 in x0's place: far better predictions
+    than reading x0's imputed value, and the pattern's weights lean on it."""
+    from models.twolvlimp.members import MEMBERS, ScreenedRidgeMember
+    from models.twolvlimp.stacking import Masking
+
+    rng = np.random.default_rng(11)
+    n, m = 200, 120
+    raw = rng.normal(size=(n + m, 8))
+    raw[:, 6] = raw[:, 0] + 0.2 * rng.normal(size=n + m)
+    y_all = 3 * raw[:, 0] - raw[:, 1] + 0.3 * rng.normal(size=n + m)
+    raw[n:, 0] = np.nan
+    Z = np.where(np.isnan(raw), np.nanmean(raw, axis=0), raw)
+    selected = np.arange(5)
+    masking = Masking(raw=raw, filled=Z, train_rows=np.arange(n), pred_rows=np.arange(n, n + m),
+                      selected=selected, interpolator="SimpleImputer")
+    data = StackData(Z[:n, selected], y_all[:n], np.zeros(n, bool), Z[n:, selected],
+                     missing=np.isnan(raw[:n, selected]), missing_pred=np.isnan(raw[n:, selected]),
+                     X_all=Z[:n], Xp_all=Z[n:], masking=masking)
+    truth = y_all[n:]
+
+    def rmse(per_pattern: bool):
+        members = tuple(ScreenedRidgeMember(per_pattern) if isinstance(mb, ScreenedRidgeMember) else mb
+                        for mb in MEMBERS)
+        fit = fit_stacked(data, StackOptions("rfr", 30, "quantile", 7), members=members)
+        return float(np.sqrt(np.mean((fit.prediction - truth) ** 2))), fit
+
+    without, _ = rmse(False)
+    with_substitute, fit = rmse(True)
+    assert with_substitute < 0.5 * without
+    pattern = fit.interval_info["patterns"][0]
+    assert pattern["members_fitted_again"] == ["ridge_all_candidates"]
+    assert pattern["weights"][3] > 0.5   # the screened ridge carries the pattern
+    covered = float(np.mean((truth >= fit.lower) & (truth <= fit.upper)))
+    assert 0.85 <= covered <= 0.98
