@@ -131,11 +131,11 @@ def reselects_in_folds(r: ResolvedRequest, n_candidates: int, n_train: int) -> b
 
 
 class FoldSelections:
-    """AFS on each stack fold's training rows (positions among the candidates), memoised as the selection, started
-    as soon as the candidates are imputed (:meth:`start`) and waited for when the cross-section stack needs them
-    (:meth:`result`). On as many rows as the fold fits are (:func:`fits_in_parallel`) they run on the fit pool,
-    beside each other and beside what the request does meanwhile on its own thread (the selection on every row,
-    the own-series submodel); on fewer rows, one after another on the request's thread."""
+    """AFS on each stack fold's training rows (positions among the candidates), memoised as the selection: started
+    (:meth:`start`) right after the selection on every row is queued (:func:`select_columns`) and waited for when
+    the cross-section stack needs them (:meth:`result`). On as many rows as the fold fits are
+    (:func:`fits_in_parallel`) they run on the fit pool, beside each other, the selection on every row and the
+    own-series stack; on fewer rows, one after another on the request's thread when waited for."""
 
     def __init__(self, ds: Dataset, r: ResolvedRequest, Z_train: np.ndarray, y: np.ndarray, w: np.ndarray,
                  ctx: FitContext):
@@ -282,8 +282,7 @@ def run_default(ds: Dataset, r: ResolvedRequest, ctx: FitContext = FitContext())
     w = balanced_weights(sids[train])
     # the selections in the stack folds need only the candidates: started with the selection on every row, they
     # run beside it and beside the own-series stack
-    selections = (FoldSelections(ds, r, Z[train], y, w, ctx)
-                  if "selection_in_folds" in steps and "cross_section" in submodel_roles(lay) else None)
+    selections = FoldSelections(ds, r, Z[train], y, w, ctx) if "selection_in_folds" in steps else None
     try:
         sel = select_columns(ds, r, cols, Z, train, y, w, selections, ctx)
         if selections is not None:
