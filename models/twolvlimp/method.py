@@ -40,10 +40,6 @@ from shared.dataset import Dataset
 
 MIN_OWN_SERIES_TRAIN = 20   # fewer training countries with an own series: use the cross-section model
 RFE_TREES = 30
-# AFS redone in the stack folds (``reselects_in_folds``) grows fewer trees per elimination round: those five selections
-# only feed the out-of-fold predictions the stack's weights and intervals rest on (the predictions use the
-# selection on every row), and were most of a platform-size request's CPU (docs/benchmarks.md)
-FOLD_RFE_TREES = 15
 RANGE_EXTRAPOLATE = 0.5     # predictions may leave the target's observed range by this share of it (as ridge's inputs)
 
 
@@ -146,7 +142,7 @@ class FoldSelections:
     def _submit(self) -> list:
         (Z, y, w), k = self._data, self._r.number_predictor
         submit = fit_submitter(y.size, self._ctx)
-        return [submit("afs fold", afs_select, Z[tr], y[tr], k, w[tr], SEED, FOLD_RFE_TREES, fits_in_parallel(y.size))
+        return [submit("afs fold", afs_select, Z[tr], y[tr], k, w[tr], SEED, RFE_TREES, fits_in_parallel(y.size))
                 for tr, _ in stack_folds(y.size, SEED)]
 
     def start(self) -> "FoldSelections":
@@ -253,7 +249,7 @@ def prepare_steps(ds: Dataset, r: ResolvedRequest, lay: Layout) -> list[PrepareS
 
     def fold_selection_jobs() -> list[Job]:
         return [Job(kind, terms, "prepare", fits_in_parallel(n)) for tr, _ in stack_folds(n, SEED)
-                for kind, terms in afs_terms(tr.size, cols.size, r.number_predictor, FOLD_RFE_TREES).items()]
+                for kind, terms in afs_terms(tr.size, cols.size, r.number_predictor, RFE_TREES).items()]
 
     in_folds = "cross_section" in submodel_roles(lay) and reselects_in_folds(r, cols.size, n)
     steps = [PrepareStep("imputation", memo_key, imputation_jobs)]
