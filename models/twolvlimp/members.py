@@ -25,10 +25,9 @@ import numpy as np
 from models.twolvlimp.stacking import (MAX_PATTERNS, Masking, _chained_linear, _linear, _screened_linear,
                                        _screened_linear_folds, _trees, _wmse, chained_terms, log_target_competes,
                                        read_trees, ridge_terms, screen_counts, screened_terms, tree_search_rounds)
-from models.twolvlimp.work import job
 from models.twolvlimp.tree_search import (FitContext, boosting_depths_expected, boosting_fold_terms,
                                           boosting_stages_expected, fits_in_parallel, forest_fold_terms)
-from models.twolvlimp.work import Job
+from models.twolvlimp.work import Job, job
 
 
 # ------------------------------------------------------------------------------------------ what a stack holds
@@ -150,8 +149,8 @@ class MemberFit:
     predict) of what scales its intervals (the single-tree spread; the ridge leverage); ``masked``: per fold,
     (predictions, spread or leverage or None) on the fold's held-out rows masked to each pattern, pattern after
     pattern; ``refits``: per pattern instead, the member fitted again for the rows to predict of that pattern on
-what they have (out of fold, their predictions, leverage or spread); ``detail``: what else the member keeps
-for its report."""
+    what they have (out of fold, their predictions, leverage or spread); ``detail``: what else the member keeps
+    for its report."""
 
     oof: np.ndarray
     prediction: np.ndarray
@@ -185,7 +184,6 @@ class Member(ABC):
     def report(self, fit: MemberFit) -> dict | None:
         """Its section of model.stack (members with ``has_section``)."""
         return None
-
 
 
 def fold_means(run: StackRun) -> tuple[np.ndarray, np.ndarray]:
@@ -337,12 +335,13 @@ class ScreenedRidgeMember(Member):
         d = run.data
         X_all, y, Xp_all = (np.asarray(d.X_all, np.float64), np.asarray(d.y, np.float64),
                             np.asarray(d.Xp_all, np.float64))
+        # fitted again per pattern: its fits for the patterns stand in for the masked held-out rows, so those are
+        # not predicted
+        refit = self.per_pattern and run.patterns is not None
         oof, pred, alphas, chosen, lev, ext = _screened_linear(
-            X_all, y, run.w, Xp_all, run.folds, None if run.masked is None else [e["Z"] for e in run.masked])
-        refits = None
-        if self.per_pattern and d.masking is not None:
-            refits = self._refits(run, X_all, y, Xp_all, chosen)
-        return MemberFit(oof, pred, leverage=lev, masked=None if refits else ext, refits=refits or None,
+            X_all, y, run.w, Xp_all, run.folds, None if run.masked is None or refit else [e["Z"] for e in run.masked])
+        refits = self._refits(run, X_all, y, Xp_all, chosen) if refit else None
+        return MemberFit(oof, pred, leverage=lev, masked=ext, refits=refits,
                          detail={"n_candidates": int(X_all.shape[1]), "alphas": alphas, "chosen": chosen})
 
     def _refits(self, run: StackRun, X_all, y, Xp_all, chosen) -> list[MemberFit]:
@@ -352,16 +351,15 @@ class ScreenedRidgeMember(Member):
         or not: it never reads the pattern's columns)."""
         sizes, counts, refits = [tr.size for tr, _ in run.folds], [c for c, _ in chosen], []
         with job("screened_ridge_per_pattern", patterns=0.0, rank=0.0, svd=0.0) as terms:
-            if run.patterns is not None:
-                _, masks, row_pattern = run.patterns
-                for k, lacks in enumerate(masks):
-                    has = ~lacks
-                    oof, pred, _, _, lev, _ = _screened_linear_folds(
-                        X_all[:, has], y, run.w, Xp_all[row_pattern == k][:, has], run.folds, fixed=chosen)
-                    refits.append(MemberFit(oof, pred, leverage=lev))
-                    done = screened_terms(sizes, int(has.sum()), counts)
-                    terms.update(patterns=terms["patterns"] + 1, rank=terms["rank"] + done["rank"],
-                                 svd=terms["svd"] + done["svd"])
+            _, masks, row_pattern = run.patterns
+            for k, lacks in enumerate(masks):
+                has = ~lacks
+                oof, pred, _, _, lev, _ = _screened_linear_folds(
+                    X_all[:, has], y, run.w, Xp_all[row_pattern == k][:, has], run.folds, fixed=chosen)
+                refits.append(MemberFit(oof, pred, leverage=lev))
+                done = screened_terms(sizes, int(has.sum()), counts)
+                terms.update(patterns=terms["patterns"] + 1, rank=terms["rank"] + done["rank"],
+                             svd=terms["svd"] + done["svd"])
         return refits
 
     def jobs(self, plan: StackPlan) -> list[Job]:

@@ -255,6 +255,7 @@ def _combine(run: StackRun, running: list[Member], fits: list[MemberFit], member
         # rows that lack inputs the held-out rows had: calibrated (and weighted) on those rows masked the same way
         kept, masks, row_pattern = run.patterns
         info["patterns"] = []
+        refitted = [m.name for m, f in zip(running, fits) if f.refits is not None]
         for k in range(len(masks)):
             rows = np.flatnonzero(row_pattern == k)
             Mk, aux = _masked_members(fits, folds, k, n)
@@ -262,7 +263,6 @@ def _combine(run: StackRun, running: list[Member], fits: list[MemberFit], member
             members_k = np.vstack([predicted for predicted, _, _ in parts])
             spreads_k = [None if s is None else (a, s) for (_, s, _), a in zip(parts, aux)]
             leverages_k = [None if lev is None else (a, lev) for (_, _, lev), a in zip(parts, aux)]
-            refitted = [m.name for m, f in zip(running, fits) if f.refits is not None]
             if PATTERN_WEIGHTS:
                 gk = _best_weights(grid, Mk, y, w, order)
                 honest_k = _nested_stack_oof(grid, Mk, y, w, folds, order)
