@@ -16,15 +16,60 @@ from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401  (registers IterativeImputer)
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
+from sklearn.metrics import pairwise_distances_chunked
+from sklearn.utils.validation import validate_data
 
 from models.twolvlimp.lookups import INTERPOLATORS
 from models.twolvlimp.work import job
 
 
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and np.isnan(value)
+
+
 class _KNNImputer(KNNImputer):
     """scikit-learn's ``KNNImputer`` (uniform weights), with each column's average of its donors taken on plain
-    arrays instead of masked ones (``np.ma`` took most of a platform-size imputation's time): the same sums in
-    the same order, so the same numbers (``tests/unit/test_twolvlimp_imputers.py`` compares the two)."""
+    arrays instead of masked ones (``np.ma`` took most of a platform-size imputation's time), and ``transform``
+    visiting only the columns with gaps (scikit-learn's visits every column: most of the time of the calibration's
+    refills, hundreds of candidates of which a pattern blanks a few): the same distances, donors and sums in the
+    same order, so the same numbers (``tests/unit/test_twolvlimp_imputers.py`` compares the two)."""
+
+    def transform(self, X):
+        if (self.weights not in (None, "uniform") or self.metric != "nan_euclidean" or self.add_indicator
+                or not self.keep_empty_features or not _is_nan(self.missing_values)):
+            return super().transform(X)
+        X = validate_data(self, X, dtype=np.float64, force_writeable=True, ensure_all_finite="allow-nan",
+                          copy=True, reset=False)
+        missing, fit_missing, valid = np.isnan(X), self._mask_fit_X, self._valid_mask
+        gaps = missing & valid
+        rows = np.flatnonzero(gaps.any(axis=1))
+        fit_X, donors_of = self._fit_X, {}
+
+        def fill(distances: np.ndarray, start: int) -> None:
+            """One chunk of the rows with gaps: each of their columns with a gap from its nearest donors."""
+            chunk = rows[start:start + distances.shape[0]]
+            for col in np.flatnonzero(gaps[chunk].any(axis=0)).tolist():
+                if col not in donors_of:
+                    donors_of[col] = np.flatnonzero(~fit_missing[:, col])
+                donors = donors_of[col]
+                takers = np.flatnonzero(missing[chunk, col])
+                D = distances[takers][:, donors]
+                far = np.isnan(D).all(axis=1)
+                if far.any():   # no donor shares a value with the row: the column's mean, as scikit-learn
+                    X[chunk[takers[far]], col] = np.ma.array(fit_X[:, col], mask=fit_missing[:, col]).mean()
+                    if far.all():
+                        continue
+                    takers, D = takers[~far], D[~far]
+                X[chunk[takers], col] = self._calc_impute(D, min(self.n_neighbors, donors.size), fit_X[donors, col],
+                                                          fit_missing[donors, col])
+
+        if rows.size:
+            # the same distances in the same chunks as scikit-learn's transform
+            for _ in pairwise_distances_chunked(X[rows], fit_X, metric=self.metric, missing_values=np.nan,
+                                                ensure_all_finite="allow-nan", reduce_func=fill):
+                pass
+        X[:, ~valid] = 0
+        return X
 
     def _calc_impute(self, dist_pot_donors, n_neighbors, fit_X_col, mask_fit_X_col):
         if self.weights not in (None, "uniform"):
@@ -108,27 +153,51 @@ def one_blas_thread():
 
 # Ridge penalties tried for each column's regression, per fitting row (inputs are standardised).
 _ALPHAS = np.logspace(-3, 2, 11)
+_sum = np.add.reduce
+
+
+try:
+    from numpy.linalg._umath_linalg import eigh_lo as _EIGH_LOWER   # what np.linalg.eigh calls (UPLO="L")
+except ImportError:   # a numpy that moved it: the public function (the same numbers)
+    _EIGH_LOWER = None
+
+
+def _symmetric_eigh(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.linalg.eigh(G)`` of a real symmetric matrix: the same LAPACK routine (numpy's own), called without the
+    argument checks and error-state context that cost a tenth of a 30 x 30 decomposition."""
+    if _EIGH_LOWER is None:
+        return np.linalg.eigh(G)
+    s2, V = _EIGH_LOWER(G, signature="d->dd")
+    if s2.size and not s2[-1] == s2[-1]:   # (NaN: LAPACK did not converge)
+        raise np.linalg.LinAlgError("Eigenvalues did not converge")
+    return s2, V
 
 
 def _ridge_gcv(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
     """Ridge regression of ``b`` on ``A`` (with intercept), its penalty chosen by generalised
     cross-validation over ``_ALPHAS``; one eigendecomposition of the small Gram matrix serves
-    every penalty (no large LAPACK call: nothing for BLAS threads to contend over)."""
+    every penalty (no large LAPACK call: nothing for BLAS threads to contend over).
+
+    Called thousands of times per request on arrays of a few dozen rows, so written for few numpy
+    calls: ``np.add.reduce(x) / m`` is what ``x.mean()`` computes, without its Python layers."""
     m = A.shape[0]
-    a_mean, b_mean = A.mean(axis=0), float(b.mean())
+    a_mean, b_mean = _sum(A, axis=0) / m, float(_sum(b)) / m
     Ac, bc = A - a_mean, b - b_mean
-    s2, V = np.linalg.eigh(Ac.T @ Ac)
+    s2, V = _symmetric_eigh(Ac.T @ Ac)
     keep = s2 > 1e-12 * max(float(s2[-1]) if s2.size else 0.0, 1e-300)
     s2, V = s2[keep], V[:, keep]
     if s2.size == 0:
         return np.zeros(A.shape[1]), b_mean
     s = np.sqrt(s2)
     c = (V.T @ (Ac.T @ bc)) / s                                           # b on A's principal axes
-    shrink = s2[None, :] / (s2[None, :] + (_ALPHAS * m)[:, None])        # penalties x components
+    shrink = s2 / (s2 + (_ALPHAS * m)[:, None])                           # penalties x components
     outside = max(float(bc @ bc - c @ c), 0.0)                            # residual outside A's span
-    resid = outside + (((1.0 - shrink) * c[None, :]) ** 2).sum(axis=1)
-    dof = (m - 1) - shrink.sum(axis=1)
-    gcv = np.where(dof > 0, resid / np.where(dof > 0, dof, 1.0) ** 2, np.inf)
+    resid = outside + _sum(((1.0 - shrink) * c) ** 2, axis=1)
+    dof = (m - 1) - _sum(shrink, axis=1)
+    if (dof > 0).all():   # (as a rule: the general form below gives the same numbers, with more calls)
+        gcv = resid / dof ** 2
+    else:
+        gcv = np.where(dof > 0, resid / np.where(dof > 0, dof, 1.0) ** 2, np.inf)
     best = int(np.argmin(gcv)) if np.isfinite(gcv).any() else len(_ALPHAS) - 1
     coef = V @ (shrink[best] / s * c)
     return coef, b_mean - float(a_mean @ coef)
@@ -272,20 +341,25 @@ class NearestFeatureIterativeImputer(TransformerMixin, BaseEstimator):
         self.n_iter_ = 0
         self.changes_ = []
         n_holes = max(int(missing[:, targets].sum()), 1)
-        # each modelled column's fitting rows and holes, as index arrays once (the same cells every round)
+        # each modelled column's cells, as flat indices into Z once (the same cells every round; taking them
+        # flat costs a third of indexing rows x columns, in a loop of thousands of small steps)
+        Z = np.ascontiguousarray(Z)
+        cells = Z.reshape(-1)   # a view: writing it writes Z
+        p = Z.shape[1]
         steps = []
         for j, inputs in zip(targets.tolist(), nearest):
             if inputs.size:
-                rows, holes = np.flatnonzero(observed[:, j]), np.flatnonzero(missing[:, j])
-                steps.append((j, inputs, (rows[:, None], inputs), rows, (holes[:, None], inputs), holes,
+                rows, holes = np.flatnonzero(observed[:, j]) * p, np.flatnonzero(missing[:, j]) * p
+                steps.append((j, inputs, rows[:, None] + inputs, rows + j, holes[:, None] + inputs, holes + j,
                               self.low_[j], self.high_[j]))
         for _ in range(max(1, int(self.max_iter))):
             moved = 0.0   # sum of squared moves of the imputed values, in standard deviations
-            for j, inputs, fit_cells, rows, hole_cells, holes, low, high in steps:
-                coef, intercept = _ridge_gcv(Z[fit_cells], Z[rows, j])
-                new = np.clip(Z[hole_cells] @ coef + intercept, low, high)
-                moved += float(np.sum((new - Z[holes, j]) ** 2))
-                Z[holes, j] = new
+            for j, inputs, fit_cells, fit_target, hole_cells, hole_target, low, high in steps:
+                coef, intercept = _ridge_gcv(cells.take(fit_cells), cells.take(fit_target))
+                new = np.minimum(np.maximum(cells.take(hole_cells) @ coef + intercept, low), high)   # np.clip's
+                step = new - cells.take(hole_target)
+                moved += float(_sum(step * step))
+                cells[hole_target] = new
                 models[j] = (inputs, coef, intercept)
             self.n_iter_ += 1
             change = float(np.sqrt(moved / n_holes))

@@ -18,6 +18,7 @@ The method itself (why these members, the intervals, the patterns) is described 
 from __future__ import annotations
 
 import dataclasses
+from functools import lru_cache
 from math import comb
 
 import numpy as np
@@ -35,7 +36,8 @@ __all__ = ["fit_stacked", "stack_jobs", "stacking_grid", "StackData", "StackOpti
 
 
 # ------------------------------------------------------------------------------------------------ the grid
-def stacking_grid(k: int) -> list[tuple[float, ...]]:
+@lru_cache(maxsize=None)
+def stacking_grid(k: int) -> tuple[tuple[float, ...], ...]:
     """Weights of ``k`` members: multiples of 0.1 summing to 1 (the last member's is what the others leave)."""
     grid: list[tuple[float, ...]] = []
 
@@ -46,7 +48,16 @@ def stacking_grid(k: int) -> list[tuple[float, ...]]:
         for t in range(left + 1):
             walk(tenths + (t,), left - t)
     walk((), 10)
-    return grid
+    return tuple(grid)
+
+
+@lru_cache(maxsize=None)
+def _grid_matrix(k: int) -> np.ndarray:
+    """:func:`stacking_grid` as a read-only array (made once: converting the 1,001 tuples of 5 members took
+    longer than scoring them)."""
+    G = np.asarray(stacking_grid(k))
+    G.flags.writeable = False
+    return G
 
 
 def grid_size(k: int) -> int:
@@ -60,11 +71,21 @@ def tie_order(members) -> list[int]:
 
 
 def _best_weights(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray, order: list[int]) -> tuple[float, ...]:
-    """The stacking weights of least weighted squared error; among equals, by :func:`tie_order`."""
-    G = np.asarray(grid)
-    errors = ((G @ members_oof - y) ** 2) @ w
-    # np.lexsort's last key sorts first, and it is stable: among equal keys the first combination of the grid
-    return grid[int(np.lexsort((*(G[:, j] for j in reversed(order)), errors))[0])]
+    """The stacking weights (of ``grid``, a :func:`stacking_grid`) of least weighted squared error; among equals,
+    by :func:`tie_order`."""
+    G = _grid_matrix(len(grid[0]))
+    return grid[_least(G, ((G @ members_oof - y) ** 2) @ w, order)]
+
+
+def _least(G: np.ndarray, errors: np.ndarray, order: list[int]) -> int:
+    """The row of ``G`` of least error; among equals, the least weight on the members of lowest rank first
+    (``order``: :func:`tie_order`), then the first row."""
+    least = errors.min()
+    tied = np.flatnonzero(errors == least) if least == least else np.arange(errors.size)   # (NaN: sorted last)
+    if tied.size > 1:
+        # np.lexsort's last key sorts first, and it is stable: among equal keys the first combination of the grid
+        tied = tied[np.lexsort((*(G[tied, j] for j in reversed(order)), errors[tied]))]
+    return int(tied[0])
 
 
 def _nested_stack_oof(grid, members_oof: np.ndarray, y: np.ndarray, w: np.ndarray, folds, order: list[int],
@@ -216,10 +237,10 @@ def _combine(run: StackRun, running: list[Member], fits: list[MemberFit], member
     grid = stacking_grid(len(running))
     members_oof = np.vstack([f.oof for f in fits])
     members_pred = np.vstack([f.prediction for f in fits])
-    G = np.asarray(grid)
-    resid = G @ members_oof - y                    # every combination's out-of-fold error at once
-    scores = dict(zip(grid, (resid ** 2 @ w / w.sum()).tolist()))
-    g = min(grid, key=lambda v: (scores[v], *(v[j] for j in order)))
+    G = _grid_matrix(len(running))
+    mse = ((G @ members_oof - y) ** 2 @ w / w.sum())    # every combination's out-of-fold error at once
+    scores = dict(zip(grid, mse.tolist()))
+    g = grid[_least(G, mse, order)]
     # the residuals the intervals are calibrated on: the weights chosen on all rows fit these very residuals
     # (optimistic on few rows); with each fold's weights chosen without that fold they stay out of fold
     honest_oof = _nested_stack_oof(grid, members_oof, y, w, folds, order)

@@ -159,3 +159,44 @@ def test_knn_imputer_gives_scikit_learns_numbers_exactly():
         ours = imputers._KNNImputer(n_neighbors=5, keep_empty_features=True).fit(X).transform(X)
         theirs = KNNImputer(n_neighbors=5, keep_empty_features=True).fit(X).transform(X)
         assert np.array_equal(ours, theirs, equal_nan=True), case
+
+
+def test_knn_imputer_fills_other_rows_with_scikit_learns_numbers_exactly():
+    """Filling rows other than the donors (as the calibration's refills do: a few blanked columns among many),
+    only the columns with gaps are visited; the numbers stay scikit-learn's to the last bit, rows that share no
+    value with any donor included (the column's mean), over one chunk of distances or many (one row each)."""
+    import warnings
+
+    from sklearn import config_context
+    from sklearn.impute import KNNImputer
+
+    rng = np.random.default_rng(5)
+    for case in range(12):
+        n, p = int(rng.integers(8, 80)), int(rng.integers(3, 60))
+        donors = rng.normal(size=(n, p))
+        donors[rng.random((n, p)) < 0.3] = np.nan
+        donors[:, 1] = np.nan if case % 3 == 0 else donors[:, 1]
+        rows = rng.normal(size=(int(rng.integers(1, 40)), p))
+        rows[:, rng.permutation(p)[:int(rng.integers(1, 4))]] = np.nan          # a pattern's blanked columns
+        rows[rng.random(rows.shape) < 0.1] = np.nan
+        rows[0, :] = np.nan
+        rows[0, p - 1] = 0.5 if case % 2 else np.nan                          # shares nothing, or one column
+        with config_context(working_memory=0.0005 if case % 4 == 1 else 1024), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)   # (one row per chunk: below the memory it asks for)
+            ours = imputers._KNNImputer(n_neighbors=5, keep_empty_features=True).fit(donors).transform(rows)
+            theirs = KNNImputer(n_neighbors=5, keep_empty_features=True).fit(donors).transform(rows)
+        assert not np.isnan(ours).any()
+        assert np.array_equal(ours, theirs), case
+
+
+def test_the_chained_ridge_decomposes_with_numpys_own_numbers():
+    """The chained imputer's ridge calls numpy's LAPACK routine directly (thousands of small fits per request):
+    eigenvalues and vectors equal to np.linalg.eigh's to the last bit, singular and empty matrices included."""
+    rng = np.random.default_rng(11)
+    for k, m in ((30, 40), (30, 12), (5, 5), (1, 3), (0, 4)):
+        A = rng.normal(size=(m, k))
+        G = A.T @ A
+        ours, numpys = imputers._symmetric_eigh(G), np.linalg.eigh(G)
+        assert all(np.array_equal(a, b) for a, b in zip(ours, numpys)), (k, m)
+    coef, intercept = imputers._ridge_gcv(np.ones((6, 3)), np.arange(6.0))   # constant inputs: the mean alone
+    assert np.array_equal(coef, np.zeros(3)) and intercept == 2.5
